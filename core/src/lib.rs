@@ -1,1 +1,18 @@
-pub fn x(){}
+//! chaperone-core: every decision chaperone makes, as pure functions over plain data.
+//! No proxy-wasm, no I/O, no clock: hosts hand in facts and apply the decision.
+
+pub mod config;
+pub mod decision;
+pub mod encoding;
+pub mod input;
+pub mod jwks;
+pub mod policy;
+pub mod reason;
+pub mod record;
+pub mod token;
+
+pub use config::{load, Compiled, ConfigError, Loaded};
+pub use decision::{decide, Decision};
+pub use input::RequestFacts;
+pub use reason::Reason;
+pub use record::DecisionRecord;

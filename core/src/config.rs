@@ -1,0 +1,346 @@
+//! Plugin configuration: strict parsing of the JSON document, then compilation into the
+//! structures every request uses. All the expensive and all the fallible work happens here.
+
+use crate::jwks::{admit_key_set, Algorithm, VerifyingKey};
+use crate::policy::Policy;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub const DEFAULT_ALGORITHMS: [Algorithm; 5] = [
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::RS256,
+    Algorithm::PS256,
+    Algorithm::EdDSA,
+];
+pub const DEFAULT_DECISION_PATH: &str = "envoy/authz/allow";
+
+/// The configuration document as users write it. Unknown keys are errors everywhere.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub issuers: Vec<RawIssuer>,
+    #[serde(default)]
+    pub from_headers: Option<Vec<RawTokenSource>>,
+    pub policy: RawPolicy,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    pub local_jwks: serde_json::Value,
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_seconds: u64,
+    #[serde(default = "default_max_lifetime")]
+    pub max_lifetime_seconds: u64,
+    #[serde(default)]
+    pub allowed_types: Option<Vec<String>>,
+    #[serde(default)]
+    pub claims: RawClaimMapping,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaimMapping {
+    #[serde(default = "default_agent_claim")]
+    pub agent_id: String,
+    #[serde(default = "default_owner_claim")]
+    pub owner: String,
+}
+
+impl Default for RawClaimMapping {
+    fn default() -> Self {
+        Self { agent_id: default_agent_claim(), owner: default_owner_claim() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenSource {
+    pub name: String,
+    #[serde(default)]
+    pub value_prefix: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    pub modules: BTreeMap<String, String>,
+    #[serde(default)]
+    pub data: Option<serde_json::Value>,
+    #[serde(default)]
+    pub decision_path: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub revision: Option<String>,
+    #[serde(default = "default_max_eval_ms")]
+    pub max_eval_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self { max_token_bytes: default_max_token_bytes() }
+    }
+}
+
+fn default_clock_skew() -> u64 {
+    60
+}
+fn default_max_lifetime() -> u64 {
+    3600
+}
+fn default_agent_claim() -> String {
+    "sub".to_owned()
+}
+fn default_owner_claim() -> String {
+    "owner".to_owned()
+}
+fn default_max_eval_ms() -> u64 {
+    50
+}
+fn default_max_token_bytes() -> usize {
+    8192
+}
+
+/// Everything a request needs, built once per configuration.
+pub struct Compiled {
+    pub issuers: Vec<Issuer>,
+    pub token_sources: Vec<TokenSource>,
+    pub policy: Policy,
+    pub max_token_bytes: usize,
+}
+
+pub struct Issuer {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
+    pub keys: Vec<VerifyingKey>,
+    pub clock_skew_seconds: u64,
+    pub max_lifetime_seconds: u64,
+    /// Upper-cased, without an `application/` prefix.
+    pub allowed_types: Option<Vec<String>>,
+    pub agent_id_claim: String,
+    pub owner_claim: String,
+}
+
+/// A header the token may arrive in; `name` is lower-case.
+pub struct TokenSource {
+    pub name: String,
+    pub value_prefix: String,
+}
+
+/// A configuration error: `field` is a path into the document, `message` says what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub(crate) fn config_error(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError { field: field.into(), message: message.into() }
+}
+
+/// What `on_configure` received.
+pub enum Loaded {
+    /// Nothing configured: every request fails closed with `policy_unavailable`.
+    Empty,
+    Ready(Compiled),
+}
+
+/// Parses and compiles configuration bytes as delivered by the host.
+pub fn load(bytes: &[u8]) -> Result<Loaded, ConfigError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Loaded::Empty);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| {
+        config_error(
+            "",
+            "configuration is not UTF-8 text; on Envoy pass it as google.protobuf.StringValue \
+             (a google.protobuf.Struct arrives as binary protobuf)",
+        )
+    })?;
+    if !text.trim_start().starts_with('{') {
+        return Err(config_error(
+            "",
+            "configuration must be a JSON object; on Envoy pass it as google.protobuf.StringValue \
+             (a google.protobuf.Struct arrives as binary protobuf)",
+        ));
+    }
+    let raw: RawConfig = serde_json::from_str(text)
+        .map_err(|e| config_error("", format!("invalid configuration: {e}")))?;
+    compile(raw).map(Loaded::Ready)
+}
+
+pub fn compile(raw: RawConfig) -> Result<Compiled, ConfigError> {
+    if raw.issuers.is_empty() {
+        return Err(config_error("issuers", "at least one issuer is required"));
+    }
+    let mut issuers: Vec<Issuer> = Vec::with_capacity(raw.issuers.len());
+    for (index, raw_issuer) in raw.issuers.into_iter().enumerate() {
+        let field = format!("issuers[{index}]");
+        let issuer = compile_issuer(raw_issuer, &field)?;
+        if issuers.iter().any(|other| other.issuer == issuer.issuer) {
+            return Err(config_error(
+                format!("{field}.issuer"),
+                format!("issuer `{}` is configured twice", issuer.issuer),
+            ));
+        }
+        issuers.push(issuer);
+    }
+    let token_sources = compile_token_sources(raw.from_headers)?;
+    if !(256..=65536).contains(&raw.limits.max_token_bytes) {
+        return Err(config_error("limits.max_token_bytes", "must be between 256 and 65536"));
+    }
+    let policy = compile_policy(raw.policy)?;
+    Ok(Compiled { issuers, token_sources, policy, max_token_bytes: raw.limits.max_token_bytes })
+}
+
+fn compile_issuer(raw: RawIssuer, field: &str) -> Result<Issuer, ConfigError> {
+    if raw.issuer.is_empty() {
+        return Err(config_error(format!("{field}.issuer"), "must not be empty"));
+    }
+    if raw.audiences.is_empty() || raw.audiences.iter().any(String::is_empty) {
+        return Err(config_error(
+            format!("{field}.audiences"),
+            "at least one non-empty audience is required",
+        ));
+    }
+    let algorithms = match raw.algorithms {
+        None => DEFAULT_ALGORITHMS.to_vec(),
+        Some(names) if names.is_empty() => {
+            return Err(config_error(format!("{field}.algorithms"), "must not be empty"))
+        }
+        Some(names) => {
+            let mut algorithms = Vec::with_capacity(names.len());
+            for (i, name) in names.iter().enumerate() {
+                let algorithm = Algorithm::from_name(name).ok_or_else(|| {
+                    config_error(
+                        format!("{field}.algorithms[{i}]"),
+                        format!("unsupported algorithm `{name}`"),
+                    )
+                })?;
+                algorithms.push(algorithm);
+            }
+            algorithms
+        }
+    };
+    if raw.clock_skew_seconds > 300 {
+        return Err(config_error(format!("{field}.clock_skew_seconds"), "must be at most 300"));
+    }
+    if !(1..=86_400).contains(&raw.max_lifetime_seconds) {
+        return Err(config_error(
+            format!("{field}.max_lifetime_seconds"),
+            "must be between 1 and 86400",
+        ));
+    }
+    let keys = admit_key_set(&raw.local_jwks, &algorithms, &format!("{field}.local_jwks"))?;
+    let allowed_types = match raw.allowed_types {
+        Some(types) if types.is_empty() => {
+            return Err(config_error(format!("{field}.allowed_types"), "must not be empty"))
+        }
+        Some(types) => Some(types.iter().map(|t| normalize_type(t)).collect()),
+        None => None,
+    };
+    for (name, claim) in [("agent_id", &raw.claims.agent_id), ("owner", &raw.claims.owner)] {
+        if claim.is_empty() {
+            return Err(config_error(format!("{field}.claims.{name}"), "must not be empty"));
+        }
+    }
+    Ok(Issuer {
+        issuer: raw.issuer,
+        audiences: raw.audiences,
+        algorithms,
+        keys,
+        clock_skew_seconds: raw.clock_skew_seconds,
+        max_lifetime_seconds: raw.max_lifetime_seconds,
+        allowed_types,
+        agent_id_claim: raw.claims.agent_id,
+        owner_claim: raw.claims.owner,
+    })
+}
+
+/// `typ` values compare case-insensitively and without the `application/` media-type prefix
+/// (RFC 7515 section 4.1.9).
+pub(crate) fn normalize_type(value: &str) -> String {
+    let upper = value.to_ascii_uppercase();
+    upper.strip_prefix("APPLICATION/").map_or(upper.clone(), str::to_owned)
+}
+
+fn compile_token_sources(raw: Option<Vec<RawTokenSource>>) -> Result<Vec<TokenSource>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(vec![TokenSource {
+            name: "authorization".to_owned(),
+            value_prefix: "Bearer ".to_owned(),
+        }]);
+    };
+    if raw.is_empty() {
+        return Err(config_error("from_headers", "must not be empty"));
+    }
+    let mut sources: Vec<TokenSource> = Vec::with_capacity(raw.len());
+    for (i, source) in raw.into_iter().enumerate() {
+        let name = source.name.to_ascii_lowercase();
+        let valid_name = !name.is_empty()
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid_name {
+            return Err(config_error(format!("from_headers[{i}].name"), "not a valid header name"));
+        }
+        if crate::decision::is_identity_header(&name) {
+            return Err(config_error(
+                format!("from_headers[{i}].name"),
+                "x-chaperone-* headers are reserved for identity headers",
+            ));
+        }
+        if sources.iter().any(|s| s.name == name) {
+            return Err(config_error(format!("from_headers[{i}].name"), "listed twice"));
+        }
+        sources.push(TokenSource { name, value_prefix: source.value_prefix });
+    }
+    Ok(sources)
+}
+
+fn compile_policy(raw: RawPolicy) -> Result<Policy, ConfigError> {
+    if raw.modules.is_empty() {
+        return Err(config_error("policy.modules", "at least one Rego module is required"));
+    }
+    if !(1..=1000).contains(&raw.max_eval_ms) {
+        return Err(config_error("policy.max_eval_ms", "must be between 1 and 1000"));
+    }
+    let data = raw.data.unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+    if !data.is_object() {
+        return Err(config_error("policy.data", "must be a JSON object"));
+    }
+    Policy::compile(
+        &raw.modules,
+        data,
+        raw.decision_path.as_deref().unwrap_or(DEFAULT_DECISION_PATH),
+        raw.name.unwrap_or_else(|| "policy".to_owned()),
+        raw.revision.unwrap_or_default(),
+        raw.max_eval_ms,
+    )
+}

@@ -1,0 +1,165 @@
+//! The policy input document, OPA-Envoy compatible plus chaperone's own keys.
+
+use crate::token::Agent;
+use serde_json::{json, Map, Value};
+
+/// The request as the host gave it: header pairs (pseudo-headers included) as raw bytes.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFacts {
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Unique id for this decision, made by the host adapter (the core has no randomness).
+    pub decision_id: String,
+    /// Host clock, nanoseconds since the Unix epoch.
+    pub now_ns: u64,
+}
+
+/// The request line, read from pseudo-headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLine {
+    pub method: String,
+    pub path: String,
+    pub host: String,
+    pub scheme: String,
+    pub request_id: Option<String>,
+}
+
+impl RequestFacts {
+    /// First value of a header, by exact (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// `None` when a pseudo-header is missing or not UTF-8: such a request cannot be judged.
+    pub fn request_line(&self) -> Option<RequestLine> {
+        let text = |name: &str| self.header(name).and_then(|v| std::str::from_utf8(v).ok()).map(str::to_owned);
+        let host = text(":authority").or_else(|| text("host"))?;
+        Some(RequestLine {
+            method: text(":method")?,
+            path: text(":path")?,
+            host,
+            scheme: text(":scheme").unwrap_or_else(|| "http".to_owned()),
+            request_id: text("x-request-id"),
+        })
+    }
+}
+
+/// Builds `input`. Credentials and chaperone's own headers never enter it.
+pub fn build_input(
+    line: &RequestLine,
+    facts: &RequestFacts,
+    credential_headers: &[String],
+    agent: &Agent,
+) -> Value {
+    let mut headers = Map::new();
+    for (name, value) in &facts.headers {
+        let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value)) else {
+            continue;
+        };
+        let name = name.to_ascii_lowercase();
+        if name.starts_with(':')
+            || credential_headers.iter().any(|c| *c == name)
+            || crate::decision::is_identity_header(&name)
+        {
+            continue;
+        }
+        // Repeated headers are joined with a comma, as Envoy presents them to ext_authz.
+        match headers.get_mut(&name) {
+            Some(Value::String(existing)) => {
+                existing.push(',');
+                existing.push_str(value);
+            }
+            _ => {
+                headers.insert(name, Value::String(value.to_owned()));
+            }
+        }
+    }
+    let (path_only, query) = line.path.split_once('?').unwrap_or((line.path.as_str(), ""));
+    json!({
+        "attributes": {"request": {"http": {
+            "method": line.method,
+            "path": line.path,
+            "host": line.host,
+            "scheme": line.scheme,
+            "headers": headers,
+        }}},
+        "parsed_path": parse_path(path_only),
+        "parsed_query": parse_query(query),
+        "agent": {
+            "id": agent.id,
+            "issuer": agent.issuer,
+            "owner": agent.owner,
+            "claims": agent.claims,
+        },
+        "now_ns": facts.now_ns,
+    })
+}
+
+/// Path segments, percent-decoded, empty segments dropped (`/a//b/` gives `["a","b"]`).
+/// The path is never run through a URL parser: `//evil/x` stays a path.
+pub fn parse_path(path: &str) -> Vec<String> {
+    path.split('/').filter(|s| !s.is_empty()).map(|s| percent_decode(s, false)).collect()
+}
+
+pub fn parse_query(query: &str) -> Map<String, Value> {
+    let mut parsed = Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let entry = parsed
+            .entry(percent_decode(key, true))
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(values) = entry {
+            values.push(Value::String(percent_decode(value, true)));
+        }
+    }
+    parsed
+}
+
+/// Decodes `%XX` (and `+` in queries); invalid escapes and non-UTF-8 results stay as written.
+fn percent_decode(text: &str, plus_is_space: bool) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        let hex = |b: u8| (b as char).to_digit(16);
+        match byte {
+            b'%' if i + 2 < bytes.len() => {
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 3;
+                        continue;
+                    }
+                    _ => out.push(byte),
+                }
+            }
+            b'+' if plus_is_space => out.push(b' '),
+            _ => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_without_url_parsing() {
+        assert_eq!(parse_path("/tickets/42"), ["tickets", "42"]);
+        assert_eq!(parse_path("//evil/admin"), ["evil", "admin"]);
+        assert_eq!(parse_path("/a%20b/c%2Fd"), ["a b", "c/d"]);
+        assert_eq!(parse_path("/bad%zz/%"), ["bad%zz", "%"]);
+        assert!(parse_path("/").is_empty());
+    }
+
+    #[test]
+    fn queries_keep_every_value() {
+        let q = parse_query("a=1&b=x+y&a=2&flag&c=%C3%A9");
+        assert_eq!(Value::Object(q), json!({"a": ["1", "2"], "b": ["x y"], "flag": [""], "c": ["é"]}));
+    }
+}

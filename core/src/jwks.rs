@@ -1,0 +1,323 @@
+//! Key admission: turns a JWKS document into verification keys, refusing anything ambiguous
+//! or weak. The key type and algorithm come from the JWK, never from a token header.
+
+use crate::config::{config_error, ConfigError};
+use crate::encoding::base64url_decode;
+use jwt_simple::prelude::*;
+use serde_json::Value;
+
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    ES256,
+    ES384,
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    EdDSA,
+    HS256,
+    HS384,
+    HS512,
+}
+
+impl Algorithm {
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "ES256" => Algorithm::ES256,
+            "ES384" => Algorithm::ES384,
+            "RS256" => Algorithm::RS256,
+            "RS384" => Algorithm::RS384,
+            "RS512" => Algorithm::RS512,
+            "PS256" => Algorithm::PS256,
+            "PS384" => Algorithm::PS384,
+            "PS512" => Algorithm::PS512,
+            "EdDSA" => Algorithm::EdDSA,
+            "HS256" => Algorithm::HS256,
+            "HS384" => Algorithm::HS384,
+            "HS512" => Algorithm::HS512,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::ES256 => "ES256",
+            Algorithm::ES384 => "ES384",
+            Algorithm::RS256 => "RS256",
+            Algorithm::RS384 => "RS384",
+            Algorithm::RS512 => "RS512",
+            Algorithm::PS256 => "PS256",
+            Algorithm::PS384 => "PS384",
+            Algorithm::PS512 => "PS512",
+            Algorithm::EdDSA => "EdDSA",
+            Algorithm::HS256 => "HS256",
+            Algorithm::HS384 => "HS384",
+            Algorithm::HS512 => "HS512",
+        }
+    }
+
+    fn is_rsa(self) -> bool {
+        matches!(
+            self,
+            Algorithm::RS256
+                | Algorithm::RS384
+                | Algorithm::RS512
+                | Algorithm::PS256
+                | Algorithm::PS384
+                | Algorithm::PS512
+        )
+    }
+
+    /// Minimum HMAC secret: the hash output size (RFC 7518 section 3.2).
+    fn hmac_min_key_bytes(self) -> Option<usize> {
+        match self {
+            Algorithm::HS256 => Some(32),
+            Algorithm::HS384 => Some(48),
+            Algorithm::HS512 => Some(64),
+            _ => None,
+        }
+    }
+}
+
+/// One key able to verify exactly one algorithm.
+pub struct VerifyingKey {
+    pub kid: Option<String>,
+    pub algorithm: Algorithm,
+    material: KeyMaterial,
+}
+
+enum KeyMaterial {
+    ES256(ES256PublicKey),
+    ES384(ES384PublicKey),
+    RS256(RS256PublicKey),
+    RS384(RS384PublicKey),
+    RS512(RS512PublicKey),
+    PS256(PS256PublicKey),
+    PS384(PS384PublicKey),
+    PS512(PS512PublicKey),
+    EdDSA(Ed25519PublicKey),
+    HS256(HS256Key),
+    HS384(HS384Key),
+    HS512(HS512Key),
+}
+
+impl VerifyingKey {
+    /// Checks the signature and the registered time claims (jwt-simple), returning its error.
+    pub fn verify(&self, token: &str, options: VerificationOptions) -> Result<(), jwt_simple::Error> {
+        let options = Some(options);
+        match &self.material {
+            KeyMaterial::ES256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            KeyMaterial::ES384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            KeyMaterial::RS256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            KeyMaterial::RS384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            KeyMaterial::RS512(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            KeyMaterial::PS256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            KeyMaterial::PS384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            KeyMaterial::PS512(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            KeyMaterial::EdDSA(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            KeyMaterial::HS256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            KeyMaterial::HS384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+            KeyMaterial::HS512(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+        }
+    }
+}
+
+/// Admits every usable key of a JWKS for the issuer's algorithms. Keys for algorithms the
+/// issuer does not accept are skipped; malformed, weak or ambiguous keys are errors.
+pub fn admit_key_set(
+    jwks: &Value,
+    algorithms: &[Algorithm],
+    field: &str,
+) -> Result<Vec<VerifyingKey>, ConfigError> {
+    let entries = jwks
+        .as_object()
+        .and_then(|o| o.get("keys"))
+        .and_then(Value::as_array)
+        .ok_or_else(|| config_error(field, "must be a JWKS object: {\"keys\": [...]}"))?;
+    let mut keys: Vec<VerifyingKey> = Vec::new();
+    let mut seen_kids: Vec<String> = Vec::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let key_field = format!("{field}.keys[{index}]");
+        let jwk = entry
+            .as_object()
+            .ok_or_else(|| config_error(&key_field, "a key must be a JSON object"))?;
+        let kid = optional_string(jwk, "kid", &key_field)?;
+        if let Some(kid) = &kid {
+            if seen_kids.contains(kid) {
+                return Err(config_error(&key_field, format!("duplicate kid `{kid}` is ambiguous")));
+            }
+            seen_kids.push(kid.clone());
+        }
+        for key in admit_key(jwk, kid, algorithms, &key_field)? {
+            keys.push(key);
+        }
+    }
+    if keys.is_empty() {
+        let names: Vec<&str> = algorithms.iter().map(|a| a.name()).collect();
+        return Err(config_error(
+            field,
+            format!("no key usable with the accepted algorithms {names:?}"),
+        ));
+    }
+    Ok(keys)
+}
+
+fn optional_string(
+    jwk: &serde_json::Map<String, Value>,
+    name: &str,
+    field: &str,
+) -> Result<Option<String>, ConfigError> {
+    match jwk.get(name) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(config_error(format!("{field}.{name}"), "must be a string")),
+    }
+}
+
+fn required_bytes(
+    jwk: &serde_json::Map<String, Value>,
+    name: &str,
+    field: &str,
+) -> Result<Vec<u8>, ConfigError> {
+    let text = optional_string(jwk, name, field)?
+        .ok_or_else(|| config_error(format!("{field}.{name}"), "is required for this key type"))?;
+    base64url_decode(text.as_bytes())
+        .ok_or_else(|| config_error(format!("{field}.{name}"), "is not unpadded base64url"))
+}
+
+fn admit_key(
+    jwk: &serde_json::Map<String, Value>,
+    kid: Option<String>,
+    accepted: &[Algorithm],
+    field: &str,
+) -> Result<Vec<VerifyingKey>, ConfigError> {
+    let kty = optional_string(jwk, "kty", field)?
+        .ok_or_else(|| config_error(format!("{field}.kty"), "is required"))?;
+    if let Some(usage) = optional_string(jwk, "use", field)? {
+        if usage != "sig" {
+            return Err(config_error(format!("{field}.use"), "only signature keys (`sig`) are accepted"));
+        }
+    }
+    if let Some(ops) = jwk.get("key_ops") {
+        let verifies = ops.as_array().is_some_and(|ops| ops.iter().any(|op| op == "verify"));
+        if !verifies {
+            return Err(config_error(format!("{field}.key_ops"), "must include `verify`"));
+        }
+    }
+    if kty != "oct" && ["d", "p", "q", "dp", "dq", "qi"].iter().any(|k| jwk.contains_key(*k)) {
+        return Err(config_error(field, "contains private key material; publish public keys only"));
+    }
+    let declared = match optional_string(jwk, "alg", field)? {
+        None => None,
+        Some(name) => Some(Algorithm::from_name(&name).ok_or_else(|| {
+            config_error(format!("{field}.alg"), format!("unsupported algorithm `{name}`"))
+        })?),
+    };
+    // The algorithms this key type can serve; a declared `alg` must be one of them.
+    let family: Vec<Algorithm> = match kty.as_str() {
+        "EC" => match optional_string(jwk, "crv", field)?.as_deref() {
+            Some("P-256") => vec![Algorithm::ES256],
+            Some("P-384") => vec![Algorithm::ES384],
+            _ => return Err(config_error(format!("{field}.crv"), "EC keys must be P-256 or P-384")),
+        },
+        "OKP" => match optional_string(jwk, "crv", field)?.as_deref() {
+            Some("Ed25519") => vec![Algorithm::EdDSA],
+            _ => return Err(config_error(format!("{field}.crv"), "OKP keys must be Ed25519")),
+        },
+        "RSA" => [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+        ]
+        .to_vec(),
+        "oct" => vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
+        other => return Err(config_error(format!("{field}.kty"), format!("unsupported key type `{other}`"))),
+    };
+    let candidates: Vec<Algorithm> = match declared {
+        Some(alg) if !family.contains(&alg) => {
+            return Err(config_error(
+                format!("{field}.alg"),
+                format!("`{}` does not match key type `{kty}`", alg.name()),
+            ))
+        }
+        Some(alg) => vec![alg],
+        None => family,
+    };
+    let usable: Vec<Algorithm> = candidates.into_iter().filter(|a| accepted.contains(a)).collect();
+    let mut keys = Vec::with_capacity(usable.len());
+    for algorithm in usable {
+        let material = build_material(jwk, algorithm, field)?;
+        keys.push(VerifyingKey { kid: kid.clone(), algorithm, material });
+    }
+    Ok(keys)
+}
+
+fn build_material(
+    jwk: &serde_json::Map<String, Value>,
+    algorithm: Algorithm,
+    field: &str,
+) -> Result<KeyMaterial, ConfigError> {
+    let invalid = |what: &str| config_error(field, format!("invalid {what} key"));
+    if algorithm.is_rsa() {
+        let n = required_bytes(jwk, "n", field)?;
+        let e = required_bytes(jwk, "e", field)?;
+        if n.iter().skip_while(|b| **b == 0).count() * 8 < 2048 {
+            return Err(config_error(format!("{field}.n"), "RSA keys must have at least 2048 bits"));
+        }
+        let material = match algorithm {
+            Algorithm::RS256 => RS256PublicKey::from_components(&n, &e).map(KeyMaterial::RS256),
+            Algorithm::RS384 => RS384PublicKey::from_components(&n, &e).map(KeyMaterial::RS384),
+            Algorithm::RS512 => RS512PublicKey::from_components(&n, &e).map(KeyMaterial::RS512),
+            Algorithm::PS256 => PS256PublicKey::from_components(&n, &e).map(KeyMaterial::PS256),
+            Algorithm::PS384 => PS384PublicKey::from_components(&n, &e).map(KeyMaterial::PS384),
+            _ => PS512PublicKey::from_components(&n, &e).map(KeyMaterial::PS512),
+        };
+        return material.map_err(|_| invalid("RSA"));
+    }
+    match algorithm {
+        Algorithm::ES256 | Algorithm::ES384 => {
+            let (x, y) = (required_bytes(jwk, "x", field)?, required_bytes(jwk, "y", field)?);
+            let size = if algorithm == Algorithm::ES256 { 32 } else { 48 };
+            if x.len() != size || y.len() != size {
+                return Err(config_error(field, "EC coordinates do not match the curve size"));
+            }
+            let mut point = Vec::with_capacity(1 + 2 * size);
+            point.push(0x04);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            if algorithm == Algorithm::ES256 {
+                ES256PublicKey::from_bytes(&point).map(KeyMaterial::ES256).map_err(|_| invalid("EC"))
+            } else {
+                ES384PublicKey::from_bytes(&point).map(KeyMaterial::ES384).map_err(|_| invalid("EC"))
+            }
+        }
+        Algorithm::EdDSA => {
+            let x = required_bytes(jwk, "x", field)?;
+            if x.len() != 32 {
+                return Err(config_error(format!("{field}.x"), "Ed25519 keys are 32 bytes"));
+            }
+            Ed25519PublicKey::from_bytes(&x).map(KeyMaterial::EdDSA).map_err(|_| invalid("Ed25519"))
+        }
+        _ => {
+            let k = required_bytes(jwk, "k", field)?;
+            let minimum = algorithm.hmac_min_key_bytes().unwrap_or(64);
+            if k.len() < minimum {
+                return Err(config_error(
+                    format!("{field}.k"),
+                    format!("{} secrets must be at least {minimum} bytes", algorithm.name()),
+                ));
+            }
+            Ok(match algorithm {
+                Algorithm::HS256 => KeyMaterial::HS256(HS256Key::from_bytes(&k)),
+                Algorithm::HS384 => KeyMaterial::HS384(HS384Key::from_bytes(&k)),
+                _ => KeyMaterial::HS512(HS512Key::from_bytes(&k)),
+            })
+        }
+    }
+}

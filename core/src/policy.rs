@@ -1,0 +1,256 @@
+//! The Rego policy: compiled once per configuration, evaluated per request with a time limit,
+//! its result read strictly. Anything but a well-formed answer is a denial.
+
+use crate::config::{config_error, ConfigError};
+use crate::reason::Reason;
+use regorus::utils::limits::{set_fallback_execution_timer_config, ExecutionTimerConfig};
+use regorus::{CompiledPolicy, Engine, Value};
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+
+pub struct Policy {
+    compiled: CompiledPolicy,
+    /// Slash form, as in OPA-Envoy's `path` option and OPA decision logs.
+    pub decision_path: String,
+    pub name: String,
+    pub revision: String,
+    timer: ExecutionTimerConfig,
+}
+
+/// What the policy said, before chaperone turns it into a response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub allowed: bool,
+    pub reason: Reason,
+    /// The policy's own reason string, when it gave one.
+    pub policy_reason: Option<String>,
+    pub rule: Option<String>,
+    /// Deny status chosen by the policy (400..=599).
+    pub http_status: Option<u16>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+}
+
+impl Verdict {
+    fn failed(reason: Reason) -> Self {
+        Verdict {
+            allowed: false,
+            reason,
+            policy_reason: None,
+            rule: None,
+            http_status: None,
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+}
+
+impl Policy {
+    pub fn compile(
+        modules: &BTreeMap<String, String>,
+        data: serde_json::Value,
+        decision_path: &str,
+        name: String,
+        revision: String,
+        max_eval_ms: u64,
+    ) -> Result<Policy, ConfigError> {
+        let rule = rule_reference(decision_path)
+            .ok_or_else(|| config_error("policy.decision_path", "must look like `package/path/rule`"))?;
+        let mut engine = Engine::new();
+        for (file, source) in modules {
+            engine
+                .add_policy(file.clone(), source.clone())
+                .map_err(|e| config_error(format!("policy.modules[{file}]"), e.to_string()))?;
+        }
+        engine
+            .add_data(Value::from(data))
+            .map_err(|e| config_error("policy.data", e.to_string()))?;
+        // An entrypoint that no module declares is a typo, not a policy that is always undefined.
+        let (package, rule_name) = rule.rsplit_once('.').unwrap_or(("data", rule.as_str()));
+        let declared = engine.get_packages().map_err(|e| config_error("policy.modules", e.to_string()))?;
+        let package_declared = declared.iter().any(|p| p == package);
+        let rule_declared = package_declared
+            && modules.values().any(|source| declares_rule(source, rule_name));
+        if !rule_declared {
+            return Err(config_error(
+                "policy.decision_path",
+                format!("`{decision_path}` names no rule declared by the modules (looked for `{rule}`)"),
+            ));
+        }
+        let compiled = engine
+            .compile_with_entrypoint(&rule.as_str().into())
+            .map_err(|e| config_error("policy.modules", e.to_string()))?;
+        let timer = ExecutionTimerConfig {
+            limit: std::time::Duration::from_millis(max_eval_ms),
+            check_interval: NonZeroU32::MIN,
+        };
+        Ok(Policy {
+            compiled,
+            decision_path: decision_path.trim_matches('/').to_owned(),
+            name,
+            revision,
+            timer,
+        })
+    }
+
+    /// Evaluates the decision rule. Never fails: errors are denials with a reason.
+    pub fn evaluate(&self, input: serde_json::Value) -> Verdict {
+        // The limit is process-wide in regorus; set it before every evaluation so two
+        // configurations sharing a VM each get their own.
+        set_fallback_execution_timer_config(Some(self.timer));
+        match self.compiled.eval_with_input(Value::from(input)) {
+            Err(_) => Verdict::failed(Reason::PolicyError),
+            Ok(Value::Undefined) => Verdict::failed(Reason::PolicyUndefined),
+            Ok(result) => read_result(&result),
+        }
+    }
+}
+
+/// `a/b/c` (OPA-Envoy style) or `data.a.b.c` to regorus's `data.a.b.c`.
+fn rule_reference(decision_path: &str) -> Option<String> {
+    let path = decision_path.trim().trim_matches('/');
+    let dotted = path.strip_prefix("data.").map_or_else(|| path.replace('/', "."), str::to_owned);
+    let valid = !dotted.is_empty()
+        && dotted.split('.').all(|segment| {
+            !segment.is_empty()
+                && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !segment.as_bytes()[0].is_ascii_digit()
+        });
+    valid.then(|| format!("data.{dotted}"))
+}
+
+/// True when `source` defines `name` at the start of a line (`name if`, `name :=`, `default name`, ...).
+fn declares_rule(source: &str, name: &str) -> bool {
+    source.lines().any(|line| {
+        let line = line.trim_start();
+        let line = line.strip_prefix("default ").unwrap_or(line).trim_start();
+        line.strip_prefix(name).is_some_and(|rest| {
+            rest.chars().next().is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+        })
+    })
+}
+
+fn read_result(result: &Value) -> Verdict {
+    if let Ok(allowed) = result.as_bool() {
+        let reason = if *allowed { Reason::PolicyAllowed } else { Reason::PolicyDenied };
+        return Verdict { allowed: *allowed, ..Verdict::failed(reason) };
+    }
+    let Ok(object) = result.as_object() else {
+        return Verdict::failed(Reason::PolicyResultInvalid);
+    };
+    read_result_object(object).unwrap_or_else(|| Verdict::failed(Reason::PolicyResultInvalid))
+}
+
+fn read_result_object(object: &regorus::value::Object) -> Option<Verdict> {
+    let field = |name: &str| object.get(&Value::from(name));
+    const KNOWN: [&str; 6] = ["allowed", "http_status", "headers", "body", "reason", "rule"];
+    if object.keys().any(|k| k.as_string().map_or(true, |k| !KNOWN.contains(&k.as_ref()))) {
+        return None;
+    }
+    let allowed = *field("allowed")?.as_bool().ok()?;
+    let optional_string = |name: &str| -> Option<Option<String>> {
+        match field(name) {
+            None => Some(None),
+            Some(value) => value.as_string().ok().map(|s| Some(s.to_string())),
+        }
+    };
+    let policy_reason = optional_string("reason")?;
+    let rule = optional_string("rule")?;
+    let body = optional_string("body")?;
+    let http_status = match field("http_status") {
+        None => None,
+        Some(value) => Some(value.as_u16().ok().filter(|s| (400..=599).contains(s))?),
+    };
+    let mut headers = Vec::new();
+    if let Some(value) = field("headers") {
+        for (name, value) in value.as_object().ok()?.iter() {
+            let name = name.as_string().ok()?.to_ascii_lowercase();
+            let value = value.as_string().ok()?.to_string();
+            let valid_name = !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid_name || crate::decision::is_identity_header(&name) {
+                return None;
+            }
+            headers.push((name, crate::encoding::header_safe(&value)));
+        }
+    }
+    let reason = if allowed { Reason::PolicyAllowed } else { Reason::PolicyDenied };
+    Some(Verdict { allowed, reason, policy_reason, rule, http_status, headers, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(source: &str, path: &str) -> Result<Policy, ConfigError> {
+        let modules = BTreeMap::from([("p.rego".to_owned(), source.to_owned())]);
+        Policy::compile(&modules, serde_json::json!({}), path, "p".into(), "r1".into(), 50)
+    }
+
+    #[test]
+    fn decision_paths_accept_slash_and_data_forms() {
+        assert_eq!(rule_reference("envoy/authz/allow").as_deref(), Some("data.envoy.authz.allow"));
+        assert_eq!(rule_reference("/a/b/").as_deref(), Some("data.a.b"));
+        assert_eq!(rule_reference("data.a.b").as_deref(), Some("data.a.b"));
+        for bad in ["", "a//b", "a/b-c", "a/1b", "a/b c"] {
+            assert_eq!(rule_reference(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn boolean_and_object_results() {
+        let p = policy("package t\nallow if input.x == 1\n", "t/allow").unwrap();
+        assert!(p.evaluate(serde_json::json!({"x": 1})).allowed);
+        assert_eq!(p.evaluate(serde_json::json!({"x": 2})).reason, Reason::PolicyUndefined);
+
+        let p = policy(
+            "package t\ndecision := {\"allowed\": false, \"reason\": \"nope\", \"rule\": \"r\", \"http_status\": 429, \"headers\": {\"Retry-After\": \"5\"}}\n",
+            "t/decision",
+        )
+        .unwrap();
+        let verdict = p.evaluate(serde_json::json!({}));
+        assert!(!verdict.allowed);
+        assert_eq!(verdict.policy_reason.as_deref(), Some("nope"));
+        assert_eq!(verdict.rule.as_deref(), Some("r"));
+        assert_eq!(verdict.http_status, Some(429));
+        assert_eq!(verdict.headers, vec![("retry-after".to_owned(), "5".to_owned())]);
+    }
+
+    #[test]
+    fn malformed_results_are_denials() {
+        for result in [
+            "\"yes\"",
+            "{\"allowed\": \"true\"}",
+            "{\"allow\": true}",
+            "{\"allowed\": true, \"http_status\": 200}",
+            "{\"allowed\": true, \"headers\": {\"x-chaperone-agent-id\": \"root\"}}",
+            "{\"allowed\": true, \"headers\": {\"bad name\": \"v\"}}",
+        ] {
+            let p = policy(&format!("package t\nd := {result}\n"), "t/d").unwrap();
+            let verdict = p.evaluate(serde_json::json!({}));
+            assert!(!verdict.allowed, "{result}");
+            assert_eq!(verdict.reason, Reason::PolicyResultInvalid, "{result}");
+        }
+    }
+
+    #[test]
+    fn evaluation_errors_and_timeouts_deny() {
+        let p = policy("package t\nallow if 1 / input.zero == 1\n", "t/allow").unwrap();
+        assert!(!p.evaluate(serde_json::json!({"zero": 0})).allowed);
+
+        let slow = "package t\nallow if count([1 | some x in numbers.range(1, 3000); some y in numbers.range(1, 3000)]) > 0\n";
+        let modules = BTreeMap::from([("p.rego".to_owned(), slow.to_owned())]);
+        let p = Policy::compile(&modules, serde_json::json!({}), "t/allow", "p".into(), "".into(), 5).unwrap();
+        assert_eq!(p.evaluate(serde_json::json!({})).reason, Reason::PolicyError);
+    }
+
+    #[test]
+    fn configuration_errors_name_the_problem() {
+        let err = policy("package t\nallow if {\n", "t/allow").err().unwrap();
+        assert!(err.field.starts_with("policy.modules[p.rego]"), "{err}");
+        let err = policy("package t\nallow := true\n", "t/allwo").err().unwrap();
+        assert_eq!(err.field, "policy.decision_path");
+        let err = policy("package t\nallow := true\n", "u/allow").err().unwrap();
+        assert_eq!(err.field, "policy.decision_path");
+    }
+}

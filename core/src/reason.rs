@@ -1,0 +1,98 @@
+//! Stable reason codes: the vocabulary of decision records, response bodies and metrics.
+
+/// Why a request was allowed or denied. The `code()` strings are a public contract
+/// (README, "Responses and reason codes"): never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    TokenMissing,
+    TokenAmbiguous,
+    TokenMalformed,
+    TokenTooLarge,
+    TokenUnsupported,
+    IssuerUnknown,
+    AlgorithmNotAllowed,
+    KeyUnknown,
+    SignatureInvalid,
+    TokenExpired,
+    TokenNotYetValid,
+    TokenLifetimeExceeded,
+    AudienceMismatch,
+    TypeNotAllowed,
+    ClaimInvalid,
+    RequestMalformed,
+    PolicyAllowed,
+    PolicyDenied,
+    PolicyUndefined,
+    PolicyError,
+    PolicyResultInvalid,
+    PolicyUnavailable,
+}
+
+impl Reason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::TokenMissing => "token_missing",
+            Reason::TokenAmbiguous => "token_ambiguous",
+            Reason::TokenMalformed => "token_malformed",
+            Reason::TokenTooLarge => "token_too_large",
+            Reason::TokenUnsupported => "token_unsupported",
+            Reason::IssuerUnknown => "issuer_unknown",
+            Reason::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Reason::KeyUnknown => "key_unknown",
+            Reason::SignatureInvalid => "signature_invalid",
+            Reason::TokenExpired => "token_expired",
+            Reason::TokenNotYetValid => "token_not_yet_valid",
+            Reason::TokenLifetimeExceeded => "token_lifetime_exceeded",
+            Reason::AudienceMismatch => "audience_mismatch",
+            Reason::TypeNotAllowed => "type_not_allowed",
+            Reason::ClaimInvalid => "claim_invalid",
+            Reason::RequestMalformed => "request_malformed",
+            Reason::PolicyAllowed => "policy_allowed",
+            Reason::PolicyDenied => "policy_denied",
+            Reason::PolicyUndefined => "policy_undefined",
+            Reason::PolicyError => "policy_error",
+            Reason::PolicyResultInvalid => "policy_result_invalid",
+            Reason::PolicyUnavailable => "policy_unavailable",
+        }
+    }
+
+    /// The HTTP status a denial with this reason gets (policies may override 403s).
+    pub fn status(self) -> u16 {
+        match self {
+            Reason::PolicyAllowed => 200,
+            Reason::RequestMalformed => 400,
+            Reason::PolicyDenied
+            | Reason::PolicyUndefined
+            | Reason::PolicyError
+            | Reason::PolicyResultInvalid => 403,
+            Reason::PolicyUnavailable => 503,
+            _ => 401,
+        }
+    }
+
+    /// Every reason, for documentation tests and metric tables.
+    pub const ALL: [Reason; 22] = [
+        Reason::TokenMissing,
+        Reason::TokenAmbiguous,
+        Reason::TokenMalformed,
+        Reason::TokenTooLarge,
+        Reason::TokenUnsupported,
+        Reason::IssuerUnknown,
+        Reason::AlgorithmNotAllowed,
+        Reason::KeyUnknown,
+        Reason::SignatureInvalid,
+        Reason::TokenExpired,
+        Reason::TokenNotYetValid,
+        Reason::TokenLifetimeExceeded,
+        Reason::AudienceMismatch,
+        Reason::TypeNotAllowed,
+        Reason::ClaimInvalid,
+        Reason::RequestMalformed,
+        Reason::PolicyAllowed,
+        Reason::PolicyDenied,
+        Reason::PolicyUndefined,
+        Reason::PolicyError,
+        Reason::PolicyResultInvalid,
+        Reason::PolicyUnavailable,
+    ];
+}

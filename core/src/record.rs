@@ -1,0 +1,102 @@
+//! The decision record: one attributed JSON object per request. OPA decision-log names where
+//! the concept is the same. It never holds a token.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct DecisionRecord {
+    pub decision_id: String,
+    /// Per-VM sequence number, set by the host adapter so consumers can detect gaps.
+    pub seq: u64,
+    pub timestamp: String,
+    /// The decision rule, slash form (empty when no policy was loaded).
+    pub path: String,
+    pub bundles: BTreeMap<String, BundleInfo>,
+    pub result: RecordResult,
+    pub reason: String,
+    pub rule: Option<String>,
+    pub agent: Option<RecordAgent>,
+    pub request: RecordRequest,
+    /// Time spent deciding, measured by the host adapter.
+    pub latency_us: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct BundleInfo {
+    pub revision: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RecordResult {
+    pub allowed: bool,
+    pub http_status: u16,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RecordAgent {
+    pub id: String,
+    pub issuer: String,
+    pub owner: Option<String>,
+    pub kid: Option<String>,
+    pub jti: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct RecordRequest {
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    pub id: Option<String>,
+}
+
+impl DecisionRecord {
+    pub fn to_json(&self) -> String {
+        // Serialising plain strings, numbers and maps cannot fail; keep a valid line regardless.
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            format!("{{\"decision_id\":\"{}\",\"error\":\"record_serialization\"}}", self.decision_id)
+        })
+    }
+}
+
+/// RFC 3339 UTC timestamp with nanoseconds, from Unix nanoseconds.
+pub fn rfc3339(unix_ns: u64) -> String {
+    let secs = unix_ns / 1_000_000_000;
+    let nanos = unix_ns % 1_000_000_000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (Howard Hinnant's civil-from-days algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z");
+        assert_eq!(rfc3339(1_795_518_245_123_456_789), "2026-11-24T11:04:05.123456789Z");
+    }
+}

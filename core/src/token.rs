@@ -1,0 +1,218 @@
+//! Agent authentication: find exactly one token, run the cheap checks, verify the signature
+//! with a key chosen by the issuer's key set, then check the claims chaperone requires.
+
+use crate::config::{normalize_type, Compiled, Issuer};
+use crate::encoding::{base64url_decode, parse_json_strict};
+use crate::jwks::Algorithm;
+use crate::reason::Reason;
+use jwt_simple::prelude::{Duration, VerificationOptions};
+use jwt_simple::JWTError;
+use serde_json::{Map, Value};
+
+/// A verified agent identity. Holds claims, never the token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    pub id: String,
+    pub issuer: String,
+    pub owner: Option<String>,
+    pub kid: Option<String>,
+    pub jti: Option<String>,
+    pub claims: Map<String, Value>,
+}
+
+/// Finds the agent token among the request headers. Exactly one configured header may carry
+/// it, exactly once: a repeated header is ambiguous, never resolved by picking one.
+pub fn extract_token<'a>(
+    compiled: &Compiled,
+    headers: &'a [(Vec<u8>, Vec<u8>)],
+) -> Result<&'a [u8], Reason> {
+    let mut found: Option<&[u8]> = None;
+    for source in &compiled.token_sources {
+        for (name, value) in headers {
+            if !name.eq_ignore_ascii_case(source.name.as_bytes()) {
+                continue;
+            }
+            if found.is_some() {
+                return Err(Reason::TokenAmbiguous);
+            }
+            found = Some(strip_prefix(value, &source.value_prefix).ok_or(Reason::TokenMalformed)?);
+        }
+    }
+    let token = found.ok_or(Reason::TokenMissing)?;
+    if token.is_empty() {
+        return Err(Reason::TokenMalformed);
+    }
+    Ok(token)
+}
+
+/// Case-insensitive scheme prefix (RFC 7235), then the token with surrounding spaces trimmed.
+fn strip_prefix<'a>(value: &'a [u8], prefix: &str) -> Option<&'a [u8]> {
+    let prefix = prefix.as_bytes();
+    let head = value.get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(prefix) {
+        return None;
+    }
+    Some(value.get(prefix.len()..)?.trim_ascii())
+}
+
+/// Verifies a token at `now_s` (Unix seconds from the host clock).
+pub fn authenticate(compiled: &Compiled, token: &[u8], now_s: u64) -> Result<Agent, Reason> {
+    if token.len() > compiled.max_token_bytes {
+        return Err(Reason::TokenTooLarge);
+    }
+    let token = std::str::from_utf8(token).map_err(|_| Reason::TokenMalformed)?;
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64)) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Reason::TokenMalformed);
+    };
+    if parts.next().is_some() {
+        // Five parts is the JWE shape; anything else with extra dots is garbage.
+        return Err(if token.split('.').count() == 5 { Reason::TokenUnsupported } else { Reason::TokenMalformed });
+    }
+    let header = decode_object(header_b64)?;
+    let payload = decode_object(payload_b64)?;
+    if signature_b64.is_empty() || base64url_decode(signature_b64.as_bytes()).is_none() {
+        return Err(Reason::TokenMalformed);
+    }
+
+    // Header: nothing chaperone does not understand may change how the token is read.
+    if header.contains_key("crit") || header.contains_key("enc") || header.contains_key("zip") {
+        return Err(Reason::TokenUnsupported);
+    }
+    if let Some(cty) = header.get("cty") {
+        let cty = cty.as_str().ok_or(Reason::TokenMalformed)?;
+        if normalize_type(cty) == "JWT" {
+            return Err(Reason::TokenUnsupported);
+        }
+    }
+    let alg_name = header.get("alg").and_then(Value::as_str).ok_or(Reason::TokenMalformed)?;
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(kid)) => Some(kid.as_str()),
+        Some(_) => return Err(Reason::TokenMalformed),
+    };
+
+    // The issuer picks the key set; its configuration decides everything after this.
+    let iss = payload.get("iss").and_then(Value::as_str).ok_or(Reason::IssuerUnknown)?;
+    let issuer = compiled.issuers.iter().find(|i| i.issuer == iss).ok_or(Reason::IssuerUnknown)?;
+    let algorithm = Algorithm::from_name(alg_name)
+        .filter(|a| issuer.algorithms.contains(a))
+        .ok_or(Reason::AlgorithmNotAllowed)?;
+    if let Some(allowed) = &issuer.allowed_types {
+        let typ = header.get("typ").and_then(Value::as_str).map(normalize_type);
+        if !typ.is_some_and(|t| allowed.contains(&t)) {
+            return Err(Reason::TypeNotAllowed);
+        }
+    }
+    let key = select_key(issuer, kid, algorithm)?;
+
+    let options = VerificationOptions {
+        time_tolerance: Some(Duration::from_secs(issuer.clock_skew_seconds)),
+        artificial_time: Some(Duration::from_secs(now_s)),
+        max_token_length: Some(compiled.max_token_bytes),
+        ..VerificationOptions::default()
+    };
+    key.verify(token, options).map_err(|e| classify_jwt_error(&e))?;
+
+    // The signature holds; now the claims chaperone itself requires.
+    check_time_claims(issuer, &payload, now_s)?;
+    check_audience(issuer, &payload)?;
+    let id = match payload.get(&issuer.agent_id_claim) {
+        Some(Value::String(id)) if !id.is_empty() => id.clone(),
+        _ => return Err(Reason::ClaimInvalid),
+    };
+    let owner = match payload.get(&issuer.owner_claim) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(owner)) if !owner.is_empty() => Some(owner.clone()),
+        Some(_) => return Err(Reason::ClaimInvalid),
+    };
+    let jti = payload.get("jti").and_then(Value::as_str).map(str::to_owned);
+    Ok(Agent {
+        id,
+        issuer: issuer.issuer.clone(),
+        owner,
+        kid: kid.map(str::to_owned),
+        jti,
+        claims: payload,
+    })
+}
+
+fn decode_object(part: &str) -> Result<Map<String, Value>, Reason> {
+    let bytes = base64url_decode(part.as_bytes()).ok_or(Reason::TokenMalformed)?;
+    match parse_json_strict(&bytes) {
+        Ok(Value::Object(object)) => Ok(object),
+        _ => Err(Reason::TokenMalformed),
+    }
+}
+
+/// With a `kid`, the key must carry that id and serve `alg`. Without one, exactly one key
+/// may serve `alg`: trying several would multiply the crypto an attacker can make us do.
+fn select_key<'a>(
+    issuer: &'a Issuer,
+    kid: Option<&str>,
+    algorithm: Algorithm,
+) -> Result<&'a crate::jwks::VerifyingKey, Reason> {
+    let mut matching = issuer.keys.iter().filter(|key| {
+        key.algorithm == algorithm && kid.is_none_or(|kid| key.kid.as_deref() == Some(kid))
+    });
+    let key = matching.next().ok_or(Reason::KeyUnknown)?;
+    if matching.next().is_some() {
+        return Err(Reason::KeyUnknown);
+    }
+    Ok(key)
+}
+
+fn classify_jwt_error(error: &jwt_simple::Error) -> Reason {
+    match error.downcast_ref::<JWTError>() {
+        Some(JWTError::TokenHasExpired) => Reason::TokenExpired,
+        Some(JWTError::TokenNotValidYet | JWTError::ClockDrift) => Reason::TokenNotYetValid,
+        Some(JWTError::InvalidSignature | JWTError::InvalidAuthenticationTag) => Reason::SignatureInvalid,
+        Some(JWTError::AlgorithmMismatch) => Reason::KeyUnknown,
+        Some(JWTError::TokenTooLong) => Reason::TokenTooLarge,
+        Some(JWTError::NotJWT) => Reason::TypeNotAllowed,
+        _ => Reason::TokenMalformed,
+    }
+}
+
+/// `exp` is required; numeric dates must be numbers; the lifetime is capped.
+fn check_time_claims(issuer: &Issuer, payload: &Map<String, Value>, now_s: u64) -> Result<(), Reason> {
+    let numeric = |name: &str| -> Result<Option<f64>, Reason> {
+        match payload.get(name) {
+            None => Ok(None),
+            Some(Value::Number(n)) => n.as_f64().filter(|v| v.is_finite() && *v >= 0.0).map(Some).ok_or(Reason::ClaimInvalid),
+            Some(_) => Err(Reason::ClaimInvalid),
+        }
+    };
+    let exp = numeric("exp")?.ok_or(Reason::ClaimInvalid)?;
+    let iat = numeric("iat")?;
+    let nbf = numeric("nbf")?;
+    let now = now_s as f64;
+    let skew = issuer.clock_skew_seconds as f64;
+    if exp + skew <= now {
+        return Err(Reason::TokenExpired);
+    }
+    if nbf.is_some_and(|nbf| nbf > now + skew) || iat.is_some_and(|iat| iat > now + skew) {
+        return Err(Reason::TokenNotYetValid);
+    }
+    let start = iat.unwrap_or(now).min(now);
+    if exp - start > issuer.max_lifetime_seconds as f64 + skew {
+        return Err(Reason::TokenLifetimeExceeded);
+    }
+    Ok(())
+}
+
+fn check_audience(issuer: &Issuer, payload: &Map<String, Value>) -> Result<(), Reason> {
+    let accepted = |aud: &Value| aud.as_str().is_some_and(|a| issuer.audiences.iter().any(|c| c == a));
+    let matches = match payload.get("aud") {
+        Some(Value::String(_)) => payload.get("aud").is_some_and(accepted),
+        Some(Value::Array(list)) => list.iter().any(accepted),
+        _ => false,
+    };
+    if matches {
+        Ok(())
+    } else {
+        Err(Reason::AudienceMismatch)
+    }
+}

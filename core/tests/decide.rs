@@ -1,0 +1,288 @@
+//! Decision tests through the public API: real keys generated here, real signatures,
+//! every token defect with its reason code.
+
+use chaperone_core::encoding::base64url_encode;
+use chaperone_core::{decide, load, Decision, Loaded, Reason, RequestFacts};
+use jwt_simple::prelude::*;
+use serde_json::{json, Value};
+
+const ISSUER: &str = "https://idp.test";
+const AUDIENCE: &str = "agents-api";
+const NOW: u64 = 1_800_000_000;
+
+const POLICY: &str = r#"package chaperone.authz
+
+default decision := {"allowed": false, "reason": "not_permitted"}
+
+decision := {"allowed": true, "reason": "ticket_read", "rule": "tickets.read"} if {
+	input.attributes.request.http.method == "GET"
+	input.parsed_path[0] == "tickets"
+	input.agent.id != ""
+}
+"#;
+
+struct Fixture {
+    key: ES256KeyPair,
+    loaded: Loaded,
+}
+
+fn es256_jwk(key: &ES256KeyPair, kid: &str) -> Value {
+    let point = key.public_key().public_key().to_bytes_uncompressed();
+    json!({"kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+           "x": base64url_encode(&point[1..33]), "y": base64url_encode(&point[33..65])})
+}
+
+fn config_with(issuer_extra: Value, jwks: Value) -> Value {
+    let mut issuer = json!({"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": jwks});
+    if let (Some(target), Some(extra)) = (issuer.as_object_mut(), issuer_extra.as_object()) {
+        target.extend(extra.clone());
+    }
+    json!({
+        "issuers": [issuer],
+        "policy": {"modules": {"authz.rego": POLICY}, "decision_path": "chaperone/authz/decision",
+                   "name": "test-bundle", "revision": "r7"},
+    })
+}
+
+fn fixture() -> Fixture {
+    let key = ES256KeyPair::generate().with_key_id("k1");
+    let config = config_with(json!({}), json!({"keys": [es256_jwk(&key, "k1")]}));
+    let loaded = load(config.to_string().as_bytes()).expect("config compiles");
+    Fixture { key, loaded }
+}
+
+fn claims(extra: Value) -> Value {
+    let mut claims = json!({"iss": ISSUER, "aud": AUDIENCE, "sub": "support-bot",
+                            "owner": "alice@example.com", "iat": NOW - 10, "exp": NOW + 300, "jti": "j-1"});
+    if let (Some(target), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            if v.is_null() {
+                target.remove(k);
+            } else {
+                target.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    claims
+}
+
+/// Signs arbitrary header and claims JSON with the fixture key (ES256, raw r||s).
+fn sign(f: &Fixture, header: Value, claims: Value) -> String {
+    let signing_input = format!(
+        "{}.{}",
+        base64url_encode(header.to_string().as_bytes()),
+        base64url_encode(claims.to_string().as_bytes())
+    );
+    // jwt-simple signs only claims it can type; sign raw bytes to reach every defect.
+    use p256::ecdsa::signature::Signer;
+    let signature: p256::ecdsa::Signature = f.key.key_pair().as_ref().sign(signing_input.as_bytes());
+    format!("{signing_input}.{}", base64url_encode(&signature.to_bytes()))
+}
+
+fn token(f: &Fixture, extra: Value) -> String {
+    sign(f, json!({"alg": "ES256", "typ": "JWT", "kid": "k1"}), claims(extra))
+}
+
+fn facts(method: &str, path: &str, headers: &[(&str, &[u8])]) -> RequestFacts {
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        (b":method".to_vec(), method.as_bytes().to_vec()),
+        (b":path".to_vec(), path.as_bytes().to_vec()),
+        (b":authority".to_vec(), b"gw.test".to_vec()),
+        (b":scheme".to_vec(), b"http".to_vec()),
+    ];
+    pairs.extend(headers.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.to_vec())));
+    RequestFacts { headers: pairs, decision_id: "d-1".into(), now_ns: NOW * 1_000_000_000 }
+}
+
+fn with_token(f: &Fixture, method: &str, path: &str, token: &str) -> Decision {
+    let bearer = format!("Bearer {token}");
+    decide(&f.loaded, &facts(method, path, &[("authorization", bearer.as_bytes())]))
+}
+
+fn body(decision: &Decision) -> Value {
+    serde_json::from_slice(&decision.response_body).expect("json body")
+}
+
+#[test]
+fn allowed_request_carries_verified_identity() {
+    let f = fixture();
+    let d = with_token(&f, "GET", "/tickets/42?x=1", &token(&f, json!({})));
+    assert!(d.allowed, "{d:?}");
+    assert_eq!(d.record.reason, "ticket_read");
+    assert_eq!(d.record.rule.as_deref(), Some("tickets.read"));
+    let headers: Vec<(&str, &str)> = d.upstream_headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    assert!(headers.contains(&("x-chaperone-agent-id", "support-bot")));
+    assert!(headers.contains(&("x-chaperone-owner", "alice@example.com")));
+    assert!(headers.contains(&("x-chaperone-issuer", ISSUER)));
+    assert!(headers.contains(&("x-chaperone-decision-id", "d-1")));
+    let agent = d.record.agent.as_ref().expect("agent recorded");
+    assert_eq!((agent.id.as_str(), agent.kid.as_deref(), agent.jti.as_deref()), ("support-bot", Some("k1"), Some("j-1")));
+    assert_eq!(d.record.bundles["test-bundle"].revision, "r7");
+    assert_eq!(d.record.path, "chaperone/authz/decision");
+    assert_eq!(d.record.request.path.as_deref(), Some("/tickets/42?x=1"));
+}
+
+#[test]
+fn policy_denial_is_403_with_policy_reason() {
+    let f = fixture();
+    let d = with_token(&f, "DELETE", "/tickets/42", &token(&f, json!({})));
+    assert!(!d.allowed);
+    assert_eq!(d.status, 403);
+    assert_eq!(body(&d)["reason"], "not_permitted");
+    assert_eq!(body(&d)["decision_id"], "d-1");
+    assert!(d.record.agent.is_some(), "denials are attributed too");
+}
+
+#[test]
+fn token_defects_map_to_stable_reasons() {
+    let f = fixture();
+    let other_key = ES256KeyPair::generate();
+    let good = token(&f, json!({}));
+    let (head, rest) = good.split_once('.').unwrap();
+    let payload = rest.split_once('.').unwrap().0;
+    let signed_by_other = {
+        let g = Fixture { key: other_key, loaded: Loaded::Empty };
+        token(&g, json!({}))
+    };
+    let cases: Vec<(&str, String, Reason)> = vec![
+        ("expired", token(&f, json!({"exp": NOW - 61, "iat": NOW - 400})), Reason::TokenExpired),
+        ("expired within skew is fine? no: exactly at skew", token(&f, json!({"exp": NOW - 60})), Reason::TokenExpired),
+        ("no exp", token(&f, json!({"exp": null})), Reason::ClaimInvalid),
+        ("lifetime", token(&f, json!({"iat": NOW, "exp": NOW + 7200})), Reason::TokenLifetimeExceeded),
+        ("far future exp without iat", token(&f, json!({"iat": null, "exp": 1e300})), Reason::TokenLifetimeExceeded),
+        ("nbf future", token(&f, json!({"nbf": NOW + 120})), Reason::TokenNotYetValid),
+        ("iat future", token(&f, json!({"iat": NOW + 120})), Reason::TokenNotYetValid),
+        ("audience", token(&f, json!({"aud": "other-api"})), Reason::AudienceMismatch),
+        ("audience case", token(&f, json!({"aud": "AGENTS-API"})), Reason::AudienceMismatch),
+        ("no audience", token(&f, json!({"aud": null})), Reason::AudienceMismatch),
+        ("issuer", token(&f, json!({"iss": "https://evil.test"})), Reason::IssuerUnknown),
+        ("issuer trailing slash", token(&f, json!({"iss": "https://idp.test/"})), Reason::IssuerUnknown),
+        ("no sub", token(&f, json!({"sub": null})), Reason::ClaimInvalid),
+        ("sub not string", token(&f, json!({"sub": 7})), Reason::TokenMalformed),
+        ("bad signature", format!("{head}.{payload}.{}", signed_by_other.rsplit('.').next().unwrap()), Reason::SignatureInvalid),
+        ("other key", signed_by_other.clone(), Reason::SignatureInvalid),
+        ("alg none", format!("{}.{payload}.", base64url_encode(br#"{"alg":"none","kid":"k1"}"#)), Reason::TokenMalformed),
+        ("alg none with sig", format!("{}.{payload}.AAAA", base64url_encode(br#"{"alg":"none","kid":"k1"}"#)), Reason::AlgorithmNotAllowed),
+        ("unknown kid", sign(&f, json!({"alg": "ES256", "kid": "k2"}), claims(json!({}))), Reason::KeyUnknown),
+        ("crit", sign(&f, json!({"alg": "ES256", "kid": "k1", "crit": ["exp"], "exp": 1}), claims(json!({}))), Reason::TokenUnsupported),
+        ("nested", sign(&f, json!({"alg": "ES256", "kid": "k1", "cty": "JWT"}), claims(json!({}))), Reason::TokenUnsupported),
+        ("jwe shape", "a.b.c.d.e".to_owned(), Reason::TokenUnsupported),
+        ("two parts", format!("{head}.{payload}"), Reason::TokenMalformed),
+        ("many dots", ".".repeat(10_000), Reason::TokenTooLarge),
+        ("padding", format!("{head}=.{payload}.AAAA"), Reason::TokenMalformed),
+        ("duplicate claim", sign(&f, json!({"alg": "ES256", "kid": "k1"}), json!("x")).replace(
+            &base64url_encode(b"\"x\""),
+            &base64url_encode(format!("{{\"iss\":\"{ISSUER}\",\"sub\":\"a\",\"sub\":\"admin\"}}").as_bytes()),
+        ), Reason::TokenMalformed),
+        ("payload not object", sign(&f, json!({"alg": "ES256", "kid": "k1"}), json!([1])), Reason::TokenMalformed),
+    ];
+    for (name, token, want) in cases {
+        let d = with_token(&f, "GET", "/tickets/1", &token);
+        assert!(!d.allowed, "{name}");
+        assert_eq!(d.reason, want, "{name}");
+        assert_eq!(d.status, want.status(), "{name}");
+        assert_eq!(body(&d)["reason"], want.code(), "{name}");
+        assert!(!String::from_utf8_lossy(&d.response_body).contains(&token[..token.len().min(20)]) || token.len() < 20, "{name}: body echoes token");
+    }
+}
+
+#[test]
+fn key_confusion_hs256_with_public_key_is_rejected() {
+    let f = fixture();
+    let public_bytes = f.key.public_key().public_key().to_bytes_uncompressed();
+    let confused = HS256Key::from_bytes(&public_bytes).with_key_id("k1");
+    let claims = Claims::create(Duration::from_secs(300)).with_issuer(ISSUER).with_audience(AUDIENCE).with_subject("support-bot");
+    let token = confused.authenticate(claims).unwrap();
+    let d = with_token(&f, "GET", "/tickets/1", &token);
+    assert_eq!(d.reason, Reason::AlgorithmNotAllowed);
+}
+
+#[test]
+fn missing_and_ambiguous_credentials() {
+    let f = fixture();
+    let d = decide(&f.loaded, &facts("GET", "/tickets/1", &[]));
+    assert_eq!((d.status, d.reason), (401, Reason::TokenMissing));
+    let www: Vec<&str> = d.response_headers.iter().filter(|(n, _)| n == "www-authenticate").map(|(_, v)| v.as_str()).collect();
+    assert_eq!(www, ["Bearer realm=\"chaperone\""]);
+
+    let good = format!("Bearer {}", token(&f, json!({})));
+    let d = decide(&f.loaded, &facts("GET", "/tickets/1", &[("authorization", good.as_bytes()), ("Authorization", b"Bearer junk")]));
+    assert_eq!(d.reason, Reason::TokenAmbiguous);
+    let d = decide(&f.loaded, &facts("GET", "/tickets/1", &[("authorization", good.as_bytes()), ("authorization", good.as_bytes())]));
+    assert_eq!(d.reason, Reason::TokenAmbiguous);
+
+    let d = decide(&f.loaded, &facts("GET", "/tickets/1", &[("authorization", b"Basic dXNlcjpwYXNz")]));
+    assert_eq!(d.reason, Reason::TokenMalformed);
+    let d = decide(&f.loaded, &facts("GET", "/tickets/1", &[("authorization", b"Bearer \xc0\xa7\xff")]));
+    assert_eq!(d.reason, Reason::TokenMalformed);
+    let lower = format!("bearer   {}", token(&f, json!({})));
+    assert!(decide(&f.loaded, &facts("GET", "/tickets/1", &[("authorization", lower.as_bytes())])).allowed);
+    let www = d.response_headers.iter().find(|(n, _)| n == "www-authenticate").map(|(_, v)| v.clone()).unwrap();
+    assert!(www.contains("error=\"invalid_token\""), "{www}");
+}
+
+#[test]
+fn spoofed_identity_headers_are_stripped_and_hidden_from_policy() {
+    let f = fixture();
+    let bearer = format!("Bearer {}", token(&f, json!({})));
+    let d = decide(&f.loaded, &facts("GET", "/tickets/1", &[
+        ("authorization", bearer.as_bytes()),
+        ("x-chaperone-agent-id", b"root"),
+        ("X-Chaperone-Owner", b"ceo"),
+        ("x_chaperone_issuer", b"evil"),
+        ("x-other", b"kept"),
+    ]));
+    assert!(d.allowed);
+    assert_eq!(d.strip_headers, ["x-chaperone-agent-id", "X-Chaperone-Owner", "x_chaperone_issuer"]);
+    // Denied requests strip too, so a logged-and-denied request never forwards a spoof.
+    let d = decide(&f.loaded, &facts("GET", "/tickets/1", &[("x-chaperone-agent-id", b"root")]));
+    assert_eq!(d.strip_headers, ["x-chaperone-agent-id"]);
+}
+
+#[test]
+fn empty_configuration_fails_closed() {
+    let d = decide(&Loaded::Empty, &facts("GET", "/", &[]));
+    assert_eq!((d.status, d.reason), (503, Reason::PolicyUnavailable));
+}
+
+#[test]
+fn configuration_errors_are_precise() {
+    let key = ES256KeyPair::generate();
+    let jwks = json!({"keys": [es256_jwk(&key, "k1")]});
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"issuers": [], "policy": {"modules": {"a.rego": POLICY}}}), "issuers"),
+        ({ let mut c = config_with(json!({}), jwks.clone()); c["surprise"] = json!(1); c }, "unknown field `surprise`"),
+        (config_with(json!({"audience": ["x"]}), jwks.clone()), "unknown field `audience`"),
+        (config_with(json!({"algorithms": ["none"]}), jwks.clone()), "issuers[0].algorithms[0]"),
+        (config_with(json!({"clock_skew_seconds": 900}), jwks.clone()), "clock_skew_seconds"),
+        (config_with(json!({}), json!({"keys": [es256_jwk(&key, "k1"), es256_jwk(&key, "k1")]})), "duplicate kid"),
+        (config_with(json!({}), json!({"keys": [{"kty": "EC", "crv": "P-256", "use": "enc", "x": "AA", "y": "AA"}]})), "issuers[0].local_jwks.keys[0].use"),
+        (config_with(json!({}), json!({"keys": [{"kty": "EC", "crv": "P-384", "alg": "ES256", "x": "AA", "y": "AA"}]})), "does not match"),
+        (config_with(json!({"algorithms": ["HS256"]}), json!({"keys": [{"kty": "oct", "k": base64url_encode(&[7u8; 31])}]})), "at least 32 bytes"),
+        (config_with(json!({}), json!({"keys": []})), "no key usable"),
+        ({ let mut c = config_with(json!({}), jwks.clone()); c["policy"]["modules"]["authz.rego"] = json!("package x\nallow if {"); c }, "policy.modules[authz.rego]"),
+        ({ let mut c = config_with(json!({}), jwks.clone()); c["policy"]["decision_path"] = json!("chaperone/authz/decison"); c }, "policy.decision_path"),
+    ];
+    for (config, want) in cases {
+        let err = load(config.to_string().as_bytes()).err().unwrap_or_else(|| panic!("accepted: {want}"));
+        assert!(err.to_string().contains(want), "want `{want}` in `{err}`");
+    }
+    let err = load(b"\x0a\x05hello").err().unwrap();
+    assert!(err.to_string().contains("StringValue"), "{err}");
+    assert!(matches!(load(b"  \n"), Ok(Loaded::Empty)));
+}
+
+#[test]
+fn hs256_requires_explicit_listing_and_works_when_listed() {
+    let secret = [9u8; 32];
+    let jwks = json!({"keys": [{"kty": "oct", "kid": "h1", "k": base64url_encode(&secret)}]});
+    assert!(load(config_with(json!({}), jwks.clone()).to_string().as_bytes()).is_err(), "oct key unusable by default");
+    let loaded = load(config_with(json!({"algorithms": ["HS256"]}), jwks).to_string().as_bytes()).unwrap();
+    let claims = Claims::create(Duration::from_secs(300)).with_issuer(ISSUER).with_audience(AUDIENCE).with_subject("bot");
+    let token = HS256Key::from_bytes(&secret).with_key_id("h1").authenticate(claims).unwrap();
+    let now_ns = jwt_simple::prelude::Clock::now_since_epoch().as_secs() * 1_000_000_000;
+    let mut request = facts("GET", "/tickets/1", &[]);
+    request.now_ns = now_ns;
+    request.headers.push((b"authorization".to_vec(), format!("Bearer {token}").into_bytes()));
+    assert!(decide(&loaded, &request).allowed);
+}
