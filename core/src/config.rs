@@ -56,7 +56,10 @@ pub struct RawClaimMapping {
 
 impl Default for RawClaimMapping {
     fn default() -> Self {
-        Self { agent_id: default_agent_claim(), owner: default_owner_claim() }
+        Self {
+            agent_id: default_agent_claim(),
+            owner: default_owner_claim(),
+        }
     }
 }
 
@@ -93,7 +96,9 @@ pub struct RawLimits {
 
 impl Default for RawLimits {
     fn default() -> Self {
-        Self { max_token_bytes: default_max_token_bytes() }
+        Self {
+            max_token_bytes: default_max_token_bytes(),
+        }
     }
 }
 
@@ -163,7 +168,10 @@ impl std::fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 pub(crate) fn config_error(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError { field: field.into(), message: message.into() }
+    ConfigError {
+        field: field.into(),
+        message: message.into(),
+    }
 }
 
 /// What `on_configure` received.
@@ -215,10 +223,18 @@ pub fn compile(raw: RawConfig) -> Result<Compiled, ConfigError> {
     }
     let token_sources = compile_token_sources(raw.from_headers)?;
     if !(256..=65536).contains(&raw.limits.max_token_bytes) {
-        return Err(config_error("limits.max_token_bytes", "must be between 256 and 65536"));
+        return Err(config_error(
+            "limits.max_token_bytes",
+            "must be between 256 and 65536",
+        ));
     }
     let policy = compile_policy(raw.policy)?;
-    Ok(Compiled { issuers, token_sources, policy, max_token_bytes: raw.limits.max_token_bytes })
+    Ok(Compiled {
+        issuers,
+        token_sources,
+        policy,
+        max_token_bytes: raw.limits.max_token_bytes,
+    })
 }
 
 fn compile_issuer(raw: RawIssuer, field: &str) -> Result<Issuer, ConfigError> {
@@ -234,7 +250,10 @@ fn compile_issuer(raw: RawIssuer, field: &str) -> Result<Issuer, ConfigError> {
     let algorithms = match raw.algorithms {
         None => DEFAULT_ALGORITHMS.to_vec(),
         Some(names) if names.is_empty() => {
-            return Err(config_error(format!("{field}.algorithms"), "must not be empty"))
+            return Err(config_error(
+                format!("{field}.algorithms"),
+                "must not be empty",
+            ))
         }
         Some(names) => {
             let mut algorithms = Vec::with_capacity(names.len());
@@ -251,7 +270,10 @@ fn compile_issuer(raw: RawIssuer, field: &str) -> Result<Issuer, ConfigError> {
         }
     };
     if raw.clock_skew_seconds > 300 {
-        return Err(config_error(format!("{field}.clock_skew_seconds"), "must be at most 300"));
+        return Err(config_error(
+            format!("{field}.clock_skew_seconds"),
+            "must be at most 300",
+        ));
     }
     if !(1..=86_400).contains(&raw.max_lifetime_seconds) {
         return Err(config_error(
@@ -262,14 +284,23 @@ fn compile_issuer(raw: RawIssuer, field: &str) -> Result<Issuer, ConfigError> {
     let keys = admit_key_set(&raw.local_jwks, &algorithms, &format!("{field}.local_jwks"))?;
     let allowed_types = match raw.allowed_types {
         Some(types) if types.is_empty() => {
-            return Err(config_error(format!("{field}.allowed_types"), "must not be empty"))
+            return Err(config_error(
+                format!("{field}.allowed_types"),
+                "must not be empty",
+            ))
         }
         Some(types) => Some(types.iter().map(|t| normalize_type(t)).collect()),
         None => None,
     };
-    for (name, claim) in [("agent_id", &raw.claims.agent_id), ("owner", &raw.claims.owner)] {
+    for (name, claim) in [
+        ("agent_id", &raw.claims.agent_id),
+        ("owner", &raw.claims.owner),
+    ] {
         if claim.is_empty() {
-            return Err(config_error(format!("{field}.claims.{name}"), "must not be empty"));
+            return Err(config_error(
+                format!("{field}.claims.{name}"),
+                "must not be empty",
+            ));
         }
     }
     Ok(Issuer {
@@ -289,10 +320,14 @@ fn compile_issuer(raw: RawIssuer, field: &str) -> Result<Issuer, ConfigError> {
 /// (RFC 7515 section 4.1.9).
 pub(crate) fn normalize_type(value: &str) -> String {
     let upper = value.to_ascii_uppercase();
-    upper.strip_prefix("APPLICATION/").map_or(upper.clone(), str::to_owned)
+    upper
+        .strip_prefix("APPLICATION/")
+        .map_or(upper.clone(), str::to_owned)
 }
 
-fn compile_token_sources(raw: Option<Vec<RawTokenSource>>) -> Result<Vec<TokenSource>, ConfigError> {
+fn compile_token_sources(
+    raw: Option<Vec<RawTokenSource>>,
+) -> Result<Vec<TokenSource>, ConfigError> {
     let Some(raw) = raw else {
         return Ok(vec![TokenSource {
             name: "authorization".to_owned(),
@@ -306,9 +341,14 @@ fn compile_token_sources(raw: Option<Vec<RawTokenSource>>) -> Result<Vec<TokenSo
     for (i, source) in raw.into_iter().enumerate() {
         let name = source.name.to_ascii_lowercase();
         let valid_name = !name.is_empty()
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !valid_name {
-            return Err(config_error(format!("from_headers[{i}].name"), "not a valid header name"));
+            return Err(config_error(
+                format!("from_headers[{i}].name"),
+                "not a valid header name",
+            ));
         }
         if crate::decision::is_identity_header(&name) {
             return Err(config_error(
@@ -317,28 +357,44 @@ fn compile_token_sources(raw: Option<Vec<RawTokenSource>>) -> Result<Vec<TokenSo
             ));
         }
         if sources.iter().any(|s| s.name == name) {
-            return Err(config_error(format!("from_headers[{i}].name"), "listed twice"));
+            return Err(config_error(
+                format!("from_headers[{i}].name"),
+                "listed twice",
+            ));
         }
-        sources.push(TokenSource { name, value_prefix: source.value_prefix });
+        sources.push(TokenSource {
+            name,
+            value_prefix: source.value_prefix,
+        });
     }
     Ok(sources)
 }
 
 fn compile_policy(raw: RawPolicy) -> Result<Policy, ConfigError> {
     if raw.modules.is_empty() {
-        return Err(config_error("policy.modules", "at least one Rego module is required"));
+        return Err(config_error(
+            "policy.modules",
+            "at least one Rego module is required",
+        ));
     }
     if !(1..=1000).contains(&raw.max_eval_ms) {
-        return Err(config_error("policy.max_eval_ms", "must be between 1 and 1000"));
+        return Err(config_error(
+            "policy.max_eval_ms",
+            "must be between 1 and 1000",
+        ));
     }
-    let data = raw.data.unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+    let data = raw
+        .data
+        .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
     if !data.is_object() {
         return Err(config_error("policy.data", "must be a JSON object"));
     }
     Policy::compile(
         &raw.modules,
         data,
-        raw.decision_path.as_deref().unwrap_or(DEFAULT_DECISION_PATH),
+        raw.decision_path
+            .as_deref()
+            .unwrap_or(DEFAULT_DECISION_PATH),
         raw.name.unwrap_or_else(|| "policy".to_owned()),
         raw.revision.unwrap_or_default(),
         raw.max_eval_ms,

@@ -4,7 +4,9 @@ use crate::config::{Compiled, Loaded};
 use crate::input::{build_input, RequestFacts, RequestLine};
 use crate::policy::Verdict;
 use crate::reason::Reason;
-use crate::record::{rfc3339, BundleInfo, DecisionRecord, RecordAgent, RecordRequest, RecordResult};
+use crate::record::{
+    rfc3339, BundleInfo, DecisionRecord, RecordAgent, RecordRequest, RecordResult,
+};
 use crate::token::{authenticate, extract_token, Agent};
 use std::collections::BTreeMap;
 
@@ -37,7 +39,11 @@ pub fn is_identity_header(name: &str) -> bool {
     let prefix = HEADER_PREFIX.as_bytes();
     name.len() >= prefix.len()
         && name.bytes().zip(prefix).all(|(a, b)| {
-            let a = if a == b'_' { b'-' } else { a.to_ascii_lowercase() };
+            let a = if a == b'_' {
+                b'-'
+            } else {
+                a.to_ascii_lowercase()
+            };
             a == *b
         })
 }
@@ -76,30 +82,51 @@ fn decide_compiled(compiled: &Compiled, facts: &RequestFacts, line: &RequestLine
         Ok(agent) => agent,
         Err(reason) => return with_policy_info(deny(reason, facts, None), compiled),
     };
-    let credential_headers: Vec<String> =
-        compiled.token_sources.iter().map(|s| s.name.clone()).collect();
+    let credential_headers: Vec<String> = compiled
+        .token_sources
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
     let input = build_input(line, facts, &credential_headers, &agent);
     let verdict = compiled.policy.evaluate(input);
-    let decision = if verdict.allowed { allow(&agent, &verdict, facts) } else { deny_by_policy(&agent, &verdict, facts) };
+    let decision = if verdict.allowed {
+        allow(&agent, &verdict, facts)
+    } else {
+        deny_by_policy(&agent, &verdict, facts)
+    };
     with_policy_info(decision, compiled)
 }
 
 fn with_policy_info(mut decision: Decision, compiled: &Compiled) -> Decision {
     let policy = &compiled.policy;
     decision.record.path = policy.decision_path.clone();
-    decision.record.bundles =
-        BTreeMap::from([(policy.name.clone(), BundleInfo { revision: policy.revision.clone() })]);
+    decision.record.bundles = BTreeMap::from([(
+        policy.name.clone(),
+        BundleInfo {
+            revision: policy.revision.clone(),
+        },
+    )]);
     decision
 }
 
-fn base_record(facts: &RequestFacts, allowed: bool, status: u16, reason: String, rule: Option<String>, agent: Option<&Agent>) -> DecisionRecord {
+fn base_record(
+    facts: &RequestFacts,
+    allowed: bool,
+    status: u16,
+    reason: String,
+    rule: Option<String>,
+    agent: Option<&Agent>,
+) -> DecisionRecord {
     DecisionRecord {
         decision_id: facts.decision_id.clone(),
         seq: 0,
         timestamp: rfc3339(facts.now_ns),
         path: String::new(),
         bundles: BTreeMap::new(),
-        result: RecordResult { allowed, http_status: status },
+        result: RecordResult {
+            allowed,
+            http_status: status,
+        },
         reason,
         rule,
         agent: agent.map(|a| RecordAgent {
@@ -125,7 +152,10 @@ fn allow(agent: &Agent, verdict: &Verdict, facts: &RequestFacts) -> Decision {
         upstream_headers.push((OWNER_HEADER.to_owned(), header_safe(owner)));
     }
     upstream_headers.extend(verdict.headers.iter().cloned());
-    let reason = verdict.policy_reason.clone().unwrap_or_else(|| verdict.reason.code().to_owned());
+    let reason = verdict
+        .policy_reason
+        .clone()
+        .unwrap_or_else(|| verdict.reason.code().to_owned());
     Decision {
         allowed: true,
         status: 200,
@@ -140,7 +170,10 @@ fn allow(agent: &Agent, verdict: &Verdict, facts: &RequestFacts) -> Decision {
 
 fn deny_by_policy(agent: &Agent, verdict: &Verdict, facts: &RequestFacts) -> Decision {
     let status = verdict.http_status.unwrap_or(verdict.reason.status());
-    let reason = verdict.policy_reason.clone().unwrap_or_else(|| verdict.reason.code().to_owned());
+    let reason = verdict
+        .policy_reason
+        .clone()
+        .unwrap_or_else(|| verdict.reason.code().to_owned());
     let mut headers = verdict.headers.clone();
     if status == 403 {
         headers.push((
@@ -164,9 +197,10 @@ fn deny_by_policy(agent: &Agent, verdict: &Verdict, facts: &RequestFacts) -> Dec
 fn deny(reason: Reason, facts: &RequestFacts, agent: Option<&Agent>) -> Decision {
     let mut headers = Vec::new();
     match reason {
-        Reason::TokenMissing => {
-            headers.push(("www-authenticate".to_owned(), "Bearer realm=\"chaperone\"".to_owned()))
-        }
+        Reason::TokenMissing => headers.push((
+            "www-authenticate".to_owned(),
+            "Bearer realm=\"chaperone\"".to_owned(),
+        )),
         _ if reason.status() == 401 => headers.push((
             "www-authenticate".to_owned(),
             format!(
@@ -176,7 +210,16 @@ fn deny(reason: Reason, facts: &RequestFacts, agent: Option<&Agent>) -> Decision
         )),
         _ => {}
     }
-    local_reply(facts, reason.status(), reason, reason.code().to_owned(), None, agent, headers, None)
+    local_reply(
+        facts,
+        reason.status(),
+        reason,
+        reason.code().to_owned(),
+        None,
+        agent,
+        headers,
+        None,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -196,7 +239,10 @@ fn local_reply(
         "status": status,
     });
     if let (Some(message), Some(object)) = (message, body.as_object_mut()) {
-        object.insert("message".to_owned(), serde_json::Value::String(message.to_owned()));
+        object.insert(
+            "message".to_owned(),
+            serde_json::Value::String(message.to_owned()),
+        );
     }
     headers.push(("content-type".to_owned(), "application/json".to_owned()));
     headers.push((DECISION_ID_HEADER.to_owned(), facts.decision_id.clone()));

@@ -44,7 +44,11 @@ pub fn base64url_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         let chars = chunk.len() + 1;
         for i in 0..chars {
@@ -151,7 +155,10 @@ mod tests {
     fn base64url_round_trips_every_length() {
         for len in 0..40u8 {
             let bytes: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37)).collect();
-            assert_eq!(base64url_decode(base64url_encode(&bytes).as_bytes()), Some(bytes));
+            assert_eq!(
+                base64url_decode(base64url_encode(&bytes).as_bytes()),
+                Some(bytes)
+            );
         }
     }
 
@@ -170,7 +177,10 @@ mod tests {
         assert!(parse_json_strict(br#"[{"x":1,"x":1}]"#).is_err());
         assert!(parse_json_strict(br#"{"a":1} trailing"#).is_err());
         let ok = parse_json_strict(br#"{"a":[1,2.5,"x",null,true],"b":{"c":-3}}"#);
-        assert_eq!(ok.ok(), serde_json::from_str(r#"{"a":[1,2.5,"x",null,true],"b":{"c":-3}}"#).ok());
+        assert_eq!(
+            ok.ok(),
+            serde_json::from_str(r#"{"a":[1,2.5,"x",null,true],"b":{"c":-3}}"#).ok()
+        );
     }
 
     #[test]

@@ -34,7 +34,11 @@ impl RequestFacts {
 
     /// `None` when a pseudo-header is missing or not UTF-8: such a request cannot be judged.
     pub fn request_line(&self) -> Option<RequestLine> {
-        let text = |name: &str| self.header(name).and_then(|v| std::str::from_utf8(v).ok()).map(str::to_owned);
+        let text = |name: &str| {
+            self.header(name)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_owned)
+        };
         let host = text(":authority").or_else(|| text("host"))?;
         Some(RequestLine {
             method: text(":method")?,
@@ -76,7 +80,10 @@ pub fn build_input(
             }
         }
     }
-    let (path_only, query) = line.path.split_once('?').unwrap_or((line.path.as_str(), ""));
+    let (path_only, query) = line
+        .path
+        .split_once('?')
+        .unwrap_or((line.path.as_str(), ""));
     json!({
         "attributes": {"request": {"http": {
             "method": line.method,
@@ -100,7 +107,10 @@ pub fn build_input(
 /// Path segments, percent-decoded, empty segments dropped (`/a//b/` gives `["a","b"]`).
 /// The path is never run through a URL parser: `//evil/x` stays a path.
 pub fn parse_path(path: &str) -> Vec<String> {
-    path.split('/').filter(|s| !s.is_empty()).map(|s| percent_decode(s, false)).collect()
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode(s, false))
+        .collect()
 }
 
 pub fn parse_query(query: &str) -> Map<String, Value> {
@@ -126,16 +136,14 @@ fn percent_decode(text: &str, plus_is_space: bool) -> String {
         let byte = bytes[i];
         let hex = |b: u8| (b as char).to_digit(16);
         match byte {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push((h * 16 + l) as u8);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(byte),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(byte),
+            },
             b'+' if plus_is_space => out.push(b' '),
             _ => out.push(byte),
         }
@@ -160,6 +168,9 @@ mod tests {
     #[test]
     fn queries_keep_every_value() {
         let q = parse_query("a=1&b=x+y&a=2&flag&c=%C3%A9");
-        assert_eq!(Value::Object(q), json!({"a": ["1", "2"], "b": ["x y"], "flag": [""], "c": ["é"]}));
+        assert_eq!(
+            Value::Object(q),
+            json!({"a": ["1", "2"], "b": ["x y"], "flag": [""], "c": ["é"]})
+        );
     }
 }

@@ -106,7 +106,11 @@ enum KeyMaterial {
 
 impl VerifyingKey {
     /// Checks the signature and the registered time claims (jwt-simple), returning its error.
-    pub fn verify(&self, token: &str, options: VerificationOptions) -> Result<(), jwt_simple::Error> {
+    pub fn verify(
+        &self,
+        token: &str,
+        options: VerificationOptions,
+    ) -> Result<(), jwt_simple::Error> {
         let options = Some(options);
         match &self.material {
             KeyMaterial::ES256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
@@ -147,7 +151,10 @@ pub fn admit_key_set(
         let kid = optional_string(jwk, "kid", &key_field)?;
         if let Some(kid) = &kid {
             if seen_kids.contains(kid) {
-                return Err(config_error(&key_field, format!("duplicate kid `{kid}` is ambiguous")));
+                return Err(config_error(
+                    &key_field,
+                    format!("duplicate kid `{kid}` is ambiguous"),
+                ));
             }
             seen_kids.push(kid.clone());
         }
@@ -198,22 +205,40 @@ fn admit_key(
         .ok_or_else(|| config_error(format!("{field}.kty"), "is required"))?;
     if let Some(usage) = optional_string(jwk, "use", field)? {
         if usage != "sig" {
-            return Err(config_error(format!("{field}.use"), "only signature keys (`sig`) are accepted"));
+            return Err(config_error(
+                format!("{field}.use"),
+                "only signature keys (`sig`) are accepted",
+            ));
         }
     }
     if let Some(ops) = jwk.get("key_ops") {
-        let verifies = ops.as_array().is_some_and(|ops| ops.iter().any(|op| op == "verify"));
+        let verifies = ops
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|op| op == "verify"));
         if !verifies {
-            return Err(config_error(format!("{field}.key_ops"), "must include `verify`"));
+            return Err(config_error(
+                format!("{field}.key_ops"),
+                "must include `verify`",
+            ));
         }
     }
-    if kty != "oct" && ["d", "p", "q", "dp", "dq", "qi"].iter().any(|k| jwk.contains_key(*k)) {
-        return Err(config_error(field, "contains private key material; publish public keys only"));
+    if kty != "oct"
+        && ["d", "p", "q", "dp", "dq", "qi"]
+            .iter()
+            .any(|k| jwk.contains_key(*k))
+    {
+        return Err(config_error(
+            field,
+            "contains private key material; publish public keys only",
+        ));
     }
     let declared = match optional_string(jwk, "alg", field)? {
         None => None,
         Some(name) => Some(Algorithm::from_name(&name).ok_or_else(|| {
-            config_error(format!("{field}.alg"), format!("unsupported algorithm `{name}`"))
+            config_error(
+                format!("{field}.alg"),
+                format!("unsupported algorithm `{name}`"),
+            )
         })?),
     };
     // The algorithms this key type can serve; a declared `alg` must be one of them.
@@ -221,11 +246,21 @@ fn admit_key(
         "EC" => match optional_string(jwk, "crv", field)?.as_deref() {
             Some("P-256") => vec![Algorithm::ES256],
             Some("P-384") => vec![Algorithm::ES384],
-            _ => return Err(config_error(format!("{field}.crv"), "EC keys must be P-256 or P-384")),
+            _ => {
+                return Err(config_error(
+                    format!("{field}.crv"),
+                    "EC keys must be P-256 or P-384",
+                ))
+            }
         },
         "OKP" => match optional_string(jwk, "crv", field)?.as_deref() {
             Some("Ed25519") => vec![Algorithm::EdDSA],
-            _ => return Err(config_error(format!("{field}.crv"), "OKP keys must be Ed25519")),
+            _ => {
+                return Err(config_error(
+                    format!("{field}.crv"),
+                    "OKP keys must be Ed25519",
+                ))
+            }
         },
         "RSA" => [
             Algorithm::RS256,
@@ -237,7 +272,12 @@ fn admit_key(
         ]
         .to_vec(),
         "oct" => vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
-        other => return Err(config_error(format!("{field}.kty"), format!("unsupported key type `{other}`"))),
+        other => {
+            return Err(config_error(
+                format!("{field}.kty"),
+                format!("unsupported key type `{other}`"),
+            ))
+        }
     };
     let candidates: Vec<Algorithm> = match declared {
         Some(alg) if !family.contains(&alg) => {
@@ -249,11 +289,18 @@ fn admit_key(
         Some(alg) => vec![alg],
         None => family,
     };
-    let usable: Vec<Algorithm> = candidates.into_iter().filter(|a| accepted.contains(a)).collect();
+    let usable: Vec<Algorithm> = candidates
+        .into_iter()
+        .filter(|a| accepted.contains(a))
+        .collect();
     let mut keys = Vec::with_capacity(usable.len());
     for algorithm in usable {
         let material = build_material(jwk, algorithm, field)?;
-        keys.push(VerifyingKey { kid: kid.clone(), algorithm, material });
+        keys.push(VerifyingKey {
+            kid: kid.clone(),
+            algorithm,
+            material,
+        });
     }
     Ok(keys)
 }
@@ -268,7 +315,10 @@ fn build_material(
         let n = required_bytes(jwk, "n", field)?;
         let e = required_bytes(jwk, "e", field)?;
         if n.iter().skip_while(|b| **b == 0).count() * 8 < 2048 {
-            return Err(config_error(format!("{field}.n"), "RSA keys must have at least 2048 bits"));
+            return Err(config_error(
+                format!("{field}.n"),
+                "RSA keys must have at least 2048 bits",
+            ));
         }
         let material = match algorithm {
             Algorithm::RS256 => RS256PublicKey::from_components(&n, &e).map(KeyMaterial::RS256),
@@ -282,27 +332,46 @@ fn build_material(
     }
     match algorithm {
         Algorithm::ES256 | Algorithm::ES384 => {
-            let (x, y) = (required_bytes(jwk, "x", field)?, required_bytes(jwk, "y", field)?);
-            let size = if algorithm == Algorithm::ES256 { 32 } else { 48 };
+            let (x, y) = (
+                required_bytes(jwk, "x", field)?,
+                required_bytes(jwk, "y", field)?,
+            );
+            let size = if algorithm == Algorithm::ES256 {
+                32
+            } else {
+                48
+            };
             if x.len() != size || y.len() != size {
-                return Err(config_error(field, "EC coordinates do not match the curve size"));
+                return Err(config_error(
+                    field,
+                    "EC coordinates do not match the curve size",
+                ));
             }
             let mut point = Vec::with_capacity(1 + 2 * size);
             point.push(0x04);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
             if algorithm == Algorithm::ES256 {
-                ES256PublicKey::from_bytes(&point).map(KeyMaterial::ES256).map_err(|_| invalid("EC"))
+                ES256PublicKey::from_bytes(&point)
+                    .map(KeyMaterial::ES256)
+                    .map_err(|_| invalid("EC"))
             } else {
-                ES384PublicKey::from_bytes(&point).map(KeyMaterial::ES384).map_err(|_| invalid("EC"))
+                ES384PublicKey::from_bytes(&point)
+                    .map(KeyMaterial::ES384)
+                    .map_err(|_| invalid("EC"))
             }
         }
         Algorithm::EdDSA => {
             let x = required_bytes(jwk, "x", field)?;
             if x.len() != 32 {
-                return Err(config_error(format!("{field}.x"), "Ed25519 keys are 32 bytes"));
+                return Err(config_error(
+                    format!("{field}.x"),
+                    "Ed25519 keys are 32 bytes",
+                ));
             }
-            Ed25519PublicKey::from_bytes(&x).map(KeyMaterial::EdDSA).map_err(|_| invalid("Ed25519"))
+            Ed25519PublicKey::from_bytes(&x)
+                .map(KeyMaterial::EdDSA)
+                .map_err(|_| invalid("Ed25519"))
         }
         _ => {
             let k = required_bytes(jwk, "k", field)?;
@@ -310,7 +379,10 @@ fn build_material(
             if k.len() < minimum {
                 return Err(config_error(
                     format!("{field}.k"),
-                    format!("{} secrets must be at least {minimum} bytes", algorithm.name()),
+                    format!(
+                        "{} secrets must be at least {minimum} bytes",
+                        algorithm.name()
+                    ),
                 ));
             }
             Ok(match algorithm {

@@ -54,8 +54,9 @@ impl Policy {
         revision: String,
         max_eval_ms: u64,
     ) -> Result<Policy, ConfigError> {
-        let rule = rule_reference(decision_path)
-            .ok_or_else(|| config_error("policy.decision_path", "must look like `package/path/rule`"))?;
+        let rule = rule_reference(decision_path).ok_or_else(|| {
+            config_error("policy.decision_path", "must look like `package/path/rule`")
+        })?;
         let mut engine = Engine::new();
         for (file, source) in modules {
             engine
@@ -67,14 +68,20 @@ impl Policy {
             .map_err(|e| config_error("policy.data", e.to_string()))?;
         // An entrypoint that no module declares is a typo, not a policy that is always undefined.
         let (package, rule_name) = rule.rsplit_once('.').unwrap_or(("data", rule.as_str()));
-        let declared = engine.get_packages().map_err(|e| config_error("policy.modules", e.to_string()))?;
+        let declared = engine
+            .get_packages()
+            .map_err(|e| config_error("policy.modules", e.to_string()))?;
         let package_declared = declared.iter().any(|p| p == package);
         let rule_declared = package_declared
-            && modules.values().any(|source| declares_rule(source, rule_name));
+            && modules
+                .values()
+                .any(|source| declares_rule(source, rule_name));
         if !rule_declared {
             return Err(config_error(
                 "policy.decision_path",
-                format!("`{decision_path}` names no rule declared by the modules (looked for `{rule}`)"),
+                format!(
+                    "`{decision_path}` names no rule declared by the modules (looked for `{rule}`)"
+                ),
             ));
         }
         let compiled = engine
@@ -109,11 +116,15 @@ impl Policy {
 /// `a/b/c` (OPA-Envoy style) or `data.a.b.c` to regorus's `data.a.b.c`.
 fn rule_reference(decision_path: &str) -> Option<String> {
     let path = decision_path.trim().trim_matches('/');
-    let dotted = path.strip_prefix("data.").map_or_else(|| path.replace('/', "."), str::to_owned);
+    let dotted = path
+        .strip_prefix("data.")
+        .map_or_else(|| path.replace('/', "."), str::to_owned);
     let valid = !dotted.is_empty()
         && dotted.split('.').all(|segment| {
             !segment.is_empty()
-                && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
                 && !segment.as_bytes()[0].is_ascii_digit()
         });
     valid.then(|| format!("data.{dotted}"))
@@ -125,15 +136,24 @@ fn declares_rule(source: &str, name: &str) -> bool {
         let line = line.trim_start();
         let line = line.strip_prefix("default ").unwrap_or(line).trim_start();
         line.strip_prefix(name).is_some_and(|rest| {
-            rest.chars().next().is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
+            rest.chars()
+                .next()
+                .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'))
         })
     })
 }
 
 fn read_result(result: &Value) -> Verdict {
     if let Ok(allowed) = result.as_bool() {
-        let reason = if *allowed { Reason::PolicyAllowed } else { Reason::PolicyDenied };
-        return Verdict { allowed: *allowed, ..Verdict::failed(reason) };
+        let reason = if *allowed {
+            Reason::PolicyAllowed
+        } else {
+            Reason::PolicyDenied
+        };
+        return Verdict {
+            allowed: *allowed,
+            ..Verdict::failed(reason)
+        };
     }
     let Ok(object) = result.as_object() else {
         return Verdict::failed(Reason::PolicyResultInvalid);
@@ -143,8 +163,18 @@ fn read_result(result: &Value) -> Verdict {
 
 fn read_result_object(object: &regorus::value::Object) -> Option<Verdict> {
     let field = |name: &str| object.get(&Value::from(name));
-    const KNOWN: [&str; 6] = ["allowed", "http_status", "headers", "body", "reason", "rule"];
-    if object.keys().any(|k| k.as_string().map_or(true, |k| !KNOWN.contains(&k.as_ref()))) {
+    const KNOWN: [&str; 6] = [
+        "allowed",
+        "http_status",
+        "headers",
+        "body",
+        "reason",
+        "rule",
+    ];
+    if object
+        .keys()
+        .any(|k| k.as_string().map_or(true, |k| !KNOWN.contains(&k.as_ref())))
+    {
         return None;
     }
     let allowed = *field("allowed")?.as_bool().ok()?;
@@ -167,15 +197,29 @@ fn read_result_object(object: &regorus::value::Object) -> Option<Verdict> {
             let name = name.as_string().ok()?.to_ascii_lowercase();
             let value = value.as_string().ok()?.to_string();
             let valid_name = !name.is_empty()
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !valid_name || crate::decision::is_identity_header(&name) {
                 return None;
             }
             headers.push((name, crate::encoding::header_safe(&value)));
         }
     }
-    let reason = if allowed { Reason::PolicyAllowed } else { Reason::PolicyDenied };
-    Some(Verdict { allowed, reason, policy_reason, rule, http_status, headers, body })
+    let reason = if allowed {
+        Reason::PolicyAllowed
+    } else {
+        Reason::PolicyDenied
+    };
+    Some(Verdict {
+        allowed,
+        reason,
+        policy_reason,
+        rule,
+        http_status,
+        headers,
+        body,
+    })
 }
 
 #[cfg(test)]
@@ -184,12 +228,22 @@ mod tests {
 
     fn policy(source: &str, path: &str) -> Result<Policy, ConfigError> {
         let modules = BTreeMap::from([("p.rego".to_owned(), source.to_owned())]);
-        Policy::compile(&modules, serde_json::json!({}), path, "p".into(), "r1".into(), 50)
+        Policy::compile(
+            &modules,
+            serde_json::json!({}),
+            path,
+            "p".into(),
+            "r1".into(),
+            50,
+        )
     }
 
     #[test]
     fn decision_paths_accept_slash_and_data_forms() {
-        assert_eq!(rule_reference("envoy/authz/allow").as_deref(), Some("data.envoy.authz.allow"));
+        assert_eq!(
+            rule_reference("envoy/authz/allow").as_deref(),
+            Some("data.envoy.authz.allow")
+        );
         assert_eq!(rule_reference("/a/b/").as_deref(), Some("data.a.b"));
         assert_eq!(rule_reference("data.a.b").as_deref(), Some("data.a.b"));
         for bad in ["", "a//b", "a/b-c", "a/1b", "a/b c"] {
@@ -201,7 +255,10 @@ mod tests {
     fn boolean_and_object_results() {
         let p = policy("package t\nallow if input.x == 1\n", "t/allow").unwrap();
         assert!(p.evaluate(serde_json::json!({"x": 1})).allowed);
-        assert_eq!(p.evaluate(serde_json::json!({"x": 2})).reason, Reason::PolicyUndefined);
+        assert_eq!(
+            p.evaluate(serde_json::json!({"x": 2})).reason,
+            Reason::PolicyUndefined
+        );
 
         let p = policy(
             "package t\ndecision := {\"allowed\": false, \"reason\": \"nope\", \"rule\": \"r\", \"http_status\": 429, \"headers\": {\"Retry-After\": \"5\"}}\n",
@@ -213,7 +270,10 @@ mod tests {
         assert_eq!(verdict.policy_reason.as_deref(), Some("nope"));
         assert_eq!(verdict.rule.as_deref(), Some("r"));
         assert_eq!(verdict.http_status, Some(429));
-        assert_eq!(verdict.headers, vec![("retry-after".to_owned(), "5".to_owned())]);
+        assert_eq!(
+            verdict.headers,
+            vec![("retry-after".to_owned(), "5".to_owned())]
+        );
     }
 
     #[test]
@@ -240,17 +300,32 @@ mod tests {
 
         let slow = "package t\nallow if count([1 | some x in numbers.range(1, 3000); some y in numbers.range(1, 3000)]) > 0\n";
         let modules = BTreeMap::from([("p.rego".to_owned(), slow.to_owned())]);
-        let p = Policy::compile(&modules, serde_json::json!({}), "t/allow", "p".into(), "".into(), 5).unwrap();
-        assert_eq!(p.evaluate(serde_json::json!({})).reason, Reason::PolicyError);
+        let p = Policy::compile(
+            &modules,
+            serde_json::json!({}),
+            "t/allow",
+            "p".into(),
+            "".into(),
+            5,
+        )
+        .unwrap();
+        assert_eq!(
+            p.evaluate(serde_json::json!({})).reason,
+            Reason::PolicyError
+        );
     }
 
     #[test]
     fn configuration_errors_name_the_problem() {
         let err = policy("package t\nallow if {\n", "t/allow").err().unwrap();
         assert!(err.field.starts_with("policy.modules[p.rego]"), "{err}");
-        let err = policy("package t\nallow := true\n", "t/allwo").err().unwrap();
+        let err = policy("package t\nallow := true\n", "t/allwo")
+            .err()
+            .unwrap();
         assert_eq!(err.field, "policy.decision_path");
-        let err = policy("package t\nallow := true\n", "u/allow").err().unwrap();
+        let err = policy("package t\nallow := true\n", "u/allow")
+            .err()
+            .unwrap();
         assert_eq!(err.field, "policy.decision_path");
     }
 }

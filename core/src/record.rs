@@ -54,7 +54,10 @@ impl DecisionRecord {
     pub fn to_json(&self) -> String {
         // Serialising plain strings, numbers and maps cannot fail; keep a valid line regardless.
         serde_json::to_string(self).unwrap_or_else(|_| {
-            format!("{{\"decision_id\":\"{}\",\"error\":\"record_serialization\"}}", self.decision_id)
+            format!(
+                "{{\"decision_id\":\"{}\",\"error\":\"record_serialization\"}}",
+                self.decision_id
+            )
         })
     }
 }
@@ -96,7 +99,13 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(rfc3339(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z");
-        assert_eq!(rfc3339(1_795_518_245_123_456_789), "2026-11-24T11:04:05.123456789Z");
+        assert_eq!(
+            rfc3339(951_782_400_000_000_001),
+            "2000-02-29T00:00:00.000000001Z"
+        );
+        assert_eq!(
+            rfc3339(1_795_518_245_123_456_789),
+            "2026-11-24T11:04:05.123456789Z"
+        );
     }
 }

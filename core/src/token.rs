@@ -69,7 +69,11 @@ pub fn authenticate(compiled: &Compiled, token: &[u8], now_s: u64) -> Result<Age
     };
     if parts.next().is_some() {
         // Five parts is the JWE shape; anything else with extra dots is garbage.
-        return Err(if token.split('.').count() == 5 { Reason::TokenUnsupported } else { Reason::TokenMalformed });
+        return Err(if token.split('.').count() == 5 {
+            Reason::TokenUnsupported
+        } else {
+            Reason::TokenMalformed
+        });
     }
     let header = decode_object(header_b64)?;
     let payload = decode_object(payload_b64)?;
@@ -87,7 +91,10 @@ pub fn authenticate(compiled: &Compiled, token: &[u8], now_s: u64) -> Result<Age
             return Err(Reason::TokenUnsupported);
         }
     }
-    let alg_name = header.get("alg").and_then(Value::as_str).ok_or(Reason::TokenMalformed)?;
+    let alg_name = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .ok_or(Reason::TokenMalformed)?;
     let kid = match header.get("kid") {
         None => None,
         Some(Value::String(kid)) => Some(kid.as_str()),
@@ -95,13 +102,23 @@ pub fn authenticate(compiled: &Compiled, token: &[u8], now_s: u64) -> Result<Age
     };
 
     // The issuer picks the key set; its configuration decides everything after this.
-    let iss = payload.get("iss").and_then(Value::as_str).ok_or(Reason::IssuerUnknown)?;
-    let issuer = compiled.issuers.iter().find(|i| i.issuer == iss).ok_or(Reason::IssuerUnknown)?;
+    let iss = payload
+        .get("iss")
+        .and_then(Value::as_str)
+        .ok_or(Reason::IssuerUnknown)?;
+    let issuer = compiled
+        .issuers
+        .iter()
+        .find(|i| i.issuer == iss)
+        .ok_or(Reason::IssuerUnknown)?;
     let algorithm = Algorithm::from_name(alg_name)
         .filter(|a| issuer.algorithms.contains(a))
         .ok_or(Reason::AlgorithmNotAllowed)?;
     if let Some(allowed) = &issuer.allowed_types {
-        let typ = header.get("typ").and_then(Value::as_str).map(normalize_type);
+        let typ = header
+            .get("typ")
+            .and_then(Value::as_str)
+            .map(normalize_type);
         if !typ.is_some_and(|t| allowed.contains(&t)) {
             return Err(Reason::TypeNotAllowed);
         }
@@ -114,7 +131,8 @@ pub fn authenticate(compiled: &Compiled, token: &[u8], now_s: u64) -> Result<Age
         max_token_length: Some(compiled.max_token_bytes),
         ..VerificationOptions::default()
     };
-    key.verify(token, options).map_err(|e| classify_jwt_error(&e))?;
+    key.verify(token, options)
+        .map_err(|e| classify_jwt_error(&e))?;
 
     // The signature holds; now the claims chaperone itself requires.
     check_time_claims(issuer, &payload, now_s)?;
@@ -128,7 +146,10 @@ pub fn authenticate(compiled: &Compiled, token: &[u8], now_s: u64) -> Result<Age
         Some(Value::String(owner)) if !owner.is_empty() => Some(owner.clone()),
         Some(_) => return Err(Reason::ClaimInvalid),
     };
-    let jti = payload.get("jti").and_then(Value::as_str).map(str::to_owned);
+    let jti = payload
+        .get("jti")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     Ok(Agent {
         id,
         issuer: issuer.issuer.clone(),
@@ -168,7 +189,9 @@ fn classify_jwt_error(error: &jwt_simple::Error) -> Reason {
     match error.downcast_ref::<JWTError>() {
         Some(JWTError::TokenHasExpired) => Reason::TokenExpired,
         Some(JWTError::TokenNotValidYet | JWTError::ClockDrift) => Reason::TokenNotYetValid,
-        Some(JWTError::InvalidSignature | JWTError::InvalidAuthenticationTag) => Reason::SignatureInvalid,
+        Some(JWTError::InvalidSignature | JWTError::InvalidAuthenticationTag) => {
+            Reason::SignatureInvalid
+        }
         Some(JWTError::AlgorithmMismatch) => Reason::KeyUnknown,
         Some(JWTError::TokenTooLong) => Reason::TokenTooLarge,
         Some(JWTError::NotJWT) => Reason::TypeNotAllowed,
@@ -177,11 +200,19 @@ fn classify_jwt_error(error: &jwt_simple::Error) -> Reason {
 }
 
 /// `exp` is required; numeric dates must be numbers; the lifetime is capped.
-fn check_time_claims(issuer: &Issuer, payload: &Map<String, Value>, now_s: u64) -> Result<(), Reason> {
+fn check_time_claims(
+    issuer: &Issuer,
+    payload: &Map<String, Value>,
+    now_s: u64,
+) -> Result<(), Reason> {
     let numeric = |name: &str| -> Result<Option<f64>, Reason> {
         match payload.get(name) {
             None => Ok(None),
-            Some(Value::Number(n)) => n.as_f64().filter(|v| v.is_finite() && *v >= 0.0).map(Some).ok_or(Reason::ClaimInvalid),
+            Some(Value::Number(n)) => n
+                .as_f64()
+                .filter(|v| v.is_finite() && *v >= 0.0)
+                .map(Some)
+                .ok_or(Reason::ClaimInvalid),
             Some(_) => Err(Reason::ClaimInvalid),
         }
     };
@@ -204,7 +235,10 @@ fn check_time_claims(issuer: &Issuer, payload: &Map<String, Value>, now_s: u64) 
 }
 
 fn check_audience(issuer: &Issuer, payload: &Map<String, Value>) -> Result<(), Reason> {
-    let accepted = |aud: &Value| aud.as_str().is_some_and(|a| issuer.audiences.iter().any(|c| c == a));
+    let accepted = |aud: &Value| {
+        aud.as_str()
+            .is_some_and(|a| issuer.audiences.iter().any(|c| c == a))
+    };
     let matches = match payload.get("aud") {
         Some(Value::String(_)) => payload.get("aud").is_some_and(accepted),
         Some(Value::Array(list)) => list.iter().any(accepted),

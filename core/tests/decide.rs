@@ -75,12 +75,20 @@ fn sign(f: &Fixture, header: Value, claims: Value) -> String {
     );
     // jwt-simple signs only claims it can type; sign raw bytes to reach every defect.
     use p256::ecdsa::signature::Signer;
-    let signature: p256::ecdsa::Signature = f.key.key_pair().as_ref().sign(signing_input.as_bytes());
-    format!("{signing_input}.{}", base64url_encode(&signature.to_bytes()))
+    let signature: p256::ecdsa::Signature =
+        f.key.key_pair().as_ref().sign(signing_input.as_bytes());
+    format!(
+        "{signing_input}.{}",
+        base64url_encode(&signature.to_bytes())
+    )
 }
 
 fn token(f: &Fixture, extra: Value) -> String {
-    sign(f, json!({"alg": "ES256", "typ": "JWT", "kid": "k1"}), claims(extra))
+    sign(
+        f,
+        json!({"alg": "ES256", "typ": "JWT", "kid": "k1"}),
+        claims(extra),
+    )
 }
 
 fn facts(method: &str, path: &str, headers: &[(&str, &[u8])]) -> RequestFacts {
@@ -90,13 +98,24 @@ fn facts(method: &str, path: &str, headers: &[(&str, &[u8])]) -> RequestFacts {
         (b":authority".to_vec(), b"gw.test".to_vec()),
         (b":scheme".to_vec(), b"http".to_vec()),
     ];
-    pairs.extend(headers.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.to_vec())));
-    RequestFacts { headers: pairs, decision_id: "d-1".into(), now_ns: NOW * 1_000_000_000 }
+    pairs.extend(
+        headers
+            .iter()
+            .map(|(n, v)| (n.as_bytes().to_vec(), v.to_vec())),
+    );
+    RequestFacts {
+        headers: pairs,
+        decision_id: "d-1".into(),
+        now_ns: NOW * 1_000_000_000,
+    }
 }
 
 fn with_token(f: &Fixture, method: &str, path: &str, token: &str) -> Decision {
     let bearer = format!("Bearer {token}");
-    decide(&f.loaded, &facts(method, path, &[("authorization", bearer.as_bytes())]))
+    decide(
+        &f.loaded,
+        &facts(method, path, &[("authorization", bearer.as_bytes())]),
+    )
 }
 
 fn body(decision: &Decision) -> Value {
@@ -110,13 +129,24 @@ fn allowed_request_carries_verified_identity() {
     assert!(d.allowed, "{d:?}");
     assert_eq!(d.record.reason, "ticket_read");
     assert_eq!(d.record.rule.as_deref(), Some("tickets.read"));
-    let headers: Vec<(&str, &str)> = d.upstream_headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let headers: Vec<(&str, &str)> = d
+        .upstream_headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
     assert!(headers.contains(&("x-chaperone-agent-id", "support-bot")));
     assert!(headers.contains(&("x-chaperone-owner", "alice@example.com")));
     assert!(headers.contains(&("x-chaperone-issuer", ISSUER)));
     assert!(headers.contains(&("x-chaperone-decision-id", "d-1")));
     let agent = d.record.agent.as_ref().expect("agent recorded");
-    assert_eq!((agent.id.as_str(), agent.kid.as_deref(), agent.jti.as_deref()), ("support-bot", Some("k1"), Some("j-1")));
+    assert_eq!(
+        (
+            agent.id.as_str(),
+            agent.kid.as_deref(),
+            agent.jti.as_deref()
+        ),
+        ("support-bot", Some("k1"), Some("j-1"))
+    );
     assert_eq!(d.record.bundles["test-bundle"].revision, "r7");
     assert_eq!(d.record.path, "chaperone/authz/decision");
     assert_eq!(d.record.request.path.as_deref(), Some("/tickets/42?x=1"));
@@ -141,40 +171,166 @@ fn token_defects_map_to_stable_reasons() {
     let (head, rest) = good.split_once('.').unwrap();
     let payload = rest.split_once('.').unwrap().0;
     let signed_by_other = {
-        let g = Fixture { key: other_key, loaded: Loaded::Empty };
+        let g = Fixture {
+            key: other_key,
+            loaded: Loaded::Empty,
+        };
         token(&g, json!({}))
     };
     let cases: Vec<(&str, String, Reason)> = vec![
-        ("expired", token(&f, json!({"exp": NOW - 61, "iat": NOW - 400})), Reason::TokenExpired),
-        ("expired within skew is fine? no: exactly at skew", token(&f, json!({"exp": NOW - 60})), Reason::TokenExpired),
-        ("no exp", token(&f, json!({"exp": null})), Reason::ClaimInvalid),
-        ("lifetime", token(&f, json!({"iat": NOW, "exp": NOW + 7200})), Reason::TokenLifetimeExceeded),
-        ("far future exp without iat", token(&f, json!({"iat": null, "exp": 1e300})), Reason::TokenLifetimeExceeded),
-        ("nbf future", token(&f, json!({"nbf": NOW + 120})), Reason::TokenNotYetValid),
-        ("iat future", token(&f, json!({"iat": NOW + 120})), Reason::TokenNotYetValid),
-        ("audience", token(&f, json!({"aud": "other-api"})), Reason::AudienceMismatch),
-        ("audience case", token(&f, json!({"aud": "AGENTS-API"})), Reason::AudienceMismatch),
-        ("no audience", token(&f, json!({"aud": null})), Reason::AudienceMismatch),
-        ("issuer", token(&f, json!({"iss": "https://evil.test"})), Reason::IssuerUnknown),
-        ("issuer trailing slash", token(&f, json!({"iss": "https://idp.test/"})), Reason::IssuerUnknown),
-        ("no sub", token(&f, json!({"sub": null})), Reason::ClaimInvalid),
-        ("sub not string", token(&f, json!({"sub": 7})), Reason::TokenMalformed),
-        ("bad signature", format!("{head}.{payload}.{}", signed_by_other.rsplit('.').next().unwrap()), Reason::SignatureInvalid),
-        ("other key", signed_by_other.clone(), Reason::SignatureInvalid),
-        ("alg none", format!("{}.{payload}.", base64url_encode(br#"{"alg":"none","kid":"k1"}"#)), Reason::TokenMalformed),
-        ("alg none with sig", format!("{}.{payload}.AAAA", base64url_encode(br#"{"alg":"none","kid":"k1"}"#)), Reason::AlgorithmNotAllowed),
-        ("unknown kid", sign(&f, json!({"alg": "ES256", "kid": "k2"}), claims(json!({}))), Reason::KeyUnknown),
-        ("crit", sign(&f, json!({"alg": "ES256", "kid": "k1", "crit": ["exp"], "exp": 1}), claims(json!({}))), Reason::TokenUnsupported),
-        ("nested", sign(&f, json!({"alg": "ES256", "kid": "k1", "cty": "JWT"}), claims(json!({}))), Reason::TokenUnsupported),
-        ("jwe shape", "a.b.c.d.e".to_owned(), Reason::TokenUnsupported),
-        ("two parts", format!("{head}.{payload}"), Reason::TokenMalformed),
+        (
+            "expired",
+            token(&f, json!({"exp": NOW - 61, "iat": NOW - 400})),
+            Reason::TokenExpired,
+        ),
+        (
+            "expired within skew is fine? no: exactly at skew",
+            token(&f, json!({"exp": NOW - 60})),
+            Reason::TokenExpired,
+        ),
+        (
+            "no exp",
+            token(&f, json!({"exp": null})),
+            Reason::ClaimInvalid,
+        ),
+        (
+            "lifetime",
+            token(&f, json!({"iat": NOW, "exp": NOW + 7200})),
+            Reason::TokenLifetimeExceeded,
+        ),
+        (
+            "far future exp without iat",
+            token(&f, json!({"iat": null, "exp": 1e300})),
+            Reason::TokenLifetimeExceeded,
+        ),
+        (
+            "nbf future",
+            token(&f, json!({"nbf": NOW + 120})),
+            Reason::TokenNotYetValid,
+        ),
+        (
+            "iat future",
+            token(&f, json!({"iat": NOW + 120})),
+            Reason::TokenNotYetValid,
+        ),
+        (
+            "audience",
+            token(&f, json!({"aud": "other-api"})),
+            Reason::AudienceMismatch,
+        ),
+        (
+            "audience case",
+            token(&f, json!({"aud": "AGENTS-API"})),
+            Reason::AudienceMismatch,
+        ),
+        (
+            "no audience",
+            token(&f, json!({"aud": null})),
+            Reason::AudienceMismatch,
+        ),
+        (
+            "issuer",
+            token(&f, json!({"iss": "https://evil.test"})),
+            Reason::IssuerUnknown,
+        ),
+        (
+            "issuer trailing slash",
+            token(&f, json!({"iss": "https://idp.test/"})),
+            Reason::IssuerUnknown,
+        ),
+        (
+            "no sub",
+            token(&f, json!({"sub": null})),
+            Reason::ClaimInvalid,
+        ),
+        (
+            "sub not string",
+            token(&f, json!({"sub": 7})),
+            Reason::TokenMalformed,
+        ),
+        (
+            "bad signature",
+            format!(
+                "{head}.{payload}.{}",
+                signed_by_other.rsplit('.').next().unwrap()
+            ),
+            Reason::SignatureInvalid,
+        ),
+        (
+            "other key",
+            signed_by_other.clone(),
+            Reason::SignatureInvalid,
+        ),
+        (
+            "alg none",
+            format!(
+                "{}.{payload}.",
+                base64url_encode(br#"{"alg":"none","kid":"k1"}"#)
+            ),
+            Reason::TokenMalformed,
+        ),
+        (
+            "alg none with sig",
+            format!(
+                "{}.{payload}.AAAA",
+                base64url_encode(br#"{"alg":"none","kid":"k1"}"#)
+            ),
+            Reason::AlgorithmNotAllowed,
+        ),
+        (
+            "unknown kid",
+            sign(&f, json!({"alg": "ES256", "kid": "k2"}), claims(json!({}))),
+            Reason::KeyUnknown,
+        ),
+        (
+            "crit",
+            sign(
+                &f,
+                json!({"alg": "ES256", "kid": "k1", "crit": ["exp"], "exp": 1}),
+                claims(json!({})),
+            ),
+            Reason::TokenUnsupported,
+        ),
+        (
+            "nested",
+            sign(
+                &f,
+                json!({"alg": "ES256", "kid": "k1", "cty": "JWT"}),
+                claims(json!({})),
+            ),
+            Reason::TokenUnsupported,
+        ),
+        (
+            "jwe shape",
+            "a.b.c.d.e".to_owned(),
+            Reason::TokenUnsupported,
+        ),
+        (
+            "two parts",
+            format!("{head}.{payload}"),
+            Reason::TokenMalformed,
+        ),
         ("many dots", ".".repeat(10_000), Reason::TokenTooLarge),
-        ("padding", format!("{head}=.{payload}.AAAA"), Reason::TokenMalformed),
-        ("duplicate claim", sign(&f, json!({"alg": "ES256", "kid": "k1"}), json!("x")).replace(
-            &base64url_encode(b"\"x\""),
-            &base64url_encode(format!("{{\"iss\":\"{ISSUER}\",\"sub\":\"a\",\"sub\":\"admin\"}}").as_bytes()),
-        ), Reason::TokenMalformed),
-        ("payload not object", sign(&f, json!({"alg": "ES256", "kid": "k1"}), json!([1])), Reason::TokenMalformed),
+        (
+            "padding",
+            format!("{head}=.{payload}.AAAA"),
+            Reason::TokenMalformed,
+        ),
+        (
+            "duplicate claim",
+            sign(&f, json!({"alg": "ES256", "kid": "k1"}), json!("x")).replace(
+                &base64url_encode(b"\"x\""),
+                &base64url_encode(
+                    format!("{{\"iss\":\"{ISSUER}\",\"sub\":\"a\",\"sub\":\"admin\"}}").as_bytes(),
+                ),
+            ),
+            Reason::TokenMalformed,
+        ),
+        (
+            "payload not object",
+            sign(&f, json!({"alg": "ES256", "kid": "k1"}), json!([1])),
+            Reason::TokenMalformed,
+        ),
     ];
     for (name, token, want) in cases {
         let d = with_token(&f, "GET", "/tickets/1", &token);
@@ -182,7 +338,11 @@ fn token_defects_map_to_stable_reasons() {
         assert_eq!(d.reason, want, "{name}");
         assert_eq!(d.status, want.status(), "{name}");
         assert_eq!(body(&d)["reason"], want.code(), "{name}");
-        assert!(!String::from_utf8_lossy(&d.response_body).contains(&token[..token.len().min(20)]) || token.len() < 20, "{name}: body echoes token");
+        assert!(
+            !String::from_utf8_lossy(&d.response_body).contains(&token[..token.len().min(20)])
+                || token.len() < 20,
+            "{name}: body echoes token"
+        );
     }
 }
 
@@ -191,7 +351,10 @@ fn key_confusion_hs256_with_public_key_is_rejected() {
     let f = fixture();
     let public_bytes = f.key.public_key().public_key().to_bytes_uncompressed();
     let confused = HS256Key::from_bytes(&public_bytes).with_key_id("k1");
-    let claims = Claims::create(Duration::from_secs(300)).with_issuer(ISSUER).with_audience(AUDIENCE).with_subject("support-bot");
+    let claims = Claims::create(Duration::from_secs(300))
+        .with_issuer(ISSUER)
+        .with_audience(AUDIENCE)
+        .with_subject("support-bot");
     let token = confused.authenticate(claims).unwrap();
     let d = with_token(&f, "GET", "/tickets/1", &token);
     assert_eq!(d.reason, Reason::AlgorithmNotAllowed);
@@ -202,22 +365,72 @@ fn missing_and_ambiguous_credentials() {
     let f = fixture();
     let d = decide(&f.loaded, &facts("GET", "/tickets/1", &[]));
     assert_eq!((d.status, d.reason), (401, Reason::TokenMissing));
-    let www: Vec<&str> = d.response_headers.iter().filter(|(n, _)| n == "www-authenticate").map(|(_, v)| v.as_str()).collect();
+    let www: Vec<&str> = d
+        .response_headers
+        .iter()
+        .filter(|(n, _)| n == "www-authenticate")
+        .map(|(_, v)| v.as_str())
+        .collect();
     assert_eq!(www, ["Bearer realm=\"chaperone\""]);
 
     let good = format!("Bearer {}", token(&f, json!({})));
-    let d = decide(&f.loaded, &facts("GET", "/tickets/1", &[("authorization", good.as_bytes()), ("Authorization", b"Bearer junk")]));
+    let d = decide(
+        &f.loaded,
+        &facts(
+            "GET",
+            "/tickets/1",
+            &[
+                ("authorization", good.as_bytes()),
+                ("Authorization", b"Bearer junk"),
+            ],
+        ),
+    );
     assert_eq!(d.reason, Reason::TokenAmbiguous);
-    let d = decide(&f.loaded, &facts("GET", "/tickets/1", &[("authorization", good.as_bytes()), ("authorization", good.as_bytes())]));
+    let d = decide(
+        &f.loaded,
+        &facts(
+            "GET",
+            "/tickets/1",
+            &[
+                ("authorization", good.as_bytes()),
+                ("authorization", good.as_bytes()),
+            ],
+        ),
+    );
     assert_eq!(d.reason, Reason::TokenAmbiguous);
 
-    let d = decide(&f.loaded, &facts("GET", "/tickets/1", &[("authorization", b"Basic dXNlcjpwYXNz")]));
+    let d = decide(
+        &f.loaded,
+        &facts(
+            "GET",
+            "/tickets/1",
+            &[("authorization", b"Basic dXNlcjpwYXNz")],
+        ),
+    );
     assert_eq!(d.reason, Reason::TokenMalformed);
-    let d = decide(&f.loaded, &facts("GET", "/tickets/1", &[("authorization", b"Bearer \xc0\xa7\xff")]));
+    let d = decide(
+        &f.loaded,
+        &facts(
+            "GET",
+            "/tickets/1",
+            &[("authorization", b"Bearer \xc0\xa7\xff")],
+        ),
+    );
     assert_eq!(d.reason, Reason::TokenMalformed);
     let lower = format!("bearer   {}", token(&f, json!({})));
-    assert!(decide(&f.loaded, &facts("GET", "/tickets/1", &[("authorization", lower.as_bytes())])).allowed);
-    let www = d.response_headers.iter().find(|(n, _)| n == "www-authenticate").map(|(_, v)| v.clone()).unwrap();
+    assert!(
+        decide(
+            &f.loaded,
+            &facts("GET", "/tickets/1", &[("authorization", lower.as_bytes())])
+        )
+        .allowed
+    );
+    let www = d
+        .response_headers
+        .iter()
+        .find(|(n, _)| n == "www-authenticate")
+        .map(|(_, v)| v.clone())
+        .unwrap();
     assert!(www.contains("error=\"invalid_token\""), "{www}");
 }
 
@@ -225,17 +438,34 @@ fn missing_and_ambiguous_credentials() {
 fn spoofed_identity_headers_are_stripped_and_hidden_from_policy() {
     let f = fixture();
     let bearer = format!("Bearer {}", token(&f, json!({})));
-    let d = decide(&f.loaded, &facts("GET", "/tickets/1", &[
-        ("authorization", bearer.as_bytes()),
-        ("x-chaperone-agent-id", b"root"),
-        ("X-Chaperone-Owner", b"ceo"),
-        ("x_chaperone_issuer", b"evil"),
-        ("x-other", b"kept"),
-    ]));
+    let d = decide(
+        &f.loaded,
+        &facts(
+            "GET",
+            "/tickets/1",
+            &[
+                ("authorization", bearer.as_bytes()),
+                ("x-chaperone-agent-id", b"root"),
+                ("X-Chaperone-Owner", b"ceo"),
+                ("x_chaperone_issuer", b"evil"),
+                ("x-other", b"kept"),
+            ],
+        ),
+    );
     assert!(d.allowed);
-    assert_eq!(d.strip_headers, ["x-chaperone-agent-id", "X-Chaperone-Owner", "x_chaperone_issuer"]);
+    assert_eq!(
+        d.strip_headers,
+        [
+            "x-chaperone-agent-id",
+            "X-Chaperone-Owner",
+            "x_chaperone_issuer"
+        ]
+    );
     // Denied requests strip too, so a logged-and-denied request never forwards a spoof.
-    let d = decide(&f.loaded, &facts("GET", "/tickets/1", &[("x-chaperone-agent-id", b"root")]));
+    let d = decide(
+        &f.loaded,
+        &facts("GET", "/tickets/1", &[("x-chaperone-agent-id", b"root")]),
+    );
     assert_eq!(d.strip_headers, ["x-chaperone-agent-id"]);
 }
 
@@ -250,21 +480,80 @@ fn configuration_errors_are_precise() {
     let key = ES256KeyPair::generate();
     let jwks = json!({"keys": [es256_jwk(&key, "k1")]});
     let cases: Vec<(Value, &str)> = vec![
-        (json!({"issuers": [], "policy": {"modules": {"a.rego": POLICY}}}), "issuers"),
-        ({ let mut c = config_with(json!({}), jwks.clone()); c["surprise"] = json!(1); c }, "unknown field `surprise`"),
-        (config_with(json!({"audience": ["x"]}), jwks.clone()), "unknown field `audience`"),
-        (config_with(json!({"algorithms": ["none"]}), jwks.clone()), "issuers[0].algorithms[0]"),
-        (config_with(json!({"clock_skew_seconds": 900}), jwks.clone()), "clock_skew_seconds"),
-        (config_with(json!({}), json!({"keys": [es256_jwk(&key, "k1"), es256_jwk(&key, "k1")]})), "duplicate kid"),
-        (config_with(json!({}), json!({"keys": [{"kty": "EC", "crv": "P-256", "use": "enc", "x": "AA", "y": "AA"}]})), "issuers[0].local_jwks.keys[0].use"),
-        (config_with(json!({}), json!({"keys": [{"kty": "EC", "crv": "P-384", "alg": "ES256", "x": "AA", "y": "AA"}]})), "does not match"),
-        (config_with(json!({"algorithms": ["HS256"]}), json!({"keys": [{"kty": "oct", "k": base64url_encode(&[7u8; 31])}]})), "at least 32 bytes"),
+        (
+            json!({"issuers": [], "policy": {"modules": {"a.rego": POLICY}}}),
+            "issuers",
+        ),
+        (
+            {
+                let mut c = config_with(json!({}), jwks.clone());
+                c["surprise"] = json!(1);
+                c
+            },
+            "unknown field `surprise`",
+        ),
+        (
+            config_with(json!({"audience": ["x"]}), jwks.clone()),
+            "unknown field `audience`",
+        ),
+        (
+            config_with(json!({"algorithms": ["none"]}), jwks.clone()),
+            "issuers[0].algorithms[0]",
+        ),
+        (
+            config_with(json!({"clock_skew_seconds": 900}), jwks.clone()),
+            "clock_skew_seconds",
+        ),
+        (
+            config_with(
+                json!({}),
+                json!({"keys": [es256_jwk(&key, "k1"), es256_jwk(&key, "k1")]}),
+            ),
+            "duplicate kid",
+        ),
+        (
+            config_with(
+                json!({}),
+                json!({"keys": [{"kty": "EC", "crv": "P-256", "use": "enc", "x": "AA", "y": "AA"}]}),
+            ),
+            "issuers[0].local_jwks.keys[0].use",
+        ),
+        (
+            config_with(
+                json!({}),
+                json!({"keys": [{"kty": "EC", "crv": "P-384", "alg": "ES256", "x": "AA", "y": "AA"}]}),
+            ),
+            "does not match",
+        ),
+        (
+            config_with(
+                json!({"algorithms": ["HS256"]}),
+                json!({"keys": [{"kty": "oct", "k": base64url_encode(&[7u8; 31])}]}),
+            ),
+            "at least 32 bytes",
+        ),
         (config_with(json!({}), json!({"keys": []})), "no key usable"),
-        ({ let mut c = config_with(json!({}), jwks.clone()); c["policy"]["modules"]["authz.rego"] = json!("package x\nallow if {"); c }, "policy.modules[authz.rego]"),
-        ({ let mut c = config_with(json!({}), jwks.clone()); c["policy"]["decision_path"] = json!("chaperone/authz/decison"); c }, "policy.decision_path"),
+        (
+            {
+                let mut c = config_with(json!({}), jwks.clone());
+                c["policy"]["modules"]["authz.rego"] = json!("package x\nallow if {");
+                c
+            },
+            "policy.modules[authz.rego]",
+        ),
+        (
+            {
+                let mut c = config_with(json!({}), jwks.clone());
+                c["policy"]["decision_path"] = json!("chaperone/authz/decison");
+                c
+            },
+            "policy.decision_path",
+        ),
     ];
     for (config, want) in cases {
-        let err = load(config.to_string().as_bytes()).err().unwrap_or_else(|| panic!("accepted: {want}"));
+        let err = load(config.to_string().as_bytes())
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {want}"));
         assert!(err.to_string().contains(want), "want `{want}` in `{err}`");
     }
     let err = load(b"\x0a\x05hello").err().unwrap();
@@ -276,13 +565,30 @@ fn configuration_errors_are_precise() {
 fn hs256_requires_explicit_listing_and_works_when_listed() {
     let secret = [9u8; 32];
     let jwks = json!({"keys": [{"kty": "oct", "kid": "h1", "k": base64url_encode(&secret)}]});
-    assert!(load(config_with(json!({}), jwks.clone()).to_string().as_bytes()).is_err(), "oct key unusable by default");
-    let loaded = load(config_with(json!({"algorithms": ["HS256"]}), jwks).to_string().as_bytes()).unwrap();
-    let claims = Claims::create(Duration::from_secs(300)).with_issuer(ISSUER).with_audience(AUDIENCE).with_subject("bot");
-    let token = HS256Key::from_bytes(&secret).with_key_id("h1").authenticate(claims).unwrap();
+    assert!(
+        load(config_with(json!({}), jwks.clone()).to_string().as_bytes()).is_err(),
+        "oct key unusable by default"
+    );
+    let loaded = load(
+        config_with(json!({"algorithms": ["HS256"]}), jwks)
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let claims = Claims::create(Duration::from_secs(300))
+        .with_issuer(ISSUER)
+        .with_audience(AUDIENCE)
+        .with_subject("bot");
+    let token = HS256Key::from_bytes(&secret)
+        .with_key_id("h1")
+        .authenticate(claims)
+        .unwrap();
     let now_ns = jwt_simple::prelude::Clock::now_since_epoch().as_secs() * 1_000_000_000;
     let mut request = facts("GET", "/tickets/1", &[]);
     request.now_ns = now_ns;
-    request.headers.push((b"authorization".to_vec(), format!("Bearer {token}").into_bytes()));
+    request.headers.push((
+        b"authorization".to_vec(),
+        format!("Bearer {token}").into_bytes(),
+    ));
     assert!(decide(&loaded, &request).allowed);
 }

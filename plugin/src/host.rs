@@ -1,0 +1,269 @@
+//! The host adapter: the few proxy-wasm calls chaperone makes per request, declared here so
+//! that an unexpected host status becomes an `Err` instead of a panic (the SDK's own wrappers
+//! panic on non-`Ok` statuses and on non-UTF-8 header bytes, and a panic kills the VM).
+//! Only calls that both Envoy and Kong (ngx_wasm_module) implement are used.
+
+use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
+use std::ptr::null_mut;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_log(level: LogLevel, message_data: *const u8, message_size: usize) -> Status;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> Status;
+    fn proxy_get_buffer_bytes(
+        buffer_type: BufferType,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> Status;
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
+    fn proxy_get_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> Status;
+    fn proxy_add_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> Status;
+    fn proxy_remove_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+    ) -> Status;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> Status;
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> Status;
+}
+
+fn check(status: Status) -> Result<(), Status> {
+    match status {
+        Status::Ok => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// Takes ownership of a buffer the host allocated through the SDK's `proxy_on_memory_allocate`.
+///
+/// # Safety
+/// `data` must be null or a host-returned allocation of exactly `size` bytes.
+unsafe fn take_host_buffer(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        Vec::new()
+    } else {
+        Vec::from_raw_parts(data, size, size)
+    }
+}
+
+pub fn log(level: LogLevel, message: &str) {
+    // Nothing sensible can be done if logging itself fails.
+    let _ = unsafe { proxy_log(level, message.as_ptr(), message.len()) };
+}
+
+/// Host wall clock in Unix nanoseconds; 0 if the host refuses (decisions then see 1970 and
+/// every token is "not yet valid": fail closed).
+pub fn now_ns() -> u64 {
+    let mut now: u64 = 0;
+    match unsafe { proxy_get_current_time_nanoseconds(&mut now) } {
+        Status::Ok => now,
+        _ => 0,
+    }
+}
+
+pub fn plugin_configuration() -> Result<Vec<u8>, Status> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    unsafe {
+        check(proxy_get_buffer_bytes(
+            BufferType::PluginConfiguration,
+            0,
+            usize::MAX,
+            &mut data,
+            &mut size,
+        ))?;
+        Ok(take_host_buffer(data, size))
+    }
+}
+
+/// All request header pairs as raw bytes, names included (never decoded as UTF-8 here).
+pub fn request_headers() -> Result<Vec<(Vec<u8>, Vec<u8>)>, Status> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    let serialized = unsafe {
+        check(proxy_get_header_map_pairs(
+            MapType::HttpRequestHeaders,
+            &mut data,
+            &mut size,
+        ))?;
+        take_host_buffer(data, size)
+    };
+    deserialize_pairs(&serialized).ok_or(Status::ParseFailure)
+}
+
+pub fn request_header(name: &str) -> Result<Option<Vec<u8>>, Status> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    let status = unsafe {
+        proxy_get_header_map_value(
+            MapType::HttpRequestHeaders,
+            name.as_ptr(),
+            name.len(),
+            &mut data,
+            &mut size,
+        )
+    };
+    match status {
+        Status::Ok => Ok(Some(unsafe { take_host_buffer(data, size) })),
+        Status::NotFound => Ok(None),
+        other => Err(other),
+    }
+}
+
+pub fn add_header(map: MapType, name: &str, value: &str) -> Result<(), Status> {
+    check(unsafe {
+        proxy_add_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    })
+}
+
+/// Removes every value of the header (Envoy and Kong both drop all of them).
+pub fn remove_request_header(name: &str) -> Result<(), Status> {
+    check(unsafe {
+        proxy_remove_header_map_value(MapType::HttpRequestHeaders, name.as_ptr(), name.len())
+    })
+}
+
+/// Envoy stores `name` as filter state `wasm.<name>` for access logs. Hosts without that
+/// notion answer with an error status, which callers may ignore.
+pub fn set_property(name: &str, value: &[u8]) -> Result<(), Status> {
+    // Property paths are NUL-terminated segments; one dotted segment keeps the key readable.
+    let mut path = Vec::with_capacity(name.len() + 1);
+    path.extend_from_slice(name.as_bytes());
+    path.push(0);
+    check(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
+}
+
+/// Sends a local reply. `details` shows in Envoy's `%RESPONSE_CODE_DETAILS%` (the SDK passes none).
+pub fn send_local_response(
+    status: u16,
+    details: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<(), Status> {
+    let serialized = serialize_pairs(headers);
+    check(unsafe {
+        proxy_send_local_response(
+            u32::from(status),
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            serialized.as_ptr(),
+            serialized.len(),
+            -1,
+        )
+    })
+}
+
+/// proxy-wasm map encoding: count, then (name length, value length) per pair, then each name
+/// and value followed by a NUL byte. Lengths are little-endian u32.
+pub fn deserialize_pairs(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let read_u32 = |at: usize| -> Option<usize> {
+        let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(raw)).ok()
+    };
+    let count = read_u32(0)?;
+    let mut sizes_at = 4usize;
+    let mut data_at = count.checked_mul(8)?.checked_add(4)?;
+    let mut pairs = Vec::with_capacity(count.min(bytes.len() / 8));
+    for _ in 0..count {
+        let name_len = read_u32(sizes_at)?;
+        let value_len = read_u32(sizes_at + 4)?;
+        sizes_at += 8;
+        let name = bytes.get(data_at..data_at.checked_add(name_len)?)?.to_vec();
+        data_at = data_at.checked_add(name_len)?.checked_add(1)?;
+        let value = bytes
+            .get(data_at..data_at.checked_add(value_len)?)?
+            .to_vec();
+        data_at = data_at.checked_add(value_len)?.checked_add(1)?;
+        pairs.push((name, value));
+    }
+    Some(pairs)
+}
+
+pub fn serialize_pairs(pairs: &[(String, String)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (name, value) in pairs {
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in pairs {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.extend_from_slice(value.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_round_trip_and_keep_raw_bytes() {
+        let pairs = vec![
+            ("a".to_owned(), "1".to_owned()),
+            ("authorization".to_owned(), "".to_owned()),
+        ];
+        let decoded = deserialize_pairs(&serialize_pairs(&pairs)).unwrap();
+        assert_eq!(
+            decoded,
+            vec![
+                (b"a".to_vec(), b"1".to_vec()),
+                (b"authorization".to_vec(), Vec::new())
+            ]
+        );
+
+        let mut raw = serialize_pairs(&[("x".to_owned(), "ab".to_owned())]);
+        let value_at = raw.len() - 3;
+        raw[value_at] = 0xC0; // not UTF-8: still returned, as bytes
+        assert_eq!(deserialize_pairs(&raw).unwrap()[0].1, vec![0xC0, b'b']);
+    }
+
+    #[test]
+    fn truncated_or_lying_maps_are_rejected() {
+        let raw = serialize_pairs(&[("name".to_owned(), "value".to_owned())]);
+        for cut in 1..raw.len() {
+            assert_eq!(deserialize_pairs(&raw[..cut]), None, "cut at {cut}");
+        }
+        assert_eq!(deserialize_pairs(&[0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(deserialize_pairs(&[]), Some(Vec::new()));
+    }
+}
