@@ -53,7 +53,7 @@ cli:
 run: tools build cli
 	cargo run --release --quiet -p chaperone-test-harness --bin quickstart
 
-test: tools build cli unit policy-test e2e
+test: tools build cli lint unit policy-test e2e
 
 unit:
 	cargo nextest run --workspace --exclude chaperone-test-harness --no-fail-fast
@@ -68,6 +68,11 @@ e2e: tools build
 bench: tools build cli
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	cargo run --release --quiet -p chaperone-test-harness --bin bench
+
+lint: .wasm-target.stamp
+	cargo fmt --all --check
+	cargo clippy --workspace --exclude chaperone-plugin --all-targets -- -D warnings
+	cargo clippy -p chaperone-plugin --target $(WASM_TARGET) -- -D warnings
 
 check-config: cli
 	$(CLI) check $(CONFIG)

@@ -3,10 +3,13 @@
 use crate::token::Agent;
 use serde_json::{json, Map, Value};
 
+/// Header name and value pairs exactly as the host gave them: bytes, in order, repeats kept.
+pub type HeaderPairs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The request as the host gave it: header pairs (pseudo-headers included) as raw bytes.
 #[derive(Debug, Clone, Default)]
 pub struct RequestFacts {
-    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub headers: HeaderPairs,
     /// Unique id for this decision, made by the host adapter (the core has no randomness).
     pub decision_id: String,
     /// Host clock, nanoseconds since the Unix epoch.
@@ -64,7 +67,7 @@ pub fn build_input(
         };
         let name = name.to_ascii_lowercase();
         if name.starts_with(':')
-            || credential_headers.iter().any(|c| *c == name)
+            || credential_headers.contains(&name)
             || crate::decision::is_identity_header(&name)
         {
             continue;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! Decision tests through the public API: real keys generated here, real signatures,
 //! every token defect with its reason code.
 

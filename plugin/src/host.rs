@@ -3,6 +3,7 @@
 //! panic on non-`Ok` statuses and on non-UTF-8 header bytes, and a panic kills the VM).
 //! Only calls that both Envoy and Kong (ngx_wasm_module) implement are used.
 
+use chaperone_core::input::HeaderPairs;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
 use std::ptr::null_mut;
 
@@ -109,7 +110,7 @@ pub fn plugin_configuration() -> Result<Vec<u8>, Status> {
 }
 
 /// All request header pairs as raw bytes, names included (never decoded as UTF-8 here).
-pub fn request_headers() -> Result<Vec<(Vec<u8>, Vec<u8>)>, Status> {
+pub fn request_headers() -> Result<HeaderPairs, Status> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     let serialized = unsafe {
@@ -189,7 +190,7 @@ pub fn send_local_response(
 
 /// proxy-wasm map encoding: count, then (name length, value length) per pair, then each name
 /// and value followed by a NUL byte. Lengths are little-endian u32.
-pub fn deserialize_pairs(bytes: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+pub fn deserialize_pairs(bytes: &[u8]) -> Option<HeaderPairs> {
     if bytes.is_empty() {
         return Some(Vec::new());
     }

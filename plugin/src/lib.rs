@@ -5,6 +5,7 @@
 mod host;
 
 use chaperone_core::decision::DECISION_ID_HEADER;
+use chaperone_core::input::HeaderPairs;
 use chaperone_core::{decide, Decision, Loaded, RequestFacts};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
@@ -189,7 +190,7 @@ impl ChaperoneFilter {
 /// Header pairs as bytes, with pseudo-headers the host did not list fetched individually.
 /// A host error yields an empty map: the request then lacks a token and a request line,
 /// and is denied.
-fn read_request_headers() -> Vec<(Vec<u8>, Vec<u8>)> {
+fn read_request_headers() -> HeaderPairs {
     let mut headers = host::request_headers().unwrap_or_default();
     for name in PSEUDO_HEADERS {
         if !headers.iter().any(|(n, _)| n == name.as_bytes()) {
