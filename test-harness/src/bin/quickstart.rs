@@ -1,0 +1,251 @@
+//! `make run`: Envoy on 127.0.0.1:10000 with chaperone, the example bundle, a demo key set
+//! generated here, and a loopback upstream that echoes what it received. Ctrl-C stops it all.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode};
+use std::time::{Duration, Instant};
+
+const LISTEN_PORT: u16 = 10000;
+const ADMIN_PORT: u16 = 9901;
+const UPSTREAM_PORT: u16 = 10001;
+const ISSUER: &str = "https://idp.chaperone.example";
+const AUDIENCE: &str = "agents-api";
+const KID: &str = "demo-es256";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("quickstart: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .ok_or("no workspace")?
+        .to_path_buf();
+    let work = root.join("build/quickstart");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let cli = root.join("target/release/chaperone");
+    let envoy =
+        std::env::var_os("ENVOY_BIN").map_or_else(|| root.join(".venv/bin/envoy"), PathBuf::from);
+    let wasm = std::env::var_os("CHAPERONE_WASM")
+        .map_or_else(|| root.join("dist/chaperone.wasm"), PathBuf::from);
+
+    // Keys, then the plugin configuration: the issuer's JWKS plus the packed example bundle.
+    chaperone(
+        &cli,
+        &[
+            "token",
+            "keygen",
+            "--alg",
+            "ES256",
+            "--kid",
+            KID,
+            "--out",
+            &display(&work),
+        ],
+    )?;
+    let jwks: serde_json::Value =
+        serde_json::from_slice(&read(&work.join("jwks.json"))?).map_err(|e| e.to_string())?;
+    let base = serde_json::json!({
+        "issuers": [{"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": jwks}],
+        "policy": {"decision_path": "chaperone/authz/decision"},
+    });
+    write(&work.join("base.json"), base.to_string().as_bytes())?;
+    let config = chaperone(
+        &cli,
+        &[
+            "bundle",
+            &display(&root.join("policies/agent-authz")),
+            "--into",
+            &display(&work.join("base.json")),
+        ],
+    )?;
+    write(&work.join("chaperone.json"), config.as_bytes())?;
+    chaperone(&cli, &["check", &display(&work.join("chaperone.json"))])?;
+
+    let template = String::from_utf8(read(&root.join("envoy-config/quickstart.yaml"))?)
+        .map_err(|e| e.to_string())?;
+    let envoy_yaml = template
+        .replace("${ADMIN_PORT}", &ADMIN_PORT.to_string())
+        .replace("${LISTEN_PORT}", &LISTEN_PORT.to_string())
+        .replace("${UPSTREAM_PORT}", &UPSTREAM_PORT.to_string())
+        .replace("${WASM_PATH}", &display(&wasm))
+        .replace(
+            "${PLUGIN_CONFIG}",
+            &serde_json::to_string(&config).map_err(|e| e.to_string())?,
+        );
+    write(&work.join("envoy.yaml"), envoy_yaml.as_bytes())?;
+
+    let upstream = TcpListener::bind(("127.0.0.1", UPSTREAM_PORT))
+        .map_err(|e| format!("upstream port {UPSTREAM_PORT}: {e}"))?;
+    std::thread::spawn(move || serve_echo(upstream));
+
+    // Envoy's log goes to a file through stderr: written line by line, where `--log-path`
+    // would buffer decision records for seconds.
+    let log = work.join("envoy.log");
+    let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+    let mut envoy = Command::new(&envoy)
+        .arg("-c")
+        .arg(work.join("envoy.yaml"))
+        .args(["--concurrency", "1"])
+        .stderr(log_file)
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "cannot start {}: {e} (run `make run`, which installs it)",
+                envoy.display()
+            )
+        })?;
+    if let Err(message) = wait_ready(&mut envoy) {
+        let _ = envoy.kill();
+        let _ = envoy.wait();
+        return Err(format!("{message}; see {}", log.display()));
+    }
+
+    let key = display(&work.join(format!("{KID}.key.pem")));
+    let token = chaperone(
+        &cli,
+        &[
+            "token",
+            "mint",
+            "--key",
+            &key,
+            "--alg",
+            "ES256",
+            "--kid",
+            KID,
+            "--iss",
+            ISSUER,
+            "--aud",
+            AUDIENCE,
+            "--sub",
+            "support-bot",
+            "--owner",
+            "alice@example.com",
+            "--ttl",
+            "3600",
+        ],
+    )?;
+    let token = token.trim();
+    let url = format!("http://127.0.0.1:{LISTEN_PORT}/tickets/42");
+    println!(
+        "\nchaperone is enforcing on 127.0.0.1:{LISTEN_PORT} (agent `support-bot`, owner alice@example.com, token valid 1 h)\n\n\
+         allowed (the upstream echoes what it received, identity headers included):\n  \
+         curl -s -H 'authorization: Bearer {token}' {url}\n\n\
+         denied by policy (403 no_permission):\n  \
+         curl -s -X DELETE -H 'authorization: Bearer {token}' {url}\n\n\
+         no token (401 token_missing):\n  \
+         curl -si {url}\n\n\
+         decision records, one JSON line per request:\n  \
+         grep -o '{{\"decision_id\".*' {}\n\n\
+         Ctrl-C stops Envoy and the echo upstream.\n",
+        display(&log)
+    );
+    let status = envoy.wait().map_err(|e| e.to_string())?;
+    println!("envoy exited: {status}");
+    Ok(())
+}
+
+fn display(path: &Path) -> String {
+    path.display().to_string()
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Runs the chaperone CLI and returns its stdout.
+fn chaperone(cli: &Path, args: &[&str]) -> Result<String, String> {
+    let output = Command::new(cli)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{}: {e}", cli.display()))?;
+    if !output.status.success() {
+        return Err(format!(
+            "chaperone {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    String::from_utf8(output.stdout).map_err(|e| e.to_string())
+}
+
+fn wait_ready(envoy: &mut Child) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = envoy.try_wait() {
+            return Err(format!("envoy exited during start-up ({status})"));
+        }
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", ADMIN_PORT)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = stream
+                .write_all(b"GET /ready HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
+            let mut response = String::new();
+            let _ = stream.read_to_string(&mut response);
+            if response.starts_with("HTTP/1.1 200") {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err("envoy was not ready within 60 s".to_owned())
+}
+
+/// Answers every request with a JSON echo of its method, path and headers.
+fn serve_echo(listener: TcpListener) {
+    for stream in listener.incoming().flatten() {
+        std::thread::spawn(move || {
+            let _ = echo_one(stream);
+        });
+    }
+}
+
+fn echo_one(stream: TcpStream) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut headers = Vec::new();
+    let mut content_length = 0usize;
+    loop {
+        let mut line = Vec::new();
+        reader.read_until(b'\n', &mut line)?;
+        let line = String::from_utf8_lossy(&line).trim_end().to_owned();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                content_length = value.trim().parse().unwrap_or(0).min(1 << 20);
+            }
+            headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+        }
+    }
+    let mut body = vec![0u8; content_length];
+    reader.read_exact(&mut body)?;
+    let mut parts = request_line.split_whitespace();
+    let echo = serde_json::json!({
+        "method": parts.next().unwrap_or_default(),
+        "path": parts.next().unwrap_or_default(),
+        "headers": headers.into_iter().map(|(n, v)| (n, serde_json::Value::String(v))).collect::<serde_json::Map<_, _>>(),
+    });
+    let body = serde_json::to_string_pretty(&echo).unwrap_or_default() + "\n";
+    let mut stream = stream;
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
