@@ -1,5 +1,6 @@
 //! `decide`: request facts in, decision out. The only entry point the hosts call per request.
 
+use crate::cache::TokenCache;
 use crate::config::{Compiled, Loaded};
 use crate::input::{build_input, RequestFacts, RequestLine};
 use crate::policy::Verdict;
@@ -48,7 +49,9 @@ pub fn is_identity_header(name: &str) -> bool {
         })
 }
 
-pub fn decide(loaded: &Loaded, facts: &RequestFacts) -> Decision {
+/// Decides one request. `cache` remembers verified tokens between requests of the same
+/// configuration; pass a fresh one (or capacity 0) for one-off decisions.
+pub fn decide(loaded: &Loaded, cache: &mut TokenCache, facts: &RequestFacts) -> Decision {
     let strip_headers: Vec<String> = facts
         .headers
         .iter()
@@ -60,7 +63,7 @@ pub fn decide(loaded: &Loaded, facts: &RequestFacts) -> Decision {
     let mut decision = match (loaded, &line) {
         (Loaded::Empty, _) => deny(Reason::PolicyUnavailable, facts, None),
         (Loaded::Ready(_), None) => deny(Reason::RequestMalformed, facts, None),
-        (Loaded::Ready(compiled), Some(line)) => decide_compiled(compiled, facts, line),
+        (Loaded::Ready(compiled), Some(line)) => decide_compiled(compiled, cache, facts, line),
     };
     decision.strip_headers = strip_headers;
     if let Some(line) = line {
@@ -74,10 +77,15 @@ pub fn decide(loaded: &Loaded, facts: &RequestFacts) -> Decision {
     decision
 }
 
-fn decide_compiled(compiled: &Compiled, facts: &RequestFacts, line: &RequestLine) -> Decision {
+fn decide_compiled(
+    compiled: &Compiled,
+    cache: &mut TokenCache,
+    facts: &RequestFacts,
+    line: &RequestLine,
+) -> Decision {
     let now_s = facts.now_ns / 1_000_000_000;
     let agent = match extract_token(compiled, &facts.headers)
-        .and_then(|token| authenticate(compiled, token, now_s))
+        .and_then(|token| verified_agent(compiled, cache, token, now_s))
     {
         Ok(agent) => agent,
         Err(reason) => return with_policy_info(deny(reason, facts, None), compiled),
@@ -95,6 +103,25 @@ fn decide_compiled(compiled: &Compiled, facts: &RequestFacts, line: &RequestLine
         deny_by_policy(&agent, &verdict, facts)
     };
     with_policy_info(decision, compiled)
+}
+
+fn verified_agent(
+    compiled: &Compiled,
+    cache: &mut TokenCache,
+    token: &[u8],
+    now_s: u64,
+) -> Result<Agent, Reason> {
+    // Size first: the cache must not hash arbitrarily large junk either.
+    if token.len() > compiled.max_token_bytes {
+        return Err(Reason::TokenTooLarge);
+    }
+    let key = TokenCache::key(token);
+    if let Some(agent) = cache.get(&key, now_s) {
+        return Ok(agent.clone());
+    }
+    let (agent, expired_from_s) = authenticate(compiled, token, now_s)?;
+    cache.insert(key, agent.clone(), expired_from_s);
+    Ok(agent)
 }
 
 fn with_policy_info(mut decision: Decision, compiled: &Compiled) -> Decision {

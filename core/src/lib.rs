@@ -1,6 +1,7 @@
 //! chaperone-core: every decision chaperone makes, as pure functions over plain data.
 //! No proxy-wasm, no I/O, no clock: hosts hand in facts and apply the decision.
 
+pub mod cache;
 pub mod config;
 pub mod decision;
 pub mod encoding;
@@ -11,6 +12,7 @@ pub mod reason;
 pub mod record;
 pub mod token;
 
+pub use cache::TokenCache;
 pub use config::{load, Compiled, ConfigError, Loaded};
 pub use decision::{decide, Decision};
 pub use input::RequestFacts;

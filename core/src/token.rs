@@ -55,8 +55,9 @@ fn strip_prefix<'a>(value: &'a [u8], prefix: &str) -> Option<&'a [u8]> {
     Some(value.get(prefix.len()..)?.trim_ascii())
 }
 
-/// Verifies a token at `now_s` (Unix seconds from the host clock).
-pub fn authenticate(compiled: &Compiled, token: &[u8], now_s: u64) -> Result<Agent, Reason> {
+/// Verifies a token at `now_s` (Unix seconds from the host clock). Returns the agent and the
+/// Unix second from which the token counts as expired.
+pub fn authenticate(compiled: &Compiled, token: &[u8], now_s: u64) -> Result<(Agent, u64), Reason> {
     if token.len() > compiled.max_token_bytes {
         return Err(Reason::TokenTooLarge);
     }
@@ -135,7 +136,7 @@ pub fn authenticate(compiled: &Compiled, token: &[u8], now_s: u64) -> Result<Age
         .map_err(|e| classify_jwt_error(&e))?;
 
     // The signature holds; now the claims chaperone itself requires.
-    check_time_claims(issuer, &payload, now_s)?;
+    let expired_from_s = check_time_claims(issuer, &payload, now_s)?;
     check_audience(issuer, &payload)?;
     let id = match payload.get(&issuer.agent_id_claim) {
         Some(Value::String(id)) if !id.is_empty() => id.clone(),
@@ -150,14 +151,15 @@ pub fn authenticate(compiled: &Compiled, token: &[u8], now_s: u64) -> Result<Age
         .get("jti")
         .and_then(Value::as_str)
         .map(str::to_owned);
-    Ok(Agent {
+    let agent = Agent {
         id,
         issuer: issuer.issuer.clone(),
         owner,
         kid: kid.map(str::to_owned),
         jti,
         claims: payload,
-    })
+    };
+    Ok((agent, expired_from_s))
 }
 
 fn decode_object(part: &str) -> Result<Map<String, Value>, Reason> {
@@ -199,12 +201,13 @@ fn classify_jwt_error(error: &jwt_simple::Error) -> Reason {
     }
 }
 
-/// `exp` is required; numeric dates must be numbers; the lifetime is capped.
+/// `exp` is required; numeric dates must be numbers; the lifetime is capped. Returns the
+/// first Unix second at which the token is expired (skew included).
 fn check_time_claims(
     issuer: &Issuer,
     payload: &Map<String, Value>,
     now_s: u64,
-) -> Result<(), Reason> {
+) -> Result<u64, Reason> {
     let numeric = |name: &str| -> Result<Option<f64>, Reason> {
         match payload.get(name) {
             None => Ok(None),
@@ -231,7 +234,8 @@ fn check_time_claims(
     if exp - start > issuer.max_lifetime_seconds as f64 + skew {
         return Err(Reason::TokenLifetimeExceeded);
     }
-    Ok(())
+    // Bounded by the lifetime check above, so the conversion cannot overflow.
+    Ok((exp + skew).ceil() as u64)
 }
 
 fn check_audience(issuer: &Issuer, payload: &Map<String, Value>) -> Result<(), Reason> {

@@ -3,7 +3,7 @@
 //! every token defect with its reason code.
 
 use chaperone_core::encoding::base64url_encode;
-use chaperone_core::{decide, load, Decision, Loaded, Reason, RequestFacts};
+use chaperone_core::{decide, load, Decision, Loaded, Reason, RequestFacts, TokenCache};
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 
@@ -115,6 +115,7 @@ fn with_token(f: &Fixture, method: &str, path: &str, token: &str) -> Decision {
     let bearer = format!("Bearer {token}");
     decide(
         &f.loaded,
+        &mut TokenCache::default(),
         &facts(method, path, &[("authorization", bearer.as_bytes())]),
     )
 }
@@ -364,7 +365,11 @@ fn key_confusion_hs256_with_public_key_is_rejected() {
 #[test]
 fn missing_and_ambiguous_credentials() {
     let f = fixture();
-    let d = decide(&f.loaded, &facts("GET", "/tickets/1", &[]));
+    let d = decide(
+        &f.loaded,
+        &mut TokenCache::default(),
+        &facts("GET", "/tickets/1", &[]),
+    );
     assert_eq!((d.status, d.reason), (401, Reason::TokenMissing));
     let www: Vec<&str> = d
         .response_headers
@@ -377,6 +382,7 @@ fn missing_and_ambiguous_credentials() {
     let good = format!("Bearer {}", token(&f, json!({})));
     let d = decide(
         &f.loaded,
+        &mut TokenCache::default(),
         &facts(
             "GET",
             "/tickets/1",
@@ -389,6 +395,7 @@ fn missing_and_ambiguous_credentials() {
     assert_eq!(d.reason, Reason::TokenAmbiguous);
     let d = decide(
         &f.loaded,
+        &mut TokenCache::default(),
         &facts(
             "GET",
             "/tickets/1",
@@ -402,6 +409,7 @@ fn missing_and_ambiguous_credentials() {
 
     let d = decide(
         &f.loaded,
+        &mut TokenCache::default(),
         &facts(
             "GET",
             "/tickets/1",
@@ -411,6 +419,7 @@ fn missing_and_ambiguous_credentials() {
     assert_eq!(d.reason, Reason::TokenMalformed);
     let d = decide(
         &f.loaded,
+        &mut TokenCache::default(),
         &facts(
             "GET",
             "/tickets/1",
@@ -422,6 +431,7 @@ fn missing_and_ambiguous_credentials() {
     assert!(
         decide(
             &f.loaded,
+            &mut TokenCache::default(),
             &facts("GET", "/tickets/1", &[("authorization", lower.as_bytes())])
         )
         .allowed
@@ -441,6 +451,7 @@ fn spoofed_identity_headers_are_stripped_and_hidden_from_policy() {
     let bearer = format!("Bearer {}", token(&f, json!({})));
     let d = decide(
         &f.loaded,
+        &mut TokenCache::default(),
         &facts(
             "GET",
             "/tickets/1",
@@ -465,6 +476,7 @@ fn spoofed_identity_headers_are_stripped_and_hidden_from_policy() {
     // Denied requests strip too, so a logged-and-denied request never forwards a spoof.
     let d = decide(
         &f.loaded,
+        &mut TokenCache::default(),
         &facts("GET", "/tickets/1", &[("x-chaperone-agent-id", b"root")]),
     );
     assert_eq!(d.strip_headers, ["x-chaperone-agent-id"]);
@@ -472,7 +484,11 @@ fn spoofed_identity_headers_are_stripped_and_hidden_from_policy() {
 
 #[test]
 fn empty_configuration_fails_closed() {
-    let d = decide(&Loaded::Empty, &facts("GET", "/", &[]));
+    let d = decide(
+        &Loaded::Empty,
+        &mut TokenCache::default(),
+        &facts("GET", "/", &[]),
+    );
     assert_eq!((d.status, d.reason), (503, Reason::PolicyUnavailable));
 }
 
@@ -591,5 +607,34 @@ fn hs256_requires_explicit_listing_and_works_when_listed() {
         b"authorization".to_vec(),
         format!("Bearer {token}").into_bytes(),
     ));
-    assert!(decide(&loaded, &request).allowed);
+    assert!(decide(&loaded, &mut TokenCache::default(), &request).allowed);
+}
+
+#[test]
+fn cached_tokens_still_expire_and_decide_the_same() {
+    let f = fixture();
+    let mut cache = TokenCache::default();
+    let token = token(&f, json!({"iat": NOW - 10, "exp": NOW + 30}));
+    let bearer = format!("Bearer {token}");
+    let mut request = facts("GET", "/tickets/1", &[("authorization", bearer.as_bytes())]);
+    let first = decide(&f.loaded, &mut cache, &request);
+    assert!(first.allowed);
+    assert_eq!(cache.len(), 1);
+    let second = decide(&f.loaded, &mut cache, &request);
+    assert_eq!(
+        second.record, first.record,
+        "a cache hit decides exactly like a verification"
+    );
+    // Past exp + skew the cached entry no longer counts, and verification rejects the token.
+    request.now_ns = (NOW + 30 + 60) * 1_000_000_000;
+    let late = decide(&f.loaded, &mut cache, &request);
+    assert_eq!(late.reason, Reason::TokenExpired);
+    // Failures are not cached.
+    let mut bad = request.clone();
+    bad.now_ns = NOW * 1_000_000_000;
+    bad.headers.retain(|(n, _)| n != b"authorization");
+    bad.headers
+        .push((b"authorization".to_vec(), b"Bearer a.b.c".to_vec()));
+    let _ = decide(&f.loaded, &mut cache, &bad);
+    assert_eq!(cache.len(), 1);
 }

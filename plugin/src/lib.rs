@@ -6,10 +6,10 @@ mod host;
 
 use chaperone_core::decision::DECISION_ID_HEADER;
 use chaperone_core::input::HeaderPairs;
-use chaperone_core::{decide, Decision, Loaded, RequestFacts};
+use chaperone_core::{decide, Decision, Loaded, RequestFacts, TokenCache};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// Pseudo-headers chaperone reads. Kong synthesises them on lookup rather than listing them
@@ -26,6 +26,8 @@ proxy_wasm::main! {{
 /// One per plugin configuration per VM. Until a configuration arrives, requests fail closed.
 struct ChaperoneRoot {
     loaded: Rc<Loaded>,
+    /// Verified tokens of the current configuration, shared by this VM's requests.
+    cache: Rc<RefCell<TokenCache>>,
     /// Record sequence number, shared by every request of this VM.
     seq: Rc<Cell<u64>>,
 }
@@ -74,6 +76,7 @@ impl RootContext for ChaperoneRoot {
                 );
                 // Requests already in flight keep the configuration they started with.
                 self.loaded = Rc::new(loaded);
+                self.cache = Rc::new(RefCell::new(TokenCache::default()));
                 true
             }
             Err(error) => {
@@ -89,6 +92,7 @@ impl RootContext for ChaperoneRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(ChaperoneFilter {
             loaded: Rc::clone(&self.loaded),
+            cache: Rc::clone(&self.cache),
             seq: Rc::clone(&self.seq),
             allowed_decision_id: None,
         }))
@@ -101,6 +105,7 @@ impl RootContext for ChaperoneRoot {
 
 struct ChaperoneFilter {
     loaded: Rc<Loaded>,
+    cache: Rc<RefCell<TokenCache>>,
     seq: Rc<Cell<u64>>,
     /// Set when the request went upstream, so the response can carry the decision id.
     allowed_decision_id: Option<String>,
@@ -116,7 +121,12 @@ impl HttpContext for ChaperoneFilter {
             decision_id: new_decision_id(started_ns, self.seq.get()),
             now_ns: started_ns,
         };
-        let mut decision = decide(&self.loaded, &facts);
+        // Callbacks never nest within one VM, so the borrow cannot be held elsewhere; if it
+        // somehow were, decide without the cache rather than panic.
+        let mut decision = match self.cache.try_borrow_mut() {
+            Ok(mut cache) => decide(&self.loaded, &mut cache, &facts),
+            Err(_) => decide(&self.loaded, &mut TokenCache::with_capacity(0), &facts),
+        };
         let action = self.apply(&decision);
         let seq = self.seq.get().wrapping_add(1);
         self.seq.set(seq);
