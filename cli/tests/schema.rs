@@ -67,7 +67,8 @@ fn shipped_configuration_passes_schema_and_parser() {
 #[test]
 fn schema_and_parser_reject_the_same_mistakes() {
     let base = shipped_config();
-    let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let mutations: Vec<(&str, Mutation)> = vec![
         (
             "unknown top-level key",
             Box::new(|c| c["mode"] = json!("enforce")),

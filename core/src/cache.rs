@@ -52,14 +52,11 @@ impl TokenCache {
         if self.capacity == 0 {
             return;
         }
-        if self.entries.contains_key(&key) {
-            self.entries.insert(
-                key,
-                CachedAgent {
-                    agent,
-                    valid_until_s,
-                },
-            );
+        if let Some(existing) = self.entries.get_mut(&key) {
+            *existing = CachedAgent {
+                agent,
+                valid_until_s,
+            };
             return;
         }
         while self.entries.len() >= self.capacity {

@@ -36,6 +36,7 @@ impl Default for ChaperoneRoot {
     fn default() -> Self {
         Self {
             loaded: Rc::new(Loaded::Empty),
+            cache: Rc::new(RefCell::new(TokenCache::default())),
             seq: Rc::new(Cell::new(0)),
         }
     }
