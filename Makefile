@@ -57,13 +57,12 @@ test: tools build cli lint unit policy-test e2e
 
 unit:
 	cargo nextest run --workspace --exclude chaperone-test-harness --no-fail-fast
-	cargo nextest run -p chaperone-test-harness --lib --no-fail-fast
 
 policy-test: cli
 	$(CLI) test policies/
 
 e2e: tools build
-	cargo nextest run -p chaperone-test-harness --test '*' --no-fail-fast
+	cargo nextest run -p chaperone-test-harness --no-fail-fast
 
 bench: tools build cli
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }

@@ -42,6 +42,11 @@ pub fn extract_token<'a>(
     if token.is_empty() {
         return Err(Reason::TokenMalformed);
     }
+    // Hosts fold repeated headers into one comma-joined value (Envoy does for
+    // `authorization`). A JWT never contains a comma, so this is several credentials.
+    if token.contains(&b',') {
+        return Err(Reason::TokenAmbiguous);
+    }
     Ok(token)
 }
 

@@ -407,6 +407,17 @@ fn missing_and_ambiguous_credentials() {
     );
     assert_eq!(d.reason, Reason::TokenAmbiguous);
 
+    let folded = format!("{good}, Bearer junk");
+    let d = decide(
+        &f.loaded,
+        &mut TokenCache::default(),
+        &facts("GET", "/tickets/1", &[("authorization", folded.as_bytes())]),
+    );
+    assert_eq!(
+        d.reason,
+        Reason::TokenAmbiguous,
+        "a host-folded repeat is still two credentials"
+    );
     let d = decide(
         &f.loaded,
         &mut TokenCache::default(),
