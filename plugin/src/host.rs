@@ -206,15 +206,22 @@ pub fn deserialize_pairs(bytes: &[u8]) -> Option<HeaderPairs> {
         let name_len = read_u32(sizes_at)?;
         let value_len = read_u32(sizes_at + 4)?;
         sizes_at += 8;
-        let name = bytes.get(data_at..data_at.checked_add(name_len)?)?.to_vec();
+        let name = terminated(bytes, data_at, name_len)?;
         data_at = data_at.checked_add(name_len)?.checked_add(1)?;
-        let value = bytes
-            .get(data_at..data_at.checked_add(value_len)?)?
-            .to_vec();
+        let value = terminated(bytes, data_at, value_len)?;
         data_at = data_at.checked_add(value_len)?.checked_add(1)?;
         pairs.push((name, value));
     }
     Some(pairs)
+}
+
+/// `len` bytes at `at`, which the encoding follows with a NUL byte.
+fn terminated(bytes: &[u8], at: usize, len: usize) -> Option<Vec<u8>> {
+    let end = at.checked_add(len)?;
+    if *bytes.get(end)? != 0 {
+        return None;
+    }
+    Some(bytes.get(at..end)?.to_vec())
 }
 
 pub fn serialize_pairs(pairs: &[(String, String)]) -> Vec<u8> {

@@ -290,10 +290,13 @@ fn send(port: u16, raw: &[u8]) -> std::io::Result<Response> {
     })
 }
 
+/// Header pairs of one request the upstream received.
+type SeenRequest = Vec<(String, String)>;
+
 /// Answers 200 with a JSON echo of the request head; remembers every request it saw.
 struct EchoUpstream {
     port: u16,
-    seen: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -317,7 +320,7 @@ impl EchoUpstream {
         EchoUpstream { port, seen, stop }
     }
 
-    fn requests(&self) -> Vec<Vec<(String, String)>> {
+    fn requests(&self) -> Vec<SeenRequest> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -329,7 +332,7 @@ impl Drop for EchoUpstream {
     }
 }
 
-fn echo(stream: TcpStream, seen: &Mutex<Vec<Vec<(String, String)>>>) -> std::io::Result<()> {
+fn echo(stream: TcpStream, seen: &Mutex<Vec<SeenRequest>>) -> std::io::Result<()> {
     stream.set_read_timeout(Some(StdDuration::from_secs(5)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
@@ -487,7 +490,7 @@ fn allowed_request_reaches_upstream_with_verified_identity_and_a_record() {
     );
     assert_eq!(values("x-chaperone-owner"), ["alice@example.com"]);
     assert_eq!(values("x-chaperone-issuer"), [ISSUER]);
-    assert_eq!(values("x-chaperone-decision-id"), [decision_id.clone()]);
+    assert_eq!(values("x-chaperone-decision-id"), [decision_id.as_str()]);
 
     let record = envoy.record(&decision_id);
     assert_eq!(
