@@ -4,14 +4,14 @@
 //! build the module and install Envoy first.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use chaperone_test_harness::EchoUpstream;
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration as StdDuration, Instant};
 
 const ISSUER: &str = "https://idp.e2e.test";
@@ -103,7 +103,7 @@ struct Envoy {
 impl Envoy {
     fn start(plugin_config: &str) -> Envoy {
         let dir = scratch_dir("envoy");
-        let upstream = EchoUpstream::start();
+        let upstream = EchoUpstream::start(0).unwrap();
         let (listen, admin) = (free_port(), free_port());
         let config = dir.join("envoy.yaml");
         std::fs::write(
@@ -240,7 +240,7 @@ fn validate(plugin_config: &str) -> (bool, String) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Loopback HTTP: a raw client (duplicate headers, non-UTF-8 bytes) and an echo upstream
+// Loopback HTTP: a raw client that can send duplicate headers and non-UTF-8 bytes
 
 struct Response {
     status: u16,
@@ -288,71 +288,6 @@ fn send(port: u16, raw: &[u8]) -> std::io::Result<Response> {
         headers,
         body: bytes[split + 4..].to_vec(),
     })
-}
-
-/// Header pairs of one request the upstream received.
-type SeenRequest = Vec<(String, String)>;
-
-/// Answers 200 with a JSON echo of the request head; remembers every request it saw.
-struct EchoUpstream {
-    port: u16,
-    seen: Arc<Mutex<Vec<SeenRequest>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl EchoUpstream {
-    fn start() -> EchoUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (seen_in, stop_in) = (Arc::clone(&seen), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stop_in.load(Ordering::Relaxed) {
-                    break;
-                }
-                if let Ok(stream) = stream {
-                    let _ = echo(stream, &seen_in);
-                }
-            }
-        });
-        EchoUpstream { port, seen, stop }
-    }
-
-    fn requests(&self) -> Vec<SeenRequest> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-impl Drop for EchoUpstream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(("127.0.0.1", self.port)); // wake the accept loop
-    }
-}
-
-fn echo(stream: TcpStream, seen: &Mutex<Vec<SeenRequest>>) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(StdDuration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let mut headers = Vec::new();
-    loop {
-        let mut line = Vec::new();
-        reader.read_until(b'\n', &mut line)?;
-        let line = String::from_utf8_lossy(&line).trim_end().to_owned();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((n, v)) = line.split_once(':') {
-            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
-    }
-    seen.lock().unwrap().push(headers.clone());
-    let body = json!({"request": request_line.trim(), "headers": headers}).to_string();
-    let mut stream = stream;
-    write!(stream, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 //! `make run`: Envoy on 127.0.0.1:10000 with chaperone, the example bundle, a demo key set
 //! generated here, and a loopback upstream that echoes what it received. Ctrl-C stops it all.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use chaperone_test_harness::EchoUpstream;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -84,9 +85,8 @@ fn run() -> Result<(), String> {
         );
     write(&work.join("envoy.yaml"), envoy_yaml.as_bytes())?;
 
-    let upstream = TcpListener::bind(("127.0.0.1", UPSTREAM_PORT))
+    let _upstream = EchoUpstream::start(UPSTREAM_PORT)
         .map_err(|e| format!("upstream port {UPSTREAM_PORT}: {e}"))?;
-    std::thread::spawn(move || serve_echo(upstream));
 
     // Envoy's log goes to a file through stderr: written line by line, where `--log-path`
     // would buffer decision records for seconds.
@@ -201,51 +201,4 @@ fn wait_ready(envoy: &mut Child) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(200));
     }
     Err("envoy was not ready within 60 s".to_owned())
-}
-
-/// Answers every request with a JSON echo of its method, path and headers.
-fn serve_echo(listener: TcpListener) {
-    for stream in listener.incoming().flatten() {
-        std::thread::spawn(move || {
-            let _ = echo_one(stream);
-        });
-    }
-}
-
-fn echo_one(stream: TcpStream) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let mut headers = Vec::new();
-    let mut content_length = 0usize;
-    loop {
-        let mut line = Vec::new();
-        reader.read_until(b'\n', &mut line)?;
-        let line = String::from_utf8_lossy(&line).trim_end().to_owned();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.eq_ignore_ascii_case("content-length") {
-                content_length = value.trim().parse().unwrap_or(0).min(1 << 20);
-            }
-            headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
-        }
-    }
-    let mut body = vec![0u8; content_length];
-    reader.read_exact(&mut body)?;
-    let mut parts = request_line.split_whitespace();
-    let echo = serde_json::json!({
-        "method": parts.next().unwrap_or_default(),
-        "path": parts.next().unwrap_or_default(),
-        "headers": headers.into_iter().map(|(n, v)| (n, serde_json::Value::String(v))).collect::<serde_json::Map<_, _>>(),
-    });
-    let body = serde_json::to_string_pretty(&echo).unwrap_or_default() + "\n";
-    let mut stream = stream;
-    write!(
-        stream,
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
 }
