@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -97,6 +97,7 @@ struct Envoy {
     child: Child,
     port: u16,
     log: PathBuf,
+    access_log: PathBuf,
     upstream: EchoUpstream,
 }
 
@@ -118,7 +119,7 @@ impl Envoy {
             .arg(&config)
             .args(["--concurrency", "1", "--base-id"])
             .arg(listen.to_string())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(dir.join("access.log")).unwrap())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
@@ -126,6 +127,7 @@ impl Envoy {
             child,
             port: listen,
             log,
+            access_log: dir.join("access.log"),
             upstream,
         };
         envoy.wait_ready(admin);
@@ -152,6 +154,26 @@ impl Envoy {
             std::thread::sleep(StdDuration::from_millis(100));
         }
         panic!("envoy not ready within 60 s:\n{}", self.log_tail());
+    }
+
+    /// The access-log line (JSON, on Envoy's stdout) of this decision, waiting (bounded).
+    fn access_log_entry(&self, decision_id: &str) -> Value {
+        let deadline = Instant::now() + StdDuration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&self.access_log).unwrap_or_default();
+            let found = text
+                .lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .find(|entry| entry["decision_id"] == decision_id);
+            if let Some(entry) = found {
+                return entry;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no access-log line for {decision_id}"
+            );
+            std::thread::sleep(StdDuration::from_millis(50));
+        }
     }
 
     fn log_text(&self) -> String {
@@ -477,6 +499,11 @@ fn policy_denial_is_403_with_reason_and_never_reaches_upstream() {
         "denials are attributed"
     );
     assert_eq!(record["rule"], "default_deny");
+    let access = envoy.access_log_entry(body["decision_id"].as_str().unwrap());
+    assert_eq!(
+        access["details"], "chaperone_policy_denied",
+        "local replies carry response details"
+    );
 }
 
 #[test]
