@@ -2,11 +2,126 @@
 //! a real Envoy.
 
 use serde_json::json;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Fills `${NAME}` placeholders; a placeholder left unfilled is an error.
+pub fn render_template(template: &str, values: &[(&str, String)]) -> Result<String, String> {
+    let mut rendered = template.to_owned();
+    for (name, value) in values {
+        rendered = rendered.replace(&format!("${{{name}}}"), value);
+    }
+    match rendered.find("${") {
+        Some(at) => Err(format!(
+            "unfilled placeholder near `{}`",
+            &rendered[at..(at + 30).min(rendered.len())]
+        )),
+        None => Ok(rendered),
+    }
+}
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A running Envoy, stopped (killed and reaped) on drop. Its log goes through stderr into
+/// `log` (written line by line; `--log-path` would buffer), its stdout into `stdout`.
+pub struct EnvoyProcess {
+    child: Child,
+    pub log: PathBuf,
+    pub stdout: PathBuf,
+}
+
+impl EnvoyProcess {
+    /// Starts `envoy -c config` with one worker and waits (at most 60 s) for `/ready`.
+    pub fn start(
+        envoy: &Path,
+        config: &Path,
+        admin_port: u16,
+        dir: &Path,
+    ) -> Result<EnvoyProcess, String> {
+        let log = dir.join("envoy.log");
+        let stdout = dir.join("envoy.stdout");
+        let create = |path: &Path| {
+            std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        let child = Command::new(envoy)
+            .arg("-c")
+            .arg(config)
+            .args(["--concurrency", "1", "--base-id", &admin_port.to_string()])
+            .stdout(create(&stdout)?)
+            .stderr(create(&log)?)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", envoy.display()))?;
+        let mut process = EnvoyProcess { child, log, stdout };
+        process.wait_ready(admin_port)?;
+        Ok(process)
+    }
+
+    fn wait_ready(&mut self, admin_port: u16) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "envoy exited during start-up ({status}):\n{}",
+                    self.log_tail(40)
+                ));
+            }
+            let ready = http_request(
+                admin_port,
+                b"GET /ready HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n",
+            )
+            .is_ok_and(|response| response.starts_with(b"HTTP/1.1 200"));
+            if ready {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!(
+            "envoy not ready within 60 s:\n{}",
+            self.log_tail(40)
+        ))
+    }
+
+    /// Waits for Envoy to exit on its own (for example after Ctrl-C).
+    pub fn wait(mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.child.wait()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = self.log_text();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for EnvoyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends raw bytes to 127.0.0.1:`port` and reads the whole response (the request should say
+/// `connection: close`). Raw, so callers can send repeated headers and non-UTF-8 bytes.
+pub fn http_request(port: u16, raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(raw)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    Ok(response)
+}
 
 /// Header pairs of one request the upstream received, names lower-cased.
 pub type SeenRequest = Vec<(String, String)>;
@@ -99,7 +214,18 @@ fn answer(stream: TcpStream, seen: &Mutex<Vec<SeenRequest>>) -> std::io::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
+
+    #[test]
+    fn templates_fill_every_placeholder_or_fail() {
+        let values = [("A", "1".to_owned()), ("B", "two".to_owned())];
+        assert_eq!(
+            render_template("${A}-${B}-${A}", &values).unwrap(),
+            "1-two-1"
+        );
+        assert!(render_template("${A} ${C}", &values)
+            .unwrap_err()
+            .contains("${C}"));
+    }
 
     #[test]
     fn echoes_and_records_every_header_in_order() {

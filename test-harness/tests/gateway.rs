@@ -4,13 +4,13 @@
 //! build the module and install Envoy first.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use chaperone_test_harness::EchoUpstream;
+use chaperone_test_harness::{
+    free_port, http_request, render_template, EchoUpstream, EnvoyProcess,
+};
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -55,14 +55,6 @@ fn wasm_path() -> PathBuf {
     required_file("CHAPERONE_WASM", "dist/chaperone.wasm")
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn scratch_dir(name: &str) -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -76,28 +68,26 @@ fn scratch_dir(name: &str) -> PathBuf {
 fn render_envoy_config(plugin_config: &str, listen: u16, admin: u16, upstream: u16) -> String {
     let template =
         std::fs::read_to_string(workspace().join("envoy-config/quickstart.yaml")).unwrap();
-    let rendered = template
-        .replace("${ADMIN_PORT}", &admin.to_string())
-        .replace("${LISTEN_PORT}", &listen.to_string())
-        .replace("${UPSTREAM_PORT}", &upstream.to_string())
-        .replace("${WASM_PATH}", &wasm_path().display().to_string())
-        .replace(
-            "${PLUGIN_CONFIG}",
-            &serde_json::to_string(plugin_config).unwrap(),
-        );
-    assert!(
-        !rendered.contains("${"),
-        "unfilled placeholder in the template"
-    );
-    rendered
+    render_template(
+        &template,
+        &[
+            ("ADMIN_PORT", admin.to_string()),
+            ("LISTEN_PORT", listen.to_string()),
+            ("UPSTREAM_PORT", upstream.to_string()),
+            ("WASM_PATH", wasm_path().display().to_string()),
+            (
+                "PLUGIN_CONFIG",
+                serde_json::to_string(plugin_config).unwrap(),
+            ),
+        ],
+    )
+    .unwrap()
 }
 
-/// A running Envoy; killed and reaped on drop.
+/// A running Envoy with chaperone in front of an echo upstream.
 struct Envoy {
-    child: Child,
+    process: EnvoyProcess,
     port: u16,
-    log: PathBuf,
-    access_log: PathBuf,
     upstream: EchoUpstream,
 }
 
@@ -105,62 +95,27 @@ impl Envoy {
     fn start(plugin_config: &str) -> Envoy {
         let dir = scratch_dir("envoy");
         let upstream = EchoUpstream::start(0).unwrap();
-        let (listen, admin) = (free_port(), free_port());
+        let (listen, admin) = (free_port().unwrap(), free_port().unwrap());
         let config = dir.join("envoy.yaml");
         std::fs::write(
             &config,
             render_envoy_config(plugin_config, listen, admin, upstream.port),
         )
         .unwrap();
-        // Envoy's log through stderr into a file: line by line, so records are there at once.
-        let log = dir.join("envoy.log");
-        let child = Command::new(envoy_bin())
-            .arg("-c")
-            .arg(&config)
-            .args(["--concurrency", "1", "--base-id"])
-            .arg(listen.to_string())
-            .stdout(std::fs::File::create(dir.join("access.log")).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut envoy = Envoy {
-            child,
+        let process = EnvoyProcess::start(&envoy_bin(), &config, admin, &dir)
+            .unwrap_or_else(|e| panic!("{e}"));
+        Envoy {
+            process,
             port: listen,
-            log,
-            access_log: dir.join("access.log"),
             upstream,
-        };
-        envoy.wait_ready(admin);
-        envoy
-    }
-
-    fn wait_ready(&mut self, admin: u16) {
-        let deadline = Instant::now() + StdDuration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "envoy exited during start-up ({status}):\n{}",
-                    self.log_tail()
-                );
-            }
-            if let Ok(response) = send(
-                admin,
-                b"GET /ready HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n",
-            ) {
-                if response.status == 200 {
-                    return;
-                }
-            }
-            std::thread::sleep(StdDuration::from_millis(100));
         }
-        panic!("envoy not ready within 60 s:\n{}", self.log_tail());
     }
 
     /// The access-log line (JSON, on Envoy's stdout) of this decision, waiting (bounded).
     fn access_log_entry(&self, decision_id: &str) -> Value {
         let deadline = Instant::now() + StdDuration::from_secs(10);
         loop {
-            let text = std::fs::read_to_string(&self.access_log).unwrap_or_default();
+            let text = std::fs::read_to_string(&self.process.stdout).unwrap_or_default();
             let found = text
                 .lines()
                 .filter_map(|line| serde_json::from_str::<Value>(line).ok())
@@ -177,13 +132,11 @@ impl Envoy {
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log_text()
     }
 
     fn log_tail(&self) -> String {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        self.process.log_tail(40)
     }
 
     fn get(&self, method: &str, path: &str, headers: &[(&str, &[u8])]) -> Response {
@@ -225,13 +178,6 @@ impl Envoy {
     }
 }
 
-impl Drop for Envoy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn records(log: &str) -> Vec<Value> {
     log.lines()
         .filter_map(|line| line.find("{\"decision_id\"").map(|at| &line[at..]))
@@ -244,13 +190,18 @@ fn validate(plugin_config: &str) -> (bool, String) {
     let config = dir.join("envoy.yaml");
     std::fs::write(
         &config,
-        render_envoy_config(plugin_config, free_port(), free_port(), free_port()),
+        render_envoy_config(
+            plugin_config,
+            free_port().unwrap(),
+            free_port().unwrap(),
+            free_port().unwrap(),
+        ),
     )
     .unwrap();
     let output = Command::new(envoy_bin())
         .args(["--mode", "validate", "-c"])
         .arg(&config)
-        .args(["--base-id", &free_port().to_string()])
+        .args(["--base-id", &free_port().unwrap().to_string()])
         .output()
         .unwrap();
     let text = format!(
@@ -285,11 +236,7 @@ impl Response {
 }
 
 fn send(port: u16, raw: &[u8]) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(StdDuration::from_secs(10)))?;
-    stream.write_all(raw)?;
-    let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes)?;
+    let bytes = http_request(port, raw)?;
     let split = bytes
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -1,12 +1,9 @@
 //! `make run`: Envoy on 127.0.0.1:10000 with chaperone, the example bundle, a demo key set
 //! generated here, and a loopback upstream that echoes what it received. Ctrl-C stops it all.
 
-use chaperone_test_harness::EchoUpstream;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use chaperone_test_harness::{render_template, EchoUpstream, EnvoyProcess};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode};
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitCode};
 
 const LISTEN_PORT: u16 = 10000;
 const ADMIN_PORT: u16 = 9901;
@@ -74,41 +71,25 @@ fn run() -> Result<(), String> {
 
     let template = String::from_utf8(read(&root.join("envoy-config/quickstart.yaml"))?)
         .map_err(|e| e.to_string())?;
-    let envoy_yaml = template
-        .replace("${ADMIN_PORT}", &ADMIN_PORT.to_string())
-        .replace("${LISTEN_PORT}", &LISTEN_PORT.to_string())
-        .replace("${UPSTREAM_PORT}", &UPSTREAM_PORT.to_string())
-        .replace("${WASM_PATH}", &display(&wasm))
-        .replace(
-            "${PLUGIN_CONFIG}",
-            &serde_json::to_string(&config).map_err(|e| e.to_string())?,
-        );
+    let plugin_config = serde_json::to_string(&config).map_err(|e| e.to_string())?;
+    let envoy_yaml = render_template(
+        &template,
+        &[
+            ("ADMIN_PORT", ADMIN_PORT.to_string()),
+            ("LISTEN_PORT", LISTEN_PORT.to_string()),
+            ("UPSTREAM_PORT", UPSTREAM_PORT.to_string()),
+            ("WASM_PATH", display(&wasm)),
+            ("PLUGIN_CONFIG", plugin_config),
+        ],
+    )?;
     write(&work.join("envoy.yaml"), envoy_yaml.as_bytes())?;
 
     let _upstream = EchoUpstream::start(UPSTREAM_PORT)
         .map_err(|e| format!("upstream port {UPSTREAM_PORT}: {e}"))?;
-
-    // Envoy's log goes to a file through stderr: written line by line, where `--log-path`
-    // would buffer decision records for seconds.
-    let log = work.join("envoy.log");
-    let log_file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-    let mut envoy = Command::new(&envoy)
-        .arg("-c")
-        .arg(work.join("envoy.yaml"))
-        .args(["--concurrency", "1"])
-        .stderr(log_file)
-        .spawn()
-        .map_err(|e| {
-            format!(
-                "cannot start {}: {e} (run `make run`, which installs it)",
-                envoy.display()
-            )
-        })?;
-    if let Err(message) = wait_ready(&mut envoy) {
-        let _ = envoy.kill();
-        let _ = envoy.wait();
-        return Err(format!("{message}; see {}", log.display()));
-    }
+    let envoy = EnvoyProcess::start(&envoy, &work.join("envoy.yaml"), ADMIN_PORT, &work)
+        .map_err(|e| format!("{e}\n(`make run` installs Envoy into .venv)"))?;
+    let log = envoy.log.clone();
+    let access_log = envoy.stdout.clone();
 
     let key = display(&work.join(format!("{KID}.key.pem")));
     let token = chaperone(
@@ -146,8 +127,11 @@ fn run() -> Result<(), String> {
          curl -si {url}\n\n\
          decision records, one JSON line per request:\n  \
          grep -o '{{\"decision_id\".*' {}\n\n\
+         access log (JSON, joined to the records by decision_id):\n  \
+         tail -f {}\n\n\
          Ctrl-C stops Envoy and the echo upstream.\n",
-        display(&log)
+        display(&log),
+        display(&access_log)
     );
     let status = envoy.wait().map_err(|e| e.to_string())?;
     println!("envoy exited: {status}");
@@ -180,25 +164,4 @@ fn chaperone(cli: &Path, args: &[&str]) -> Result<String, String> {
         ));
     }
     String::from_utf8(output.stdout).map_err(|e| e.to_string())
-}
-
-fn wait_ready(envoy: &mut Child) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = envoy.try_wait() {
-            return Err(format!("envoy exited during start-up ({status})"));
-        }
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", ADMIN_PORT)) {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = stream
-                .write_all(b"GET /ready HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
-            let mut response = String::new();
-            let _ = stream.read_to_string(&mut response);
-            if response.starts_with("HTTP/1.1 200") {
-                return Ok(());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Err("envoy was not ready within 60 s".to_owned())
 }
