@@ -159,11 +159,8 @@ pub fn remove_request_header(name: &str) -> Result<(), Status> {
 /// Envoy stores `name` as filter state `wasm.<name>` for access logs. Hosts without that
 /// notion answer with an error status, which callers may ignore.
 pub fn set_property(name: &str, value: &[u8]) -> Result<(), Status> {
-    // Property paths are NUL-terminated segments; one dotted segment keeps the key readable.
-    let mut path = Vec::with_capacity(name.len() + 1);
-    path.extend_from_slice(name.as_bytes());
-    path.push(0);
-    check(unsafe { proxy_set_property(path.as_ptr(), path.len(), value.as_ptr(), value.len()) })
+    // One dotted segment, no NUL separator: Envoy keys the filter state by these exact bytes.
+    check(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
 }
 
 /// Sends a local reply. `details` shows in Envoy's `%RESPONSE_CODE_DETAILS%` (the SDK passes none).

@@ -421,6 +421,10 @@ fn allowed_request_reaches_upstream_with_verified_identity_and_a_record() {
         !envoy.log_text().contains(signature),
         "the raw token must never be logged"
     );
+    let access = envoy.access_log_entry(&decision_id);
+    assert_eq!(access["decision"], "allow", "filter state for access logs");
+    assert_eq!(access["agent_id"], "support-bot");
+    assert_eq!(access["reason"], "ticket_read");
 }
 
 #[test]
@@ -447,6 +451,12 @@ fn policy_denial_is_403_with_reason_and_never_reaches_upstream() {
     );
     assert_eq!(record["rule"], "default_deny");
     let access = envoy.access_log_entry(body["decision_id"].as_str().unwrap());
+    assert_eq!(
+        access["decision"], "deny",
+        "filter state is set before the local reply"
+    );
+    assert_eq!(access["agent_id"], "support-bot");
+    assert_eq!(access["reason"], "not_permitted");
     assert_eq!(
         access["details"], "chaperone_policy_denied",
         "local replies carry response details"
