@@ -2,9 +2,11 @@
 //! bare Envoy, Envoy's native jwt_authn + RBAC, Envoy + chaperone. Prints requests/s, p50, p99
 //! and ratios. Every setup answers with a direct response, so upstream cost is the same.
 
-use chaperone_test_harness::{free_port, http_request, render_template, EnvoyProcess};
-use std::path::{Path, PathBuf};
+use chaperone_test_harness::paths::{try_envoy_bin, try_wasm_path, workspace_root};
+use chaperone_test_harness::{free_ports, render_template, try_send, Envoy};
+use std::path::Path;
 use std::process::{Command, ExitCode};
+use std::time::Duration;
 
 const ISSUER: &str = "https://idp.bench.example";
 const AUDIENCE: &str = "agents-api";
@@ -53,10 +55,13 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .ok_or("no workspace")?
-        .to_path_buf();
+    let load_before = std::fs::read_to_string("/proc/loadavg").ok().map(|text| {
+        text.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    let root = workspace_root();
     let seconds: u32 = std::env::var("BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -65,10 +70,8 @@ fn run() -> Result<(), String> {
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let cli = root.join("target/release/chaperone");
-    let envoy =
-        std::env::var_os("ENVOY_BIN").map_or_else(|| root.join(".venv/bin/envoy"), PathBuf::from);
-    let wasm = std::env::var_os("CHAPERONE_WASM")
-        .map_or_else(|| root.join("dist/chaperone.wasm"), PathBuf::from);
+    let envoy = try_envoy_bin()?;
+    let wasm = try_wasm_path()?;
 
     let work_text = work.display().to_string();
     cli_output(
@@ -123,10 +126,8 @@ fn run() -> Result<(), String> {
     let quote = |text: &str| serde_json::to_string(text).unwrap_or_default();
     let mut results = Vec::new();
     for setup in &SETUPS {
-        let (listen, admin) = (
-            free_port().map_err(|e| e.to_string())?,
-            free_port().map_err(|e| e.to_string())?,
-        );
+        let ports = free_ports(2).map_err(|e| e.to_string())?;
+        let (listen, admin) = (ports[0], ports[1]);
         let template =
             std::fs::read_to_string(root.join("test-harness/bench").join(setup.template))
                 .map_err(|e| e.to_string())?;
@@ -144,9 +145,7 @@ fn run() -> Result<(), String> {
         )?;
         let dir = work.join(setup.template.trim_end_matches(".yaml"));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let config_path = dir.join("envoy.yaml");
-        std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
-        let process = EnvoyProcess::start(&envoy, &config_path, admin, &dir)?;
+        let process = Envoy::start_in(&envoy, &dir, &config, admin)?;
         check_behaviour(setup, listen, &token)?;
         eprintln!("measuring {} for {seconds} s ...", setup.name);
         let _warm_up = wrk(listen, &token, 3)?;
@@ -154,7 +153,13 @@ fn run() -> Result<(), String> {
         drop(process);
         results.push(measurement);
     }
-    print_table(&results, &wasm, seconds);
+    print_table(
+        &results,
+        &wasm,
+        &envoy_version(&envoy),
+        load_before.as_deref(),
+        seconds,
+    );
     Ok(())
 }
 
@@ -175,31 +180,26 @@ fn cli_output(cli: &Path, args: &[&str]) -> Result<String, String> {
 
 /// The benchmark must measure the allow path, never an error path.
 fn check_behaviour(setup: &Setup, port: u16, token: &str) -> Result<(), String> {
-    let request = |auth: Option<&str>| -> Result<String, String> {
+    let status = |auth: Option<&str>| -> Result<u16, String> {
         let header = auth
             .map(|t| format!("authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
         let raw =
             format!("GET {PATH} HTTP/1.1\r\nhost: bench\r\n{header}connection: close\r\n\r\n");
-        let response = http_request(port, raw.as_bytes()).map_err(|e| e.to_string())?;
-        Ok(String::from_utf8_lossy(&response)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_owned())
+        Ok(try_send(port, raw.as_bytes(), Duration::from_secs(10))?.status)
     };
-    let allowed = request(Some(token))?;
-    if !allowed.starts_with("HTTP/1.1 200") {
+    let allowed = status(Some(token))?;
+    if allowed != 200 {
         return Err(format!(
-            "{}: the benchmark request got `{allowed}`",
+            "{}: the benchmark request got status {allowed}",
             setup.name
         ));
     }
     if setup.authenticates {
-        let anonymous = request(None)?;
-        if !anonymous.starts_with("HTTP/1.1 401") {
+        let anonymous = status(None)?;
+        if anonymous != 401 {
             return Err(format!(
-                "{}: a request without a token got `{anonymous}`",
+                "{}: a request without a token got status {anonymous}",
                 setup.name
             ));
         }
@@ -235,19 +235,44 @@ fn parse_wrk(text: &str) -> Option<Measurement> {
     })
 }
 
-/// wrk prints latencies as `123.45us`, `1.23ms` or `1.02s`.
+/// wrk prints latencies as `123.45us`, `1.23ms`, `1.02s`, and (never here, one hopes) `1.50m`
+/// or `1.00h`.
 fn micros(value: &str) -> Option<f64> {
-    let (number, scale) = if let Some(n) = value.strip_suffix("us") {
-        (n, 1.0)
-    } else if let Some(n) = value.strip_suffix("ms") {
-        (n, 1_000.0)
-    } else {
-        (value.strip_suffix('s')?, 1_000_000.0)
-    };
-    Some(number.parse::<f64>().ok()? * scale)
+    const UNITS: [(&str, f64); 5] = [
+        ("us", 1.0),
+        ("ms", 1e3),
+        ("s", 1e6),
+        ("m", 60e6),
+        ("h", 3600e6),
+    ];
+    UNITS.iter().find_map(|(unit, scale)| {
+        let number = value.strip_suffix(unit)?.trim();
+        Some(number.parse::<f64>().ok()? * scale)
+    })
 }
 
-fn print_table(results: &[Measurement], wasm: &Path, seconds: u32) {
+/// What `envoy --version` reports after `version:` (`<commit>/1.40.0/Clean/RELEASE/BoringSSL`).
+fn envoy_version(envoy: &Path) -> String {
+    Command::new(envoy)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|out| {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            // The line starts with the binary's path, which says nothing about the build.
+            text.split_once("version:")
+                .map(|(_, version)| version.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+fn print_table(
+    results: &[Measurement],
+    wasm: &Path,
+    envoy_version: &str,
+    load_before: Option<&str>,
+    seconds: u32,
+) {
     let bare = results.first().map_or(1.0, |m| m.requests_per_s);
     let native = results.get(1).map_or(1.0, |m| m.requests_per_s);
     println!("| setup | req/s | p50 | p99 | req/s vs bare | req/s vs jwt_authn+RBAC |");
@@ -264,7 +289,17 @@ fn print_table(results: &[Measurement], wasm: &Path, seconds: u32) {
         );
     }
     let size = std::fs::metadata(wasm).map(|m| m.len()).unwrap_or(0);
-    println!("\nwrk -t1 -c8 -d{seconds}s --latency, Envoy --concurrency 1, GET {PATH} with one ES256 agent token");
+    println!();
+    println!("command: make bench (BENCH_SECONDS={seconds})");
+    println!(
+        "per setup: envoy -c <setup>.yaml --concurrency 1, then wrk -t1 -c8 -d3s (warm-up) and"
+    );
+    println!("  wrk -t1 -c8 -d{seconds}s --latency -H 'authorization: Bearer <ES256 token>' http://127.0.0.1:<port>{PATH}");
+    println!("envoy: {envoy_version}");
+    // Other work on the machine skews every figure; say how busy it was before we started.
+    if let Some(load) = load_before {
+        println!("load average before the run (1, 5, 15 min): {load}");
+    }
     println!("chaperone.wasm: {size} bytes");
 }
 
@@ -279,6 +314,17 @@ mod tests {
         assert_eq!(
             (m.requests_per_s, m.p50_us, m.p99_us),
             (12345.67, 210.0, 1_500_000.0)
+        );
+        assert_eq!(micros("1.23ms"), Some(1230.0));
+        assert_eq!(micros("2.00m"), Some(120e6));
+        assert_eq!(micros("fast"), None);
+    }
+
+    #[test]
+    fn output_without_latency_lines_is_rejected() {
+        assert!(
+            parse_wrk("Requests/sec: 10.0\n").is_none(),
+            "no latency lines"
         );
     }
 }

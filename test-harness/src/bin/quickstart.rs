@@ -1,8 +1,10 @@
 //! `make run`: Envoy on 127.0.0.1:10000 with chaperone, the example bundle, a demo key set
 //! generated here, and a loopback upstream that echoes what it received. Ctrl-C stops it all.
 
-use chaperone_test_harness::{render_template, EchoUpstream, EnvoyProcess};
-use std::path::{Path, PathBuf};
+use chaperone_test_harness::paths::{try_envoy_bin, try_wasm_path, workspace_root};
+use chaperone_test_harness::template::QuickstartPorts;
+use chaperone_test_harness::{render_quickstart, EchoUpstream, Envoy};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 
 const LISTEN_PORT: u16 = 10000;
@@ -23,18 +25,13 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .ok_or("no workspace")?
-        .to_path_buf();
+    let root = workspace_root();
     let work = root.join("build/quickstart");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let cli = root.join("target/release/chaperone");
-    let envoy =
-        std::env::var_os("ENVOY_BIN").map_or_else(|| root.join(".venv/bin/envoy"), PathBuf::from);
-    let wasm = std::env::var_os("CHAPERONE_WASM")
-        .map_or_else(|| root.join("dist/chaperone.wasm"), PathBuf::from);
+    let envoy = try_envoy_bin()?;
+    let wasm = try_wasm_path()?;
 
     // Keys, then the plugin configuration: the issuer's JWKS plus the packed example bundle.
     chaperone(
@@ -69,27 +66,24 @@ fn run() -> Result<(), String> {
     write(&work.join("chaperone.json"), config.as_bytes())?;
     chaperone(&cli, &["check", &display(&work.join("chaperone.json"))])?;
 
-    let template = String::from_utf8(read(&root.join("envoy-config/quickstart.yaml"))?)
-        .map_err(|e| e.to_string())?;
-    let plugin_config = serde_json::to_string(&config).map_err(|e| e.to_string())?;
-    let envoy_yaml = render_template(
-        &template,
-        &[
-            ("ADMIN_PORT", ADMIN_PORT.to_string()),
-            ("LISTEN_PORT", LISTEN_PORT.to_string()),
-            ("UPSTREAM_PORT", UPSTREAM_PORT.to_string()),
-            ("WASM_PATH", display(&wasm)),
-            ("PLUGIN_CONFIG", plugin_config),
-        ],
+    let envoy_yaml = render_quickstart(
+        &root,
+        QuickstartPorts {
+            listen: LISTEN_PORT,
+            admin: ADMIN_PORT,
+            upstream: UPSTREAM_PORT,
+        },
+        &wasm,
+        &config,
     )?;
-    write(&work.join("envoy.yaml"), envoy_yaml.as_bytes())?;
 
-    let _upstream = EchoUpstream::start(UPSTREAM_PORT)
+    let _upstream = EchoUpstream::start_on(UPSTREAM_PORT)
         .map_err(|e| format!("upstream port {UPSTREAM_PORT}: {e}"))?;
-    let envoy = EnvoyProcess::start(&envoy, &work.join("envoy.yaml"), ADMIN_PORT, &work)
+    // Writes envoy.yaml, envoy.log and envoy.stdout into `work`.
+    let mut envoy = Envoy::start_in(&envoy, &work, &envoy_yaml, ADMIN_PORT)
         .map_err(|e| format!("{e}\n(`make run` installs Envoy into .venv)"))?;
-    let log = envoy.log.clone();
-    let access_log = envoy.stdout.clone();
+    let log = envoy.log_path();
+    let access_log = envoy.access_log_path();
 
     let key = display(&work.join(format!("{KID}.key.pem")));
     let token = chaperone(
