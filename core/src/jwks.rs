@@ -3,7 +3,8 @@
 
 use crate::config::{config_error, ConfigError};
 use crate::encoding::base64url_decode;
-use jwt_simple::prelude::*;
+use crate::hash::{constant_time_eq, HashAlg};
+use crate::rsa::RsaPublicKey;
 use serde_json::Value;
 
 #[allow(clippy::upper_case_acronyms)]
@@ -59,72 +60,73 @@ impl Algorithm {
         }
     }
 
-    fn is_rsa(self) -> bool {
-        matches!(
-            self,
-            Algorithm::RS256
-                | Algorithm::RS384
-                | Algorithm::RS512
-                | Algorithm::PS256
-                | Algorithm::PS384
-                | Algorithm::PS512
-        )
+    fn rsa_padding(self) -> Option<(RsaPadding, HashAlg)> {
+        Some(match self {
+            Algorithm::RS256 => (RsaPadding::Pkcs1v15, HashAlg::Sha256),
+            Algorithm::RS384 => (RsaPadding::Pkcs1v15, HashAlg::Sha384),
+            Algorithm::RS512 => (RsaPadding::Pkcs1v15, HashAlg::Sha512),
+            Algorithm::PS256 => (RsaPadding::Pss, HashAlg::Sha256),
+            Algorithm::PS384 => (RsaPadding::Pss, HashAlg::Sha384),
+            Algorithm::PS512 => (RsaPadding::Pss, HashAlg::Sha512),
+            _ => return None,
+        })
     }
 
-    /// Minimum HMAC secret: the hash output size (RFC 7518 section 3.2).
-    fn hmac_min_key_bytes(self) -> Option<usize> {
+    fn hmac_hash(self) -> Option<HashAlg> {
         match self {
-            Algorithm::HS256 => Some(32),
-            Algorithm::HS384 => Some(48),
-            Algorithm::HS512 => Some(64),
+            Algorithm::HS256 => Some(HashAlg::Sha256),
+            Algorithm::HS384 => Some(HashAlg::Sha384),
+            Algorithm::HS512 => Some(HashAlg::Sha512),
             _ => None,
         }
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RsaPadding {
+    Pkcs1v15,
+    Pss,
+}
+
 /// One key able to verify exactly one algorithm.
+#[derive(Clone)]
 pub struct VerifyingKey {
     pub kid: Option<String>,
     pub algorithm: Algorithm,
     material: KeyMaterial,
 }
 
+#[derive(Clone)]
 enum KeyMaterial {
-    ES256(ES256PublicKey),
-    ES384(ES384PublicKey),
-    RS256(RS256PublicKey),
-    RS384(RS384PublicKey),
-    RS512(RS512PublicKey),
-    PS256(PS256PublicKey),
-    PS384(PS384PublicKey),
-    PS512(PS512PublicKey),
-    EdDSA(Ed25519PublicKey),
-    HS256(HS256Key),
-    HS384(HS384Key),
-    HS512(HS512Key),
+    P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    Ed25519(ed25519_compact::PublicKey),
+    Rsa(RsaPublicKey),
+    Hmac(Vec<u8>),
 }
 
 impl VerifyingKey {
-    /// Checks the signature and the registered time claims (jwt-simple), returning its error.
-    pub fn verify(
-        &self,
-        token: &str,
-        options: VerificationOptions,
-    ) -> Result<(), jwt_simple::Error> {
-        let options = Some(options);
-        match &self.material {
-            KeyMaterial::ES256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            KeyMaterial::ES384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            KeyMaterial::RS256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            KeyMaterial::RS384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            KeyMaterial::RS512(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            KeyMaterial::PS256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            KeyMaterial::PS384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            KeyMaterial::PS512(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            KeyMaterial::EdDSA(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            KeyMaterial::HS256(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            KeyMaterial::HS384(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
-            KeyMaterial::HS512(k) => k.verify_token::<NoCustomClaims>(token, options).map(drop),
+    /// Checks a JWS signature over `signing_input` (`header.payload`, as sent). The key's own
+    /// algorithm decides how; the token's `alg` only chose the key.
+    pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        use p256::ecdsa::signature::Verifier;
+        match (&self.material, self.algorithm) {
+            (KeyMaterial::P256(key), _) => p256::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|s| key.verify(signing_input, &s).is_ok()),
+            (KeyMaterial::P384(key), _) => p384::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|s| key.verify(signing_input, &s).is_ok()),
+            (KeyMaterial::Ed25519(key), _) => ed25519_compact::Signature::from_slice(signature)
+                .is_ok_and(|s| key.verify(signing_input, &s).is_ok()),
+            (KeyMaterial::Rsa(key), algorithm) => match algorithm.rsa_padding() {
+                Some((RsaPadding::Pkcs1v15, hash)) => {
+                    key.verify_pkcs1v15(hash, signing_input, signature)
+                }
+                Some((RsaPadding::Pss, hash)) => key.verify_pss(hash, signing_input, signature),
+                None => false,
+            },
+            (KeyMaterial::Hmac(secret), algorithm) => algorithm
+                .hmac_hash()
+                .is_some_and(|hash| constant_time_eq(&hash.hmac(secret, signing_input), signature)),
         }
     }
 }
@@ -311,24 +313,27 @@ fn build_material(
     field: &str,
 ) -> Result<KeyMaterial, ConfigError> {
     let invalid = |what: &str| config_error(field, format!("invalid {what} key"));
-    if algorithm.is_rsa() {
+    if algorithm.rsa_padding().is_some() {
         let n = required_bytes(jwk, "n", field)?;
         let e = required_bytes(jwk, "e", field)?;
-        if n.iter().skip_while(|b| **b == 0).count() * 8 < 2048 {
+        return RsaPublicKey::from_components(&n, &e)
+            .map(KeyMaterial::Rsa)
+            .map_err(|e| config_error(field, e.to_string()));
+    }
+    if let Some(hash) = algorithm.hmac_hash() {
+        let k = required_bytes(jwk, "k", field)?;
+        // At least the hash output size (RFC 7518 section 3.2).
+        let minimum = hash.output_len();
+        if k.len() < minimum {
             return Err(config_error(
-                format!("{field}.n"),
-                "RSA keys must have at least 2048 bits",
+                format!("{field}.k"),
+                format!(
+                    "{} secrets must be at least {minimum} bytes",
+                    algorithm.name()
+                ),
             ));
         }
-        let material = match algorithm {
-            Algorithm::RS256 => RS256PublicKey::from_components(&n, &e).map(KeyMaterial::RS256),
-            Algorithm::RS384 => RS384PublicKey::from_components(&n, &e).map(KeyMaterial::RS384),
-            Algorithm::RS512 => RS512PublicKey::from_components(&n, &e).map(KeyMaterial::RS512),
-            Algorithm::PS256 => PS256PublicKey::from_components(&n, &e).map(KeyMaterial::PS256),
-            Algorithm::PS384 => PS384PublicKey::from_components(&n, &e).map(KeyMaterial::PS384),
-            _ => PS512PublicKey::from_components(&n, &e).map(KeyMaterial::PS512),
-        };
-        return material.map_err(|_| invalid("RSA"));
+        return Ok(KeyMaterial::Hmac(k));
     }
     match algorithm {
         Algorithm::ES256 | Algorithm::ES384 => {
@@ -351,17 +356,18 @@ fn build_material(
             point.push(0x04);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
+            // Decoding checks that the point is on the curve.
             if algorithm == Algorithm::ES256 {
-                ES256PublicKey::from_bytes(&point)
-                    .map(KeyMaterial::ES256)
+                p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
+                    .map(KeyMaterial::P256)
                     .map_err(|_| invalid("EC"))
             } else {
-                ES384PublicKey::from_bytes(&point)
-                    .map(KeyMaterial::ES384)
+                p384::ecdsa::VerifyingKey::from_sec1_bytes(&point)
+                    .map(KeyMaterial::P384)
                     .map_err(|_| invalid("EC"))
             }
         }
-        Algorithm::EdDSA => {
+        _ => {
             let x = required_bytes(jwk, "x", field)?;
             if x.len() != 32 {
                 return Err(config_error(
@@ -369,27 +375,9 @@ fn build_material(
                     "Ed25519 keys are 32 bytes",
                 ));
             }
-            Ed25519PublicKey::from_bytes(&x)
-                .map(KeyMaterial::EdDSA)
+            ed25519_compact::PublicKey::from_slice(&x)
+                .map(KeyMaterial::Ed25519)
                 .map_err(|_| invalid("Ed25519"))
-        }
-        _ => {
-            let k = required_bytes(jwk, "k", field)?;
-            let minimum = algorithm.hmac_min_key_bytes().unwrap_or(64);
-            if k.len() < minimum {
-                return Err(config_error(
-                    format!("{field}.k"),
-                    format!(
-                        "{} secrets must be at least {minimum} bytes",
-                        algorithm.name()
-                    ),
-                ));
-            }
-            Ok(match algorithm {
-                Algorithm::HS256 => KeyMaterial::HS256(HS256Key::from_bytes(&k)),
-                Algorithm::HS384 => KeyMaterial::HS384(HS384Key::from_bytes(&k)),
-                _ => KeyMaterial::HS512(HS512Key::from_bytes(&k)),
-            })
         }
     }
 }

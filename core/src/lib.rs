@@ -5,11 +5,13 @@ pub mod cache;
 pub mod config;
 pub mod decision;
 pub mod encoding;
+pub mod hash;
 pub mod input;
 pub mod jwks;
 pub mod policy;
 pub mod reason;
 pub mod record;
+pub mod rsa;
 pub mod token;
 
 pub use cache::TokenCache;

@@ -269,7 +269,7 @@ fn token_defects_map_to_stable_reasons() {
                 "{}.{payload}.",
                 base64url_encode(br#"{"alg":"none","kid":"k1"}"#)
             ),
-            Reason::TokenMalformed,
+            Reason::AlgorithmNotAllowed,
         ),
         (
             "alg none with sig",
