@@ -48,6 +48,49 @@ fn shipped_config() -> Value {
     serde_json::from_slice(&packed.stdout).unwrap()
 }
 
+fn remote_jwks() -> Value {
+    json!({"http_uri": {"uri": "https://idp.test/.well-known/jwks.json", "cluster": "idp_jwks"},
+           "cache_duration_seconds": 300, "max_stale_seconds": 600})
+}
+
+/// Replaces the issuer's `local_jwks` with a valid `remote_jwks`.
+fn use_remote_jwks(config: &mut Value) {
+    let issuer = config["issuers"][0].as_object_mut().unwrap();
+    issuer.remove("local_jwks");
+    issuer.insert("remote_jwks".to_owned(), remote_jwks());
+}
+
+#[test]
+fn remote_key_configurations_pass_schema_and_parser() {
+    let validator = schema();
+    let kong_style =
+        json!({"http_uri": {"uri": "https://idp.test:8443/keys?v=1"}, "openid_discovery": false});
+    for remote in [remote_jwks(), kong_style] {
+        let mut config = shipped_config();
+        use_remote_jwks(&mut config);
+        config["issuers"][0]["remote_jwks"] = remote;
+        let errors: Vec<String> = validator
+            .iter_errors(&config)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(parser_accepts(&config));
+    }
+}
+
+type Mutation = Box<dyn Fn(&mut Value)>;
+
+/// Switches the issuer to `remote_jwks`, then sets `value` at `pointer` inside it (the last
+/// segment is created if missing).
+fn remote_change(pointer: &'static str, value: Value) -> Mutation {
+    Box::new(move |config| {
+        use_remote_jwks(config);
+        let (parent, name) = pointer.rsplit_once('/').unwrap();
+        let remote = &mut config["issuers"][0]["remote_jwks"];
+        remote.pointer_mut(parent).unwrap()[name] = value.clone();
+    })
+}
+
 fn parser_accepts(config: &Value) -> bool {
     chaperone_core::load(config.to_string().as_bytes()).is_ok()
 }
@@ -67,7 +110,6 @@ fn shipped_configuration_passes_schema_and_parser() {
 #[test]
 fn schema_and_parser_reject_the_same_mistakes() {
     let base = shipped_config();
-    type Mutation = Box<dyn Fn(&mut Value)>;
     let mutations: Vec<(&str, Mutation)> = vec![
         (
             "unknown top-level key",
@@ -122,6 +164,44 @@ fn schema_and_parser_reject_the_same_mistakes() {
             "jwks without keys",
             Box::new(|c| c["issuers"][0]["local_jwks"] = json!({})),
         ),
+        (
+            "local and remote keys",
+            Box::new(|c| c["issuers"][0]["remote_jwks"] = remote_jwks()),
+        ),
+        (
+            "no keys at all",
+            Box::new(|c| {
+                c["issuers"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("local_jwks");
+            }),
+        ),
+        (
+            "remote keys with a relative uri",
+            remote_change("/http_uri/uri", json!("/jwks.json")),
+        ),
+        (
+            "remote keys over ftp",
+            remote_change("/http_uri/uri", json!("ftp://idp/jwks")),
+        ),
+        (
+            "remote keys with user info",
+            remote_change("/http_uri/uri", json!("https://u@idp/jwks")),
+        ),
+        (
+            "blank cluster",
+            remote_change("/http_uri/cluster", json!(" ")),
+        ),
+        (
+            "fetch time-out too short",
+            remote_change("/http_uri/timeout_ms", json!(10)),
+        ),
+        (
+            "cooldown zero",
+            remote_change("/cooldown_seconds", json!(0)),
+        ),
+        ("unknown remote key", remote_change("/refresh", json!(10))),
     ];
     let validator = schema();
     for (name, mutate) in mutations {

@@ -77,6 +77,14 @@ impl TokenCache {
         );
     }
 
+    /// Drops every token of `issuer` (its key set changed).
+    pub fn forget_issuer(&mut self, issuer: &str) {
+        self.entries
+            .retain(|_, cached| cached.agent.issuer != issuer);
+        let entries = &self.entries;
+        self.order.retain(|key| entries.contains_key(key));
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -3,6 +3,7 @@
 
 use crate::jwks::{admit_key_set, Algorithm, VerifyingKey};
 use crate::policy::Policy;
+use crate::remote::{RawRemoteJwks, RemoteJwks};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -34,7 +35,10 @@ pub struct RawIssuer {
     pub audiences: Vec<String>,
     #[serde(default)]
     pub algorithms: Option<Vec<String>>,
-    pub local_jwks: serde_json::Value,
+    #[serde(default)]
+    pub local_jwks: Option<serde_json::Value>,
+    #[serde(default)]
+    pub remote_jwks: Option<RawRemoteJwks>,
     #[serde(default = "default_clock_skew")]
     pub clock_skew_seconds: u64,
     #[serde(default = "default_max_lifetime")]
@@ -133,13 +137,21 @@ pub struct Issuer {
     pub issuer: String,
     pub audiences: Vec<String>,
     pub algorithms: Vec<Algorithm>,
-    pub keys: Vec<VerifyingKey>,
+    pub keys: KeySource,
     pub clock_skew_seconds: u64,
     pub max_lifetime_seconds: u64,
     /// Upper-cased, without an `application/` prefix.
     pub allowed_types: Option<Vec<String>>,
     pub agent_id_claim: String,
     pub owner_claim: String,
+}
+
+/// Where an issuer's keys come from.
+pub enum KeySource {
+    /// `local_jwks`: admitted at configure time.
+    Local(Vec<VerifyingKey>),
+    /// `remote_jwks`: fetched by the host adapter; the keys live in the VM's `KeyStore`.
+    Remote(RemoteJwks),
 }
 
 /// A header the token may arrive in; `name` is lower-case.
@@ -281,7 +293,26 @@ fn compile_issuer(raw: RawIssuer, field: &str) -> Result<Issuer, ConfigError> {
             "must be between 1 and 86400",
         ));
     }
-    let keys = admit_key_set(&raw.local_jwks, &algorithms, &format!("{field}.local_jwks"))?;
+    let keys = match (raw.local_jwks, raw.remote_jwks) {
+        (Some(jwks), None) => KeySource::Local(admit_key_set(
+            &jwks,
+            &algorithms,
+            &format!("{field}.local_jwks"),
+        )?),
+        (None, Some(remote)) => KeySource::Remote(RemoteJwks::compile(
+            remote,
+            &raw.issuer,
+            &algorithms,
+            &format!("{field}.remote_jwks"),
+        )?),
+        (Some(_), Some(_)) => {
+            return Err(config_error(
+                field,
+                "set local_jwks or remote_jwks, not both",
+            ))
+        }
+        (None, None) => return Err(config_error(field, "local_jwks or remote_jwks is required")),
+    };
     let allowed_types = match raw.allowed_types {
         Some(types) if types.is_empty() => {
             return Err(config_error(

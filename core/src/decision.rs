@@ -1,13 +1,15 @@
 //! `decide`: request facts in, decision out. The only entry point the hosts call per request.
 
 use crate::cache::TokenCache;
-use crate::config::{Compiled, Loaded};
+use crate::config::{Compiled, KeySource, Loaded};
 use crate::input::{build_input, RequestFacts, RequestLine};
 use crate::policy::Verdict;
 use crate::reason::Reason;
 use crate::record::{
     rfc3339, BundleInfo, DecisionRecord, RecordAgent, RecordRequest, RecordResult,
 };
+use crate::remote::{KeyLookup, KeyStore};
+use crate::runtime::Runtime;
 use crate::token::{authenticate, extract_token, Agent};
 use std::collections::BTreeMap;
 
@@ -49,9 +51,9 @@ pub fn is_identity_header(name: &str) -> bool {
         })
 }
 
-/// Decides one request. `cache` remembers verified tokens between requests of the same
-/// configuration; pass a fresh one (or capacity 0) for one-off decisions.
-pub fn decide(loaded: &Loaded, cache: &mut TokenCache, facts: &RequestFacts) -> Decision {
+/// Decides one request. `runtime` is the VM's state for this configuration: verified tokens
+/// remembered between requests and fetched key sets. Pass a fresh one for one-off decisions.
+pub fn decide(loaded: &Loaded, runtime: &mut Runtime, facts: &RequestFacts) -> Decision {
     let strip_headers: Vec<String> = facts
         .headers
         .iter()
@@ -63,7 +65,7 @@ pub fn decide(loaded: &Loaded, cache: &mut TokenCache, facts: &RequestFacts) -> 
     let mut decision = match (loaded, &line) {
         (Loaded::Empty, _) => deny(Reason::PolicyUnavailable, facts, None),
         (Loaded::Ready(_), None) => deny(Reason::RequestMalformed, facts, None),
-        (Loaded::Ready(compiled), Some(line)) => decide_compiled(compiled, cache, facts, line),
+        (Loaded::Ready(compiled), Some(line)) => decide_compiled(compiled, runtime, facts, line),
     };
     decision.strip_headers = strip_headers;
     if let Some(line) = line {
@@ -79,14 +81,14 @@ pub fn decide(loaded: &Loaded, cache: &mut TokenCache, facts: &RequestFacts) -> 
 
 fn decide_compiled(
     compiled: &Compiled,
-    cache: &mut TokenCache,
+    runtime: &mut Runtime,
     facts: &RequestFacts,
     line: &RequestLine,
 ) -> Decision {
-    let now_s = facts.now_ns / 1_000_000_000;
-    let agent = match extract_token(compiled, &facts.headers)
-        .and_then(|token| verified_agent(compiled, cache, token, now_s))
-    {
+    let now_ms = facts.now_ns / 1_000_000;
+    let agent = match extract_token(compiled, &facts.headers).and_then(|token| {
+        verified_agent(compiled, &mut runtime.cache, &runtime.keys, token, now_ms)
+    }) {
         Ok(agent) => agent,
         Err(reason) => return with_policy_info(deny(reason, facts, None), compiled),
     };
@@ -108,20 +110,36 @@ fn decide_compiled(
 fn verified_agent(
     compiled: &Compiled,
     cache: &mut TokenCache,
+    fetched: &KeyStore,
     token: &[u8],
-    now_s: u64,
+    now_ms: u64,
 ) -> Result<Agent, Reason> {
     // Size first: the cache must not hash arbitrarily large junk either.
     if token.len() > compiled.max_token_bytes {
         return Err(Reason::TokenTooLarge);
     }
     let key = TokenCache::key(token);
-    if let Some(agent) = cache.get(&key, now_s) {
+    if let Some(agent) = cache.get(&key, now_ms / 1000) {
+        // A remembered token is only as good as the keys that verified it.
+        if remote_keys_expired(compiled, fetched, &agent.issuer, now_ms) {
+            return Err(Reason::KeysUnavailable);
+        }
         return Ok(agent.clone());
     }
-    let (agent, expired_from_s) = authenticate(compiled, token, now_s)?;
+    let (agent, expired_from_s) = authenticate(compiled, fetched, token, now_ms)?;
     cache.insert(key, agent.clone(), expired_from_s);
     Ok(agent)
+}
+
+fn remote_keys_expired(compiled: &Compiled, fetched: &KeyStore, issuer: &str, now_ms: u64) -> bool {
+    compiled
+        .issuers
+        .iter()
+        .position(|i| i.issuer == issuer)
+        .is_some_and(|index| {
+            matches!(compiled.issuers[index].keys, KeySource::Remote(_))
+                && matches!(fetched.lookup(index, now_ms), KeyLookup::Unavailable)
+        })
 }
 
 fn with_policy_info(mut decision: Decision, compiled: &Compiled) -> Decision {

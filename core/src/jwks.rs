@@ -131,47 +131,120 @@ impl VerifyingKey {
     }
 }
 
-/// Admits every usable key of a JWKS for the issuer's algorithms. Keys for algorithms the
-/// issuer does not accept are skipped; malformed, weak or ambiguous keys are errors.
+/// Admits every usable key of a configured JWKS (`local_jwks`) for the issuer's algorithms.
+/// Keys for algorithms the issuer does not accept are skipped; malformed, weak or ambiguous
+/// keys are configuration errors: whoever wrote the document can fix it.
 pub fn admit_key_set(
     jwks: &Value,
     algorithms: &[Algorithm],
     field: &str,
 ) -> Result<Vec<VerifyingKey>, ConfigError> {
+    let admitted = admit_entries(jwks, algorithms, field)?;
+    if let Some(error) = admitted.rejected.into_iter().next() {
+        return Err(error);
+    }
+    if admitted.keys.is_empty() {
+        return Err(no_usable_key(algorithms, field));
+    }
+    Ok(admitted.keys)
+}
+
+/// A key set fetched from an identity provider (`remote_jwks`). Providers publish more than
+/// chaperone may use, so bad entries are dropped rather than failing the set: encryption
+/// keys, weak or malformed keys, every key sharing an ambiguous `kid`, and any symmetric
+/// (`oct`) key, since a secret served from a URL is no secret. The set is refused only when
+/// it is not a JWKS or nothing usable is left.
+pub fn admit_remote_key_set(
+    jwks: &Value,
+    algorithms: &[Algorithm],
+) -> Result<RemoteKeySet, ConfigError> {
+    let field = "jwks";
+    let admitted = admit_entries(jwks, algorithms, field)?;
+    let mut rejected: Vec<String> = admitted.rejected.iter().map(ToString::to_string).collect();
+    let keys: Vec<VerifyingKey> = admitted
+        .keys
+        .into_iter()
+        .filter(|key| {
+            let symmetric = matches!(key.material, KeyMaterial::Hmac(_));
+            if symmetric {
+                rejected.push(format!(
+                    "{field}: symmetric key `{}` dropped: never trusted from a URL",
+                    key.kid.as_deref().unwrap_or("(no kid)")
+                ));
+            }
+            !symmetric
+        })
+        .collect();
+    if keys.is_empty() {
+        return Err(no_usable_key(algorithms, field));
+    }
+    Ok(RemoteKeySet { keys, rejected })
+}
+
+/// What was admitted from a fetched key set, and what was dropped and why.
+pub struct RemoteKeySet {
+    pub keys: Vec<VerifyingKey>,
+    pub rejected: Vec<String>,
+}
+
+struct Admitted {
+    keys: Vec<VerifyingKey>,
+    rejected: Vec<ConfigError>,
+}
+
+/// Admits entry by entry, collecting per-key errors. Keys sharing a `kid` are all refused.
+fn admit_entries(
+    jwks: &Value,
+    algorithms: &[Algorithm],
+    field: &str,
+) -> Result<Admitted, ConfigError> {
     let entries = jwks
         .as_object()
         .and_then(|o| o.get("keys"))
         .and_then(Value::as_array)
         .ok_or_else(|| config_error(field, "must be a JWKS object: {\"keys\": [...]}"))?;
-    let mut keys: Vec<VerifyingKey> = Vec::new();
-    let mut seen_kids: Vec<String> = Vec::new();
+    let kid_of = |entry: &Value| entry.get("kid").and_then(Value::as_str).map(str::to_owned);
+    let mut admitted = Admitted {
+        keys: Vec::new(),
+        rejected: Vec::new(),
+    };
     for (index, entry) in entries.iter().enumerate() {
         let key_field = format!("{field}.keys[{index}]");
-        let jwk = entry
-            .as_object()
-            .ok_or_else(|| config_error(&key_field, "a key must be a JSON object"))?;
-        let kid = optional_string(jwk, "kid", &key_field)?;
+        let kid = kid_of(entry);
         if let Some(kid) = &kid {
-            if seen_kids.contains(kid) {
-                return Err(config_error(
+            let sharing = entries
+                .iter()
+                .filter(|other| kid_of(other).as_ref() == Some(kid))
+                .count();
+            if sharing > 1 {
+                admitted.rejected.push(config_error(
                     &key_field,
                     format!("duplicate kid `{kid}` is ambiguous"),
                 ));
+                continue;
             }
-            seen_kids.push(kid.clone());
         }
-        for key in admit_key(jwk, kid, algorithms, &key_field)? {
-            keys.push(key);
+        let result = entry
+            .as_object()
+            .ok_or_else(|| config_error(&key_field, "a key must be a JSON object"))
+            .and_then(|jwk| {
+                let kid = optional_string(jwk, "kid", &key_field)?;
+                admit_key(jwk, kid, algorithms, &key_field)
+            });
+        match result {
+            Ok(keys) => admitted.keys.extend(keys),
+            Err(error) => admitted.rejected.push(error),
         }
     }
-    if keys.is_empty() {
-        let names: Vec<&str> = algorithms.iter().map(|a| a.name()).collect();
-        return Err(config_error(
-            field,
-            format!("no key usable with the accepted algorithms {names:?}"),
-        ));
-    }
-    Ok(keys)
+    Ok(admitted)
+}
+
+fn no_usable_key(algorithms: &[Algorithm], field: &str) -> ConfigError {
+    let names: Vec<&str> = algorithms.iter().map(|a| a.name()).collect();
+    config_error(
+        field,
+        format!("no key usable with the accepted algorithms {names:?}"),
+    )
 }
 
 fn optional_string(

@@ -11,7 +11,9 @@ pub mod jwks;
 pub mod policy;
 pub mod reason;
 pub mod record;
+pub mod remote;
 pub mod rsa;
+pub mod runtime;
 pub mod token;
 
 pub use cache::TokenCache;
@@ -20,3 +22,4 @@ pub use decision::{decide, Decision};
 pub use input::RequestFacts;
 pub use reason::Reason;
 pub use record::DecisionRecord;
+pub use runtime::Runtime;

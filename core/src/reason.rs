@@ -26,6 +26,7 @@ pub enum Reason {
     PolicyError,
     PolicyResultInvalid,
     PolicyUnavailable,
+    KeysUnavailable,
 }
 
 impl Reason {
@@ -53,6 +54,7 @@ impl Reason {
             Reason::PolicyError => "policy_error",
             Reason::PolicyResultInvalid => "policy_result_invalid",
             Reason::PolicyUnavailable => "policy_unavailable",
+            Reason::KeysUnavailable => "keys_unavailable",
         }
     }
 
@@ -65,13 +67,13 @@ impl Reason {
             | Reason::PolicyUndefined
             | Reason::PolicyError
             | Reason::PolicyResultInvalid => 403,
-            Reason::PolicyUnavailable => 503,
+            Reason::PolicyUnavailable | Reason::KeysUnavailable => 503,
             _ => 401,
         }
     }
 
     /// Every reason, for documentation tests and metric tables.
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::TokenMissing,
         Reason::TokenAmbiguous,
         Reason::TokenMalformed,
@@ -94,5 +96,6 @@ impl Reason {
         Reason::PolicyError,
         Reason::PolicyResultInvalid,
         Reason::PolicyUnavailable,
+        Reason::KeysUnavailable,
     ];
 }

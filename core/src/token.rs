@@ -1,10 +1,11 @@
 //! Agent authentication: find exactly one token, run the cheap checks, verify the signature
 //! with a key chosen by the issuer's key set, then check the claims chaperone requires.
 
-use crate::config::{normalize_type, Compiled, Issuer};
+use crate::config::{normalize_type, Compiled, Issuer, KeySource};
 use crate::encoding::{base64url_decode, parse_json_strict};
-use crate::jwks::Algorithm;
+use crate::jwks::{Algorithm, VerifyingKey};
 use crate::reason::Reason;
+use crate::remote::{KeyLookup, KeyStore};
 use serde_json::{Map, Value};
 
 /// A verified agent identity. Holds claims, never the token.
@@ -58,9 +59,16 @@ fn strip_prefix<'a>(value: &'a [u8], prefix: &str) -> Option<&'a [u8]> {
     Some(value.get(prefix.len()..)?.trim_ascii())
 }
 
-/// Verifies a token at `now_s` (Unix seconds from the host clock). Returns the agent and the
-/// Unix second from which the token counts as expired.
-pub fn authenticate(compiled: &Compiled, token: &[u8], now_s: u64) -> Result<(Agent, u64), Reason> {
+/// Verifies a token at `now_ms` (Unix milliseconds from the host clock) with the configured
+/// keys, or for remote issuers the VM's fetched ones. Returns the agent and the Unix second
+/// from which the token counts as expired.
+pub fn authenticate(
+    compiled: &Compiled,
+    fetched: &KeyStore,
+    token: &[u8],
+    now_ms: u64,
+) -> Result<(Agent, u64), Reason> {
+    let now_s = now_ms / 1000;
     if token.len() > compiled.max_token_bytes {
         return Err(Reason::TokenTooLarge);
     }
@@ -108,11 +116,12 @@ pub fn authenticate(compiled: &Compiled, token: &[u8], now_s: u64) -> Result<(Ag
         .get("iss")
         .and_then(Value::as_str)
         .ok_or(Reason::IssuerUnknown)?;
-    let issuer = compiled
+    let issuer_index = compiled
         .issuers
         .iter()
-        .find(|i| i.issuer == iss)
+        .position(|i| i.issuer == iss)
         .ok_or(Reason::IssuerUnknown)?;
+    let issuer = &compiled.issuers[issuer_index];
     let algorithm = Algorithm::from_name(alg_name)
         .filter(|a| issuer.algorithms.contains(a))
         .ok_or(Reason::AlgorithmNotAllowed)?;
@@ -125,7 +134,17 @@ pub fn authenticate(compiled: &Compiled, token: &[u8], now_s: u64) -> Result<(Ag
             return Err(Reason::TypeNotAllowed);
         }
     }
-    let key = select_key(issuer, kid, algorithm)?;
+    let keys = match &issuer.keys {
+        KeySource::Local(keys) => keys.as_slice(),
+        KeySource::Remote(_) => match fetched.lookup(issuer_index, now_ms) {
+            KeyLookup::Keys(keys) => keys,
+            KeyLookup::Unavailable => return Err(Reason::KeysUnavailable),
+        },
+    };
+    let key = select_key(keys, kid, algorithm).inspect_err(|_| {
+        // Perhaps the provider rotated: fetch again (at most once per cooldown).
+        fetched.note_unknown_key(issuer_index);
+    })?;
 
     // Nothing from the payload is trusted before this point but `iss`, which only chose
     // the key set. An empty signature (`header.payload.`) simply fails here.
@@ -173,11 +192,11 @@ fn decode_object(part: &str) -> Result<Map<String, Value>, Reason> {
 /// With a `kid`, the key must carry that id and serve `alg`. Without one, exactly one key
 /// may serve `alg`: trying several would multiply the crypto an attacker can make us do.
 fn select_key<'a>(
-    issuer: &'a Issuer,
+    keys: &'a [VerifyingKey],
     kid: Option<&str>,
     algorithm: Algorithm,
-) -> Result<&'a crate::jwks::VerifyingKey, Reason> {
-    let mut matching = issuer.keys.iter().filter(|key| {
+) -> Result<&'a VerifyingKey, Reason> {
+    let mut matching = keys.iter().filter(|key| {
         key.algorithm == algorithm && kid.is_none_or(|kid| key.kid.as_deref() == Some(kid))
     });
     let key = matching.next().ok_or(Reason::KeyUnknown)?;

@@ -3,7 +3,7 @@
 //! every token defect with its reason code.
 
 use chaperone_core::encoding::base64url_encode;
-use chaperone_core::{decide, load, Decision, Loaded, Reason, RequestFacts, TokenCache};
+use chaperone_core::{decide, load, Decision, Loaded, Reason, RequestFacts, Runtime};
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 
@@ -115,7 +115,7 @@ fn with_token(f: &Fixture, method: &str, path: &str, token: &str) -> Decision {
     let bearer = format!("Bearer {token}");
     decide(
         &f.loaded,
-        &mut TokenCache::default(),
+        &mut Runtime::new(&f.loaded, 1),
         &facts(method, path, &[("authorization", bearer.as_bytes())]),
     )
 }
@@ -367,7 +367,7 @@ fn missing_and_ambiguous_credentials() {
     let f = fixture();
     let d = decide(
         &f.loaded,
-        &mut TokenCache::default(),
+        &mut Runtime::new(&f.loaded, 1),
         &facts("GET", "/tickets/1", &[]),
     );
     assert_eq!((d.status, d.reason), (401, Reason::TokenMissing));
@@ -382,7 +382,7 @@ fn missing_and_ambiguous_credentials() {
     let good = format!("Bearer {}", token(&f, json!({})));
     let d = decide(
         &f.loaded,
-        &mut TokenCache::default(),
+        &mut Runtime::new(&f.loaded, 1),
         &facts(
             "GET",
             "/tickets/1",
@@ -395,7 +395,7 @@ fn missing_and_ambiguous_credentials() {
     assert_eq!(d.reason, Reason::TokenAmbiguous);
     let d = decide(
         &f.loaded,
-        &mut TokenCache::default(),
+        &mut Runtime::new(&f.loaded, 1),
         &facts(
             "GET",
             "/tickets/1",
@@ -410,7 +410,7 @@ fn missing_and_ambiguous_credentials() {
     let folded = format!("{good}, Bearer junk");
     let d = decide(
         &f.loaded,
-        &mut TokenCache::default(),
+        &mut Runtime::new(&f.loaded, 1),
         &facts("GET", "/tickets/1", &[("authorization", folded.as_bytes())]),
     );
     assert_eq!(
@@ -420,7 +420,7 @@ fn missing_and_ambiguous_credentials() {
     );
     let d = decide(
         &f.loaded,
-        &mut TokenCache::default(),
+        &mut Runtime::new(&f.loaded, 1),
         &facts(
             "GET",
             "/tickets/1",
@@ -430,7 +430,7 @@ fn missing_and_ambiguous_credentials() {
     assert_eq!(d.reason, Reason::TokenMalformed);
     let d = decide(
         &f.loaded,
-        &mut TokenCache::default(),
+        &mut Runtime::new(&f.loaded, 1),
         &facts(
             "GET",
             "/tickets/1",
@@ -442,7 +442,7 @@ fn missing_and_ambiguous_credentials() {
     assert!(
         decide(
             &f.loaded,
-            &mut TokenCache::default(),
+            &mut Runtime::new(&f.loaded, 1),
             &facts("GET", "/tickets/1", &[("authorization", lower.as_bytes())])
         )
         .allowed
@@ -462,7 +462,7 @@ fn spoofed_identity_headers_are_stripped_and_hidden_from_policy() {
     let bearer = format!("Bearer {}", token(&f, json!({})));
     let d = decide(
         &f.loaded,
-        &mut TokenCache::default(),
+        &mut Runtime::new(&f.loaded, 1),
         &facts(
             "GET",
             "/tickets/1",
@@ -487,7 +487,7 @@ fn spoofed_identity_headers_are_stripped_and_hidden_from_policy() {
     // Denied requests strip too, so a logged-and-denied request never forwards a spoof.
     let d = decide(
         &f.loaded,
-        &mut TokenCache::default(),
+        &mut Runtime::new(&f.loaded, 1),
         &facts("GET", "/tickets/1", &[("x-chaperone-agent-id", b"root")]),
     );
     assert_eq!(d.strip_headers, ["x-chaperone-agent-id"]);
@@ -497,7 +497,7 @@ fn spoofed_identity_headers_are_stripped_and_hidden_from_policy() {
 fn empty_configuration_fails_closed() {
     let d = decide(
         &Loaded::Empty,
-        &mut TokenCache::default(),
+        &mut Runtime::new(&Loaded::Empty, 1),
         &facts("GET", "/", &[]),
     );
     assert_eq!((d.status, d.reason), (503, Reason::PolicyUnavailable));
@@ -618,27 +618,27 @@ fn hs256_requires_explicit_listing_and_works_when_listed() {
         b"authorization".to_vec(),
         format!("Bearer {token}").into_bytes(),
     ));
-    assert!(decide(&loaded, &mut TokenCache::default(), &request).allowed);
+    assert!(decide(&loaded, &mut Runtime::new(&loaded, 1), &request).allowed);
 }
 
 #[test]
 fn cached_tokens_still_expire_and_decide_the_same() {
     let f = fixture();
-    let mut cache = TokenCache::default();
+    let mut runtime = Runtime::new(&f.loaded, 1);
     let token = token(&f, json!({"iat": NOW - 10, "exp": NOW + 30}));
     let bearer = format!("Bearer {token}");
     let mut request = facts("GET", "/tickets/1", &[("authorization", bearer.as_bytes())]);
-    let first = decide(&f.loaded, &mut cache, &request);
+    let first = decide(&f.loaded, &mut runtime, &request);
     assert!(first.allowed);
-    assert_eq!(cache.len(), 1);
-    let second = decide(&f.loaded, &mut cache, &request);
+    assert_eq!(runtime.cache.len(), 1);
+    let second = decide(&f.loaded, &mut runtime, &request);
     assert_eq!(
         second.record, first.record,
         "a cache hit decides exactly like a verification"
     );
     // Past exp + skew the cached entry no longer counts, and verification rejects the token.
     request.now_ns = (NOW + 30 + 60) * 1_000_000_000;
-    let late = decide(&f.loaded, &mut cache, &request);
+    let late = decide(&f.loaded, &mut runtime, &request);
     assert_eq!(late.reason, Reason::TokenExpired);
     // Failures are not cached.
     let mut bad = request.clone();
@@ -646,6 +646,6 @@ fn cached_tokens_still_expire_and_decide_the_same() {
     bad.headers.retain(|(n, _)| n != b"authorization");
     bad.headers
         .push((b"authorization".to_vec(), b"Bearer a.b.c".to_vec()));
-    let _ = decide(&f.loaded, &mut cache, &bad);
-    assert_eq!(cache.len(), 1);
+    let _ = decide(&f.loaded, &mut runtime, &bad);
+    assert_eq!(runtime.cache.len(), 1);
 }

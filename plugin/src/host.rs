@@ -2,15 +2,69 @@
 //! that an unexpected host status becomes an `Err` instead of a panic (the SDK's own wrappers
 //! panic on non-`Ok` statuses and on non-UTF-8 header bytes, and a panic kills the VM).
 //! Only calls that both Envoy and Kong (ngx_wasm_module) implement are used.
+//!
+//! Host calls return their status as a plain `u32`: a host may answer with a code the SDK's
+//! `Status` enum does not list, and reading that into the enum would be undefined behaviour.
 
 use chaperone_core::input::HeaderPairs;
-use proxy_wasm::types::{BufferType, LogLevel, MapType, Status};
+use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use std::ptr::null_mut;
+
+/// A proxy-wasm status code other than `Ok`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError(pub u32);
+
+impl HostError {
+    pub const CAS_MISMATCH: HostError = HostError(8);
+}
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.0 {
+            1 => "NotFound",
+            2 => "BadArgument",
+            3 => "SerializationFailure",
+            4 => "ParseFailure",
+            7 => "Empty",
+            8 => "CasMismatch",
+            10 => "InternalFailure",
+            12 => "Unimplemented",
+            _ => return write!(f, "status {}", self.0),
+        };
+        f.write_str(name)
+    }
+}
+
+type Status = u32;
+const OK: Status = 0;
+const NOT_FOUND: Status = 1;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_log(level: LogLevel, message_data: *const u8, message_size: usize) -> Status;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> Status;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> Status;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> Status;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> Status;
+    fn proxy_define_metric(
+        metric_type: proxy_wasm::types::MetricType,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> Status;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> Status;
     fn proxy_get_buffer_bytes(
         buffer_type: BufferType,
         start: usize,
@@ -60,10 +114,10 @@ extern "C" {
     ) -> Status;
 }
 
-fn check(status: Status) -> Result<(), Status> {
+fn check(status: Status) -> Result<(), HostError> {
     match status {
-        Status::Ok => Ok(()),
-        other => Err(other),
+        OK => Ok(()),
+        other => Err(HostError(other)),
     }
 }
 
@@ -89,19 +143,29 @@ pub fn log(level: LogLevel, message: &str) {
 pub fn now_ns() -> u64 {
     let mut now: u64 = 0;
     match unsafe { proxy_get_current_time_nanoseconds(&mut now) } {
-        Status::Ok => now,
+        OK => now,
         _ => 0,
     }
 }
 
-pub fn plugin_configuration() -> Result<Vec<u8>, Status> {
+/// Host clock in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    now_ns() / 1_000_000
+}
+
+/// Calls `on_tick` every `period_ms` (0 stops the timer).
+pub fn set_tick_period_ms(period_ms: u32) -> Result<(), HostError> {
+    check(unsafe { proxy_set_tick_period_milliseconds(period_ms) })
+}
+
+fn buffer(buffer_type: BufferType, max_size: usize) -> Result<Vec<u8>, HostError> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     unsafe {
         check(proxy_get_buffer_bytes(
-            BufferType::PluginConfiguration,
+            buffer_type,
             0,
-            usize::MAX,
+            max_size,
             &mut data,
             &mut size,
         ))?;
@@ -109,22 +173,36 @@ pub fn plugin_configuration() -> Result<Vec<u8>, Status> {
     }
 }
 
-/// All request header pairs as raw bytes, names included (never decoded as UTF-8 here).
-pub fn request_headers() -> Result<HeaderPairs, Status> {
+pub fn plugin_configuration() -> Result<Vec<u8>, HostError> {
+    buffer(BufferType::PluginConfiguration, usize::MAX)
+}
+
+/// The body of the HTTP call being answered, at most `max_size` bytes.
+pub fn http_call_response_body(max_size: usize) -> Result<Vec<u8>, HostError> {
+    buffer(BufferType::HttpCallResponseBody, max_size)
+}
+
+/// Every pair of a header map as raw bytes, names included (never decoded as UTF-8 here).
+fn header_pairs(map: MapType) -> Result<HeaderPairs, HostError> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     let serialized = unsafe {
-        check(proxy_get_header_map_pairs(
-            MapType::HttpRequestHeaders,
-            &mut data,
-            &mut size,
-        ))?;
+        check(proxy_get_header_map_pairs(map, &mut data, &mut size))?;
         take_host_buffer(data, size)
     };
-    deserialize_pairs(&serialized).ok_or(Status::ParseFailure)
+    deserialize_pairs(&serialized).ok_or(HostError(4))
 }
 
-pub fn request_header(name: &str) -> Result<Option<Vec<u8>>, Status> {
+pub fn request_headers() -> Result<HeaderPairs, HostError> {
+    header_pairs(MapType::HttpRequestHeaders)
+}
+
+/// Headers of the HTTP call being answered (`:status`, or Kong's `:dispatch_status`).
+pub fn http_call_response_headers() -> Result<HeaderPairs, HostError> {
+    header_pairs(MapType::HttpCallResponseHeaders)
+}
+
+pub fn request_header(name: &str) -> Result<Option<Vec<u8>>, HostError> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     let status = unsafe {
@@ -137,20 +215,80 @@ pub fn request_header(name: &str) -> Result<Option<Vec<u8>>, Status> {
         )
     };
     match status {
-        Status::Ok => Ok(Some(unsafe { take_host_buffer(data, size) })),
-        Status::NotFound => Ok(None),
-        other => Err(other),
+        OK => Ok(Some(unsafe { take_host_buffer(data, size) })),
+        NOT_FOUND => Ok(None),
+        other => Err(HostError(other)),
     }
 }
 
-pub fn add_header(map: MapType, name: &str, value: &str) -> Result<(), Status> {
+/// Proxy shared data: the value and its compare-and-swap version, `None` if never set.
+pub fn shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    let mut cas: u32 = 0;
+    let status =
+        unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    match status {
+        OK => Ok(Some((unsafe { take_host_buffer(data, size) }, cas))),
+        NOT_FOUND => Ok(None),
+        other => Err(HostError(other)),
+    }
+}
+
+/// Writes shared data unless `cas` is non-zero and stale (`HostError::CAS_MISMATCH`).
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), HostError> {
+    check(unsafe {
+        proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    })
+}
+
+/// Defines a counter (every VM defining the same name shares one stat).
+pub fn define_counter(name: &str) -> Result<u32, HostError> {
+    let mut id: u32 = 0;
+    check(unsafe {
+        proxy_define_metric(
+            proxy_wasm::types::MetricType::Counter,
+            name.as_ptr(),
+            name.len(),
+            &mut id,
+        )
+    })?;
+    Ok(id)
+}
+
+pub fn increment_counter(id: u32) -> Result<(), HostError> {
+    check(unsafe { proxy_increment_metric(id, 1) })
+}
+
+/// Starts an HTTP call; the answer arrives in the calling context's `on_http_call_response`.
+/// Goes through the SDK, which must register the call to route its answer.
+pub fn dispatch_http_call(
+    upstream: &str,
+    headers: &[(String, String)],
+    timeout_ms: u64,
+) -> Result<u32, String> {
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    proxy_wasm::hostcalls::dispatch_http_call(
+        upstream,
+        headers,
+        None,
+        Vec::new(),
+        std::time::Duration::from_millis(timeout_ms),
+    )
+    .map_err(|status| format!("{status:?}"))
+}
+
+pub fn add_header(map: MapType, name: &str, value: &str) -> Result<(), HostError> {
     check(unsafe {
         proxy_add_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
     })
 }
 
 /// Removes every value of the header (Envoy and Kong both drop all of them).
-pub fn remove_request_header(name: &str) -> Result<(), Status> {
+pub fn remove_request_header(name: &str) -> Result<(), HostError> {
     check(unsafe {
         proxy_remove_header_map_value(MapType::HttpRequestHeaders, name.as_ptr(), name.len())
     })
@@ -158,7 +296,7 @@ pub fn remove_request_header(name: &str) -> Result<(), Status> {
 
 /// Envoy stores `name` as filter state `wasm.<name>` for access logs. Hosts without that
 /// notion answer with an error status, which callers may ignore.
-pub fn set_property(name: &str, value: &[u8]) -> Result<(), Status> {
+pub fn set_property(name: &str, value: &[u8]) -> Result<(), HostError> {
     // One dotted segment, no NUL separator: Envoy keys the filter state by these exact bytes.
     check(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
 }
@@ -169,7 +307,7 @@ pub fn send_local_response(
     details: &str,
     headers: &[(String, String)],
     body: &[u8],
-) -> Result<(), Status> {
+) -> Result<(), HostError> {
     let serialized = serialize_pairs(headers);
     check(unsafe {
         proxy_send_local_response(

@@ -3,14 +3,20 @@
 //! Everything that decides lives in `chaperone-core`; this crate only talks to the host.
 
 mod host;
+mod keys;
 
 use chaperone_core::decision::DECISION_ID_HEADER;
 use chaperone_core::input::HeaderPairs;
-use chaperone_core::{decide, Decision, Loaded, RequestFacts, TokenCache};
+use chaperone_core::{decide, Decision, Loaded, RequestFacts, Runtime};
+use keys::{GatewayStore, KeyMetrics};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+
+/// How often a VM with remote key sets checks on them: adopt what another worker fetched,
+/// refresh when due, refetch after an unknown `kid`. Cheap when nothing is due.
+const KEY_TICK_MS: u32 = 250;
 
 /// Pseudo-headers chaperone reads. Kong synthesises them on lookup rather than listing them
 /// among the header pairs, so any that are missing from the pairs are fetched one by one.
@@ -26,23 +32,64 @@ proxy_wasm::main! {{
 /// One per plugin configuration per VM. Until a configuration arrives, requests fail closed.
 struct ChaperoneRoot {
     loaded: Rc<Loaded>,
-    /// Verified tokens of the current configuration, shared by this VM's requests.
-    cache: Rc<RefCell<TokenCache>>,
+    /// This VM's state for the current configuration (verified tokens, fetched keys),
+    /// shared by its requests.
+    runtime: Rc<RefCell<Runtime>>,
     /// Record sequence number, shared by every request of this VM.
     seq: Rc<Cell<u64>>,
+    store: GatewayStore,
+    metrics: Option<KeyMetrics>,
+    /// Random per VM: tells this VM's key-fetch leases apart from other workers'.
+    vm_nonce: u64,
 }
 
 impl Default for ChaperoneRoot {
     fn default() -> Self {
+        let mut nonce = [0u8; 8];
+        let _ = getrandom::getrandom(&mut nonce);
+        let vm_nonce = u64::from_le_bytes(nonce) ^ host::now_ns();
+        let loaded = Loaded::Empty;
         Self {
-            loaded: Rc::new(Loaded::Empty),
-            cache: Rc::new(RefCell::new(TokenCache::default())),
+            runtime: Rc::new(RefCell::new(Runtime::new(&loaded, vm_nonce))),
+            loaded: Rc::new(loaded),
             seq: Rc::new(Cell::new(0)),
+            store: GatewayStore::default(),
+            metrics: None,
+            vm_nonce,
         }
     }
 }
 
-impl Context for ChaperoneRoot {}
+impl ChaperoneRoot {
+    /// Runs key work for the current configuration, if any of its issuers is remote.
+    fn key_tick(&mut self) {
+        let Ok(mut runtime) = self.runtime.try_borrow_mut() else {
+            return;
+        };
+        if runtime.keys.is_empty() {
+            return;
+        }
+        let metrics = self.metrics.get_or_insert_with(KeyMetrics::define);
+        let work = runtime.tick(&self.store, host::now_ms());
+        keys::carry_out(&mut runtime, &self.store, metrics, work);
+    }
+}
+
+impl Context for ChaperoneRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Ok(mut runtime) = self.runtime.try_borrow_mut() else {
+            return;
+        };
+        let metrics = self.metrics.get_or_insert_with(KeyMetrics::define);
+        keys::on_response(&mut runtime, &self.store, metrics, token_id, body_size);
+    }
+}
 
 impl RootContext for ChaperoneRoot {
     fn on_configure(&mut self, _configuration_size: usize) -> bool {
@@ -76,8 +123,22 @@ impl RootContext for ChaperoneRoot {
                     &format!("chaperone {}: {summary}", env!("CARGO_PKG_VERSION")),
                 );
                 // Requests already in flight keep the configuration they started with.
+                self.runtime = Rc::new(RefCell::new(Runtime::new(&loaded, self.vm_nonce)));
                 self.loaded = Rc::new(loaded);
-                self.cache = Rc::new(RefCell::new(TokenCache::default()));
+                let has_remote_keys = self
+                    .runtime
+                    .try_borrow()
+                    .is_ok_and(|runtime| !runtime.keys.is_empty());
+                let period = if has_remote_keys { KEY_TICK_MS } else { 0 };
+                if let Err(error) = host::set_tick_period_ms(period) {
+                    host::log(
+                        LogLevel::Error,
+                        &format!("chaperone: cannot set the key refresh timer: {error}"),
+                    );
+                    return !has_remote_keys;
+                }
+                // Fetch (or adopt) keys now rather than at the first tick.
+                self.key_tick();
                 true
             }
             Err(error) => {
@@ -90,10 +151,14 @@ impl RootContext for ChaperoneRoot {
         }
     }
 
+    fn on_tick(&mut self) {
+        self.key_tick();
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(ChaperoneFilter {
             loaded: Rc::clone(&self.loaded),
-            cache: Rc::clone(&self.cache),
+            runtime: Rc::clone(&self.runtime),
             seq: Rc::clone(&self.seq),
             allowed_decision_id: None,
         }))
@@ -106,7 +171,7 @@ impl RootContext for ChaperoneRoot {
 
 struct ChaperoneFilter {
     loaded: Rc<Loaded>,
-    cache: Rc<RefCell<TokenCache>>,
+    runtime: Rc<RefCell<Runtime>>,
     seq: Rc<Cell<u64>>,
     /// Set when the request went upstream, so the response can carry the decision id.
     allowed_decision_id: Option<String>,
@@ -123,10 +188,11 @@ impl HttpContext for ChaperoneFilter {
             now_ns: started_ns,
         };
         // Callbacks never nest within one VM, so the borrow cannot be held elsewhere; if it
-        // somehow were, decide without the cache rather than panic.
-        let mut decision = match self.cache.try_borrow_mut() {
-            Ok(mut cache) => decide(&self.loaded, &mut cache, &facts),
-            Err(_) => decide(&self.loaded, &mut TokenCache::with_capacity(0), &facts),
+        // somehow were, decide with empty state (fetched keys missing: fail closed) rather
+        // than panic.
+        let mut decision = match self.runtime.try_borrow_mut() {
+            Ok(mut runtime) => decide(&self.loaded, &mut runtime, &facts),
+            Err(_) => decide(&self.loaded, &mut Runtime::new(&Loaded::Empty, 0), &facts),
         };
         let action = self.apply(&decision);
         let seq = self.seq.get().wrapping_add(1);

@@ -1,0 +1,66 @@
+//! Per-VM mutable state of one configuration: the verified-token cache and the fetched key
+//! sets of remote issuers. `Compiled` never changes after `on_configure`; this does.
+
+use crate::cache::TokenCache;
+use crate::config::{KeySource, Loaded};
+use crate::remote::{FetchResponse, KeyStore, KeyWork, SharedStore};
+
+pub struct Runtime {
+    pub cache: TokenCache,
+    pub keys: KeyStore,
+}
+
+impl Runtime {
+    /// Fresh state for `loaded`. `vm_nonce` tells this VM's fetch leases apart from other
+    /// VMs' (random per VM).
+    pub fn new(loaded: &Loaded, vm_nonce: u64) -> Self {
+        Self::with_cache(loaded, vm_nonce, TokenCache::default())
+    }
+
+    /// Like [`Runtime::new`] with a cache of the given capacity (0 disables caching).
+    pub fn with_cache(loaded: &Loaded, vm_nonce: u64, cache: TokenCache) -> Self {
+        let remotes = match loaded {
+            Loaded::Empty => Vec::new(),
+            Loaded::Ready(compiled) => compiled
+                .issuers
+                .iter()
+                .map(|issuer| match &issuer.keys {
+                    KeySource::Remote(remote) => Some(remote.clone()),
+                    KeySource::Local(_) => None,
+                })
+                .collect(),
+        };
+        Runtime {
+            cache,
+            keys: KeyStore::new(remotes, vm_nonce),
+        }
+    }
+
+    /// Periodic key work (see [`KeyStore::tick`]).
+    pub fn tick(&mut self, store: &dyn SharedStore, now_ms: u64) -> KeyWork {
+        let work = self.keys.tick(store, now_ms);
+        self.forget_changed(&work);
+        work
+    }
+
+    /// The answer to a key fetch (see [`KeyStore::on_response`]).
+    pub fn on_key_response(
+        &mut self,
+        token: u32,
+        response: &FetchResponse,
+        store: &dyn SharedStore,
+        now_ms: u64,
+    ) -> KeyWork {
+        let work = self.keys.on_response(token, response, store, now_ms);
+        self.forget_changed(&work);
+        work
+    }
+
+    /// Tokens verified with a key set that has since changed may have used a key that is gone:
+    /// verify them again.
+    fn forget_changed(&mut self, work: &KeyWork) {
+        for issuer in &work.issuer_names_changed {
+            self.cache.forget_issuer(issuer);
+        }
+    }
+}

@@ -1,0 +1,523 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! Remote key sets without a network: several VMs (`Runtime`s) sharing one `MemoryStore`
+//! play the roles the host adapter plays with proxy shared data and `dispatch_http_call`.
+
+use chaperone_core::encoding::base64url_encode;
+use chaperone_core::remote::{FetchRequest, FetchResponse, KeyEvent, MemoryStore, Step};
+use chaperone_core::{decide, load, Loaded, Reason, RequestFacts, Runtime};
+use jwt_simple::prelude::*;
+use serde_json::{json, Value};
+
+const ISSUER: &str = "https://idp.test";
+const T0: u64 = 1_800_000_000_000; // ms
+
+fn es256_jwk(key: &ES256KeyPair, kid: &str) -> Value {
+    let point = key.public_key().public_key().to_bytes_uncompressed();
+    json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig",
+           "x": base64url_encode(&point[1..33]), "y": base64url_encode(&point[33..65])})
+}
+
+fn config(remote: Value) -> Loaded {
+    let config = json!({
+        "issuers": [{"issuer": ISSUER, "audiences": ["api"], "remote_jwks": remote}],
+        "policy": {"modules": {"p.rego": "package p\nallow if input.agent.id != \"\"\n"},
+                   "decision_path": "p/allow"},
+    });
+    load(config.to_string().as_bytes()).unwrap()
+}
+
+fn remote() -> Value {
+    json!({"http_uri": {"uri": "https://idp.test/jwks", "cluster": "idp"},
+           "cache_duration_seconds": 600, "cooldown_seconds": 30, "max_stale_seconds": 60})
+}
+
+fn ok(body: &Value) -> FetchResponse {
+    FetchResponse {
+        status: Some(200),
+        headers: vec![],
+        body: Some(body.to_string().into_bytes()),
+    }
+}
+
+fn token(key: &ES256KeyPair, kid: &str) -> String {
+    let claims = Claims::create(Duration::from_secs(300))
+        .with_issuer(ISSUER)
+        .with_audience("api")
+        .with_subject("bot");
+    let mut claims = claims;
+    claims.issued_at = Some(Duration::from_secs(T0 / 1000 - 10));
+    claims.expires_at = Some(Duration::from_secs(T0 / 1000 + 300));
+    ES256KeyPair::from_bytes(&key.to_bytes())
+        .unwrap()
+        .with_key_id(kid)
+        .sign(claims)
+        .unwrap()
+}
+
+fn request(token: &str, now_ms: u64) -> RequestFacts {
+    RequestFacts {
+        headers: vec![
+            (b":method".to_vec(), b"GET".to_vec()),
+            (b":path".to_vec(), b"/x".to_vec()),
+            (b":authority".to_vec(), b"gw".to_vec()),
+            (
+                b"authorization".to_vec(),
+                format!("Bearer {token}").into_bytes(),
+            ),
+        ],
+        decision_id: "d".into(),
+        now_ns: now_ms * 1_000_000,
+    }
+}
+
+/// The first fetch of a fresh store: the first tick creates the shared entry, the next one
+/// takes the lease.
+fn first_fetch(vm: &mut Runtime, store: &MemoryStore, now_ms: u64) -> Vec<FetchRequest> {
+    assert!(vm.tick(store, now_ms).requests.is_empty());
+    vm.tick(store, now_ms).requests
+}
+
+/// Dispatches every request of `work` as the host would, answering with `answer`.
+fn complete(
+    runtime: &mut Runtime,
+    store: &MemoryStore,
+    requests: Vec<FetchRequest>,
+    token: &mut u32,
+    now_ms: u64,
+    answer: &dyn Fn(&FetchRequest) -> FetchResponse,
+) -> Vec<KeyEvent> {
+    let mut events = Vec::new();
+    let mut pending = requests;
+    while let Some(request) = pending.pop() {
+        *token += 1;
+        runtime.keys.dispatched(&request, *token);
+        let work = runtime.on_key_response(*token, &answer(&request), store, now_ms);
+        events.extend(work.events);
+        pending.extend(work.requests);
+    }
+    events
+}
+
+#[test]
+fn one_fetch_serves_every_vm_and_requests_wait_for_nothing_after() {
+    let loaded = config(remote());
+    let store = MemoryStore::default();
+    let key = ES256KeyPair::generate();
+    let jwks = json!({"keys": [es256_jwk(&key, "k1")]});
+    let mut vms: Vec<Runtime> = (1..=4).map(|n| Runtime::new(&loaded, n)).collect();
+    let good = token(&key, "k1");
+
+    // Before any fetch: 503 keys_unavailable, not a 401.
+    let d = decide(&loaded, &mut vms[0], &request(&good, T0));
+    assert_eq!((d.status, d.reason), (503, Reason::KeysUnavailable));
+
+    // Every VM ticks; exactly one takes the lease and asks for the fetch.
+    // (Two rounds: the first tick only creates the shared entry the lease is taken on.)
+    let mut requests: Vec<(usize, FetchRequest)> = Vec::new();
+    for round in 0..2 {
+        for (i, vm) in vms.iter_mut().enumerate() {
+            for r in vm.tick(&store, T0 + round).requests {
+                requests.push((i, r));
+            }
+        }
+    }
+    assert_eq!(requests.len(), 1, "single flight across VMs");
+    let (fetcher, fetch) = requests.pop().unwrap();
+    assert_eq!(fetch.upstream, "idp");
+    assert!(fetch
+        .headers
+        .contains(&(":authority".to_owned(), "idp.test".to_owned())));
+    assert!(fetch
+        .headers
+        .contains(&(":path".to_owned(), "/jwks".to_owned())));
+    // While it is in flight, nobody else starts one.
+    for vm in vms.iter_mut() {
+        assert!(vm.tick(&store, T0 + 100).requests.is_empty());
+    }
+    let mut token_id = 0;
+    let events = complete(
+        &mut vms[fetcher],
+        &store,
+        vec![fetch],
+        &mut token_id,
+        T0 + 200,
+        &|_| ok(&jwks),
+    );
+    assert!(
+        matches!(
+            &events[..],
+            [KeyEvent::Fetched {
+                keys: 1,
+                changed: true,
+                ..
+            }]
+        ),
+        "{events:?}"
+    );
+
+    // The others adopt the stored set on their next tick, without fetching.
+    for (i, vm) in vms.iter_mut().enumerate() {
+        let work = vm.tick(&store, T0 + 300);
+        assert!(work.requests.is_empty());
+        if i != fetcher {
+            assert!(
+                matches!(&work.events[..], [KeyEvent::Adopted { keys: 1, .. }]),
+                "{:?}",
+                work.events
+            );
+        }
+        let d = decide(&loaded, vm, &request(&good, T0 + 300));
+        assert!(d.allowed, "vm {i}: {:?}", d.reason);
+    }
+}
+
+#[test]
+fn unknown_kids_refetch_at_most_once_per_cooldown() {
+    let loaded = config(remote());
+    let store = MemoryStore::default();
+    let old = ES256KeyPair::generate();
+    let new = ES256KeyPair::generate();
+    let mut vm = Runtime::new(&loaded, 1);
+    let mut token_id = 0;
+    let first = first_fetch(&mut vm, &store, T0);
+    let jwks_old = json!({"keys": [es256_jwk(&old, "old")]});
+    complete(&mut vm, &store, first, &mut token_id, T0, &|_| {
+        ok(&jwks_old)
+    });
+
+    // The provider rotates; a flood of tokens with unknown kids arrives.
+    let rotated = token(&new, "new");
+    let mut refetches = 0;
+    for step in 0..100u64 {
+        // Ten seconds of traffic, starting once the first fetch is out of its cooldown.
+        let now = T0 + 31_000 + step * 100;
+        let junk = token(&new, &format!("random-{step}"));
+        let d = decide(&loaded, &mut vm, &request(&junk, now));
+        assert_eq!(d.reason, Reason::KeyUnknown);
+        let requests = vm.tick(&store, now).requests;
+        refetches += requests.len();
+        let jwks_new = json!({"keys": [es256_jwk(&old, "old"), es256_jwk(&new, "new")]});
+        complete(&mut vm, &store, requests, &mut token_id, now, &|_| {
+            ok(&jwks_new)
+        });
+    }
+    assert_eq!(refetches, 1, "one refetch for the whole flood");
+    // The rotated key now verifies.
+    assert!(decide(&loaded, &mut vm, &request(&rotated, T0 + 42_000)).allowed);
+    // After the cooldown another unknown kid may refetch again.
+    let d = decide(
+        &loaded,
+        &mut vm,
+        &request(&token(&new, "later"), T0 + 70_000),
+    );
+    assert_eq!(d.reason, Reason::KeyUnknown);
+    assert_eq!(vm.tick(&store, T0 + 70_000).requests.len(), 1);
+}
+
+#[test]
+fn failures_keep_the_last_good_keys_until_the_stale_bound_then_503() {
+    let loaded = config(
+        json!({"http_uri": {"uri": "https://idp.test/jwks", "cluster": "idp"},
+                               "cache_duration_seconds": 10, "max_stale_seconds": 20}),
+    );
+    let store = MemoryStore::default();
+    let key = ES256KeyPair::generate();
+    let good = token(&key, "k1");
+    let mut vm = Runtime::new(&loaded, 1);
+    let mut token_id = 0;
+    let first = first_fetch(&mut vm, &store, T0);
+    let jwks = json!({"keys": [es256_jwk(&key, "k1")]});
+    complete(&mut vm, &store, first, &mut token_id, T0, &|_| ok(&jwks));
+    assert!(decide(&loaded, &mut vm, &request(&good, T0)).allowed);
+
+    // From the refresh on, every answer is bad in a different way; none replaces the keys.
+    let bad_answers: Vec<FetchResponse> = vec![
+        FetchResponse {
+            status: None,
+            headers: vec![(b":dispatch_status".to_vec(), b"timeout".to_vec())],
+            body: None,
+        },
+        FetchResponse {
+            status: Some(503),
+            headers: vec![],
+            body: Some(b"down".to_vec()),
+        },
+        FetchResponse {
+            status: Some(302),
+            headers: vec![(b"location".to_vec(), b"https://evil.test/jwks".to_vec())],
+            body: Some(vec![]),
+        },
+        FetchResponse {
+            status: Some(200),
+            headers: vec![],
+            body: None,
+        },
+        FetchResponse {
+            status: Some(200),
+            headers: vec![],
+            body: Some(b"<html>".to_vec()),
+        },
+        FetchResponse {
+            status: Some(200),
+            headers: vec![],
+            body: Some(b"{\"keys\": []}".to_vec()),
+        },
+        FetchResponse {
+            status: Some(200),
+            headers: vec![],
+            body: Some(vec![]),
+        },
+    ];
+    let mut now = T0 + 10_000;
+    let mut failures = Vec::new();
+    let mut answers = bad_answers.into_iter();
+    while now < T0 + 29_000 {
+        let requests = vm.tick(&store, now).requests;
+        if !requests.is_empty() {
+            let answer = answers.next().unwrap_or(FetchResponse {
+                status: Some(500),
+                ..Default::default()
+            });
+            failures.extend(complete(
+                &mut vm,
+                &store,
+                requests,
+                &mut token_id,
+                now,
+                &|_| answer.clone(),
+            ));
+        }
+        assert!(
+            decide(&loaded, &mut vm, &request(&good, now)).allowed,
+            "last good keys at +{}ms",
+            now - T0
+        );
+        now += 250;
+    }
+    let errors: Vec<String> = failures
+        .iter()
+        .map(|e| match e {
+            KeyEvent::FetchFailed {
+                error,
+                keys_until_ms,
+                ..
+            } => {
+                assert_eq!(*keys_until_ms, Some(T0 + 30_000));
+                error.clone()
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    // Backoff 1 s, 2 s, 4 s, 8 s: five attempts in the 19 s window.
+    assert_eq!(errors.len(), 5, "{errors:?}");
+    assert!(errors[0].contains("timeout"), "{errors:?}");
+    assert!(errors[1].contains("503"), "{errors:?}");
+    assert!(errors[2].contains("302"), "{errors:?}");
+    assert!(errors[3].contains("max_bytes"), "{errors:?}");
+    assert!(errors[4].contains("not JSON"), "{errors:?}");
+
+    // Past fetched + cache_duration + max_stale the keys are no longer trusted, cached or not,
+    // and the tick that notices says so, once.
+    let d = decide(&loaded, &mut vm, &request(&good, T0 + 30_000));
+    assert_eq!((d.status, d.reason), (503, Reason::KeysUnavailable));
+    let expired = |events: &[KeyEvent]| {
+        events
+            .iter()
+            .filter(|e| matches!(e, KeyEvent::Expired { .. }))
+            .count()
+    };
+    assert_eq!(expired(&vm.tick(&store, T0 + 30_000).events), 1);
+    assert_eq!(expired(&vm.tick(&store, T0 + 30_250).events), 0);
+}
+
+#[test]
+fn max_age_shortens_the_refresh_within_bounds() {
+    let loaded = config(remote());
+    let store = MemoryStore::default();
+    let key = ES256KeyPair::generate();
+    let jwks = json!({"keys": [es256_jwk(&key, "k1")]});
+    let mut vm = Runtime::new(&loaded, 1);
+    let mut token_id = 0;
+    let with_max_age = |seconds: &str| FetchResponse {
+        status: Some(200),
+        headers: vec![(
+            b"Cache-Control".to_vec(),
+            format!("public, max-age={seconds}").into_bytes(),
+        )],
+        body: Some(jwks.to_string().into_bytes()),
+    };
+    let first = first_fetch(&mut vm, &store, T0);
+    complete(&mut vm, &store, first, &mut token_id, T0, &|_| {
+        with_max_age("120")
+    });
+    assert!(vm.tick(&store, T0 + 119_000).requests.is_empty());
+    let again = vm.tick(&store, T0 + 120_000).requests;
+    assert_eq!(
+        again.len(),
+        1,
+        "max-age 120 s brings the refresh forward from 600 s"
+    );
+    // max-age 1 s is clamped to 30 s; 86400 s to the configured 600 s.
+    complete(&mut vm, &store, again, &mut token_id, T0 + 120_000, &|_| {
+        with_max_age("1")
+    });
+    assert!(vm.tick(&store, T0 + 149_000).requests.is_empty());
+    let third = vm.tick(&store, T0 + 150_000).requests;
+    assert_eq!(third.len(), 1);
+    complete(&mut vm, &store, third, &mut token_id, T0 + 150_000, &|_| {
+        with_max_age("86400")
+    });
+    assert!(vm.tick(&store, T0 + 749_000).requests.is_empty());
+    assert_eq!(vm.tick(&store, T0 + 750_000).requests.len(), 1);
+}
+
+#[test]
+fn remote_sets_drop_unusable_keys_and_keep_the_rest() {
+    let loaded = config(remote());
+    let store = MemoryStore::default();
+    let good = ES256KeyPair::generate();
+    let twin = ES256KeyPair::generate();
+    let mut enc = es256_jwk(&ES256KeyPair::generate(), "enc");
+    enc["use"] = json!("enc");
+    let mut wrong_curve = es256_jwk(&ES256KeyPair::generate(), "curve");
+    wrong_curve["crv"] = json!("P-384");
+    let jwks = json!({"keys": [
+        es256_jwk(&good, "good"),
+        enc,
+        wrong_curve,
+        es256_jwk(&twin, "dup"),
+        es256_jwk(&ES256KeyPair::generate(), "dup"),
+        {"kty": "oct", "kid": "secret", "k": base64url_encode(&[7u8; 64])},
+    ]});
+    let mut vm = Runtime::new(&loaded, 1);
+    let mut token_id = 0;
+    let first = first_fetch(&mut vm, &store, T0);
+    let events = complete(&mut vm, &store, first, &mut token_id, T0, &|_| ok(&jwks));
+    let KeyEvent::Fetched { keys, rejected, .. } = &events[0] else {
+        panic!("{events:?}")
+    };
+    assert_eq!(*keys, 1, "{rejected:?}");
+    assert_eq!(rejected.len(), 4, "{rejected:?}"); // enc, curve, two dups; oct is dropped separately
+    let all = format!("{rejected:?}");
+    for needle in ["use", "curve", "duplicate kid `dup`"] {
+        assert!(all.contains(needle), "{needle}: {all}");
+    }
+    assert!(decide(&loaded, &mut vm, &request(&token(&good, "good"), T0)).allowed);
+    assert_eq!(
+        decide(&loaded, &mut vm, &request(&token(&twin, "dup"), T0)).reason,
+        Reason::KeyUnknown
+    );
+}
+
+#[test]
+fn openid_discovery_follows_jwks_uri_on_the_same_origin_only() {
+    let loaded = config(
+        json!({"http_uri": {"uri": "https://idp.test/.well-known/openid-configuration", "cluster": "idp"},
+                               "openid_discovery": true}),
+    );
+    let key = ES256KeyPair::generate();
+    let jwks = json!({"keys": [es256_jwk(&key, "k1")]});
+    for (discovery, expect_keys) in [
+        (
+            json!({"issuer": ISSUER, "jwks_uri": "https://idp.test/keys?v=2"}),
+            true,
+        ),
+        (
+            json!({"issuer": ISSUER, "jwks_uri": "https://evil.test/keys"}),
+            false,
+        ),
+        (
+            json!({"issuer": "https://other.test", "jwks_uri": "https://idp.test/keys"}),
+            false,
+        ),
+        (json!({"issuer": ISSUER}), false),
+    ] {
+        let store = MemoryStore::default();
+        let mut vm = Runtime::new(&loaded, 1);
+        let mut token_id = 0;
+        let first = first_fetch(&mut vm, &store, T0);
+        assert_eq!(first[0].step, Step::Discovery);
+        let events = complete(
+            &mut vm,
+            &store,
+            first,
+            &mut token_id,
+            T0,
+            &|r| match &r.step {
+                Step::Discovery => ok(&discovery),
+                Step::Jwks { path } => {
+                    assert_eq!(path, "/keys?v=2");
+                    ok(&jwks)
+                }
+            },
+        );
+        let fetched = matches!(events.last(), Some(KeyEvent::Fetched { .. }));
+        assert_eq!(fetched, expect_keys, "{discovery}: {events:?}");
+    }
+}
+
+#[test]
+fn a_config_update_reuses_keys_already_fetched() {
+    let store = MemoryStore::default();
+    let key = ES256KeyPair::generate();
+    let jwks = json!({"keys": [es256_jwk(&key, "k1")]});
+    let loaded = config(remote());
+    let mut vm = Runtime::new(&loaded, 1);
+    let mut token_id = 0;
+    let first = first_fetch(&mut vm, &store, T0);
+    complete(&mut vm, &store, first, &mut token_id, T0, &|_| ok(&jwks));
+
+    // Same issuer and URI in the new configuration: the first tick installs, no fetch.
+    let updated = config(remote());
+    let mut fresh = Runtime::new(&updated, 1);
+    let work = fresh.tick(&store, T0 + 1_000);
+    assert!(work.requests.is_empty());
+    assert!(
+        decide(
+            &updated,
+            &mut fresh,
+            &request(&token(&key, "k1"), T0 + 1_000)
+        )
+        .allowed
+    );
+}
+
+#[test]
+fn remote_configuration_errors_name_the_field() {
+    let cases = [
+        (
+            json!({"http_uri": {"uri": "idp.test/jwks"}}),
+            "issuers[0].remote_jwks.http_uri.uri",
+        ),
+        (
+            json!({"http_uri": {"uri": "https://idp.test/jwks", "cluster": " "}}),
+            "issuers[0].remote_jwks.http_uri.cluster",
+        ),
+        (
+            json!({"http_uri": {"uri": "https://idp.test/jwks", "timeout_ms": 0}}),
+            "issuers[0].remote_jwks.http_uri.timeout_ms",
+        ),
+        (
+            json!({"http_uri": {"uri": "https://idp.test/jwks"}, "max_bytes": 10}),
+            "issuers[0].remote_jwks.max_bytes",
+        ),
+        (
+            json!({"http_uri": {"uri": "https://idp.test/jwks"}, "cooldown_seconds": 0}),
+            "issuers[0].remote_jwks.cooldown_seconds",
+        ),
+    ];
+    for (remote, field) in cases {
+        let config = json!({"issuers": [{"issuer": ISSUER, "audiences": ["api"], "remote_jwks": remote}],
+                            "policy": {"modules": {"p.rego": "package p\nallow := true\n"}, "decision_path": "p/allow"}});
+        let error = load(config.to_string().as_bytes()).err().unwrap();
+        assert_eq!(error.field, field, "{error}");
+    }
+    let both = json!({"issuers": [{"issuer": ISSUER, "audiences": ["api"], "local_jwks": {"keys": []},
+                                   "remote_jwks": {"http_uri": {"uri": "https://idp.test/jwks"}}}],
+                      "policy": {"modules": {"p.rego": "package p\nallow := true\n"}, "decision_path": "p/allow"}});
+    assert!(load(both.to_string().as_bytes())
+        .err()
+        .unwrap()
+        .message
+        .contains("not both"));
+}
