@@ -3,55 +3,14 @@
 //! upstream, or that nothing did. One request per connection (`connection: close`): simple, and
 //! Envoy never reuses a connection the upstream is closing.
 
-use crate::http::{read_message, BodyWithoutLength};
+use crate::server::{write_response, LoopbackServer, SeenRequest};
 use serde_json::json;
-use std::io::Write;
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-/// How long the upstream waits for a request on a new connection.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long `Drop` waits for the accept loop to notice it should stop.
-const STOP_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// One request as the upstream received it. Header names are lower-cased; values are raw bytes.
-#[derive(Debug, Clone)]
-pub struct SeenRequest {
-    pub method: String,
-    pub path: String,
-    pub headers: Vec<(String, Vec<u8>)>,
-    pub body: Vec<u8>,
-}
-
-impl SeenRequest {
-    /// Every value of header `name` (case-insensitive), in order.
-    pub fn header_values(&self, name: &str) -> Vec<&[u8]> {
-        self.headers
-            .iter()
-            .filter(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_slice())
-            .collect()
-    }
-
-    /// Every value of header `name` as text (lossy UTF-8).
-    pub fn header_strings(&self, name: &str) -> Vec<String> {
-        self.header_values(name)
-            .into_iter()
-            .map(|value| String::from_utf8_lossy(value).into_owned())
-            .collect()
-    }
-}
 
 pub struct EchoUpstream {
-    port: u16,
+    server: LoopbackServer,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
-    stop: Arc<AtomicBool>,
-    accept_loop: Option<JoinHandle<()>>,
-    accept_loop_done: Receiver<()>,
 }
 
 impl EchoUpstream {
@@ -62,39 +21,20 @@ impl EchoUpstream {
 
     /// Listens on 127.0.0.1:`port` (0 picks a free one).
     pub fn start_on(port: u16) -> std::io::Result<EchoUpstream> {
-        let listener = TcpListener::bind(("127.0.0.1", port))?;
-        let port = listener.local_addr()?.port();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (done_sender, accept_loop_done) = mpsc::channel();
-        let (seen_by_loop, stop_seen_by_loop) = (Arc::clone(&seen), Arc::clone(&stop));
-        let accept_loop = std::thread::Builder::new()
-            .name(format!("echo-upstream-{port}"))
-            .spawn(move || {
-                for connection in listener.incoming() {
-                    if stop_seen_by_loop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(connection) = connection else { continue };
-                    let seen = Arc::clone(&seen_by_loop);
-                    // Connections are independent and short; a slow one must not block others.
-                    let _ = std::thread::Builder::new()
-                        .name("echo-connection".into())
-                        .spawn(move || answer(connection, &seen));
-                }
-                let _ = done_sender.send(());
-            })?;
-        Ok(EchoUpstream {
+        let seen_by_server = Arc::clone(&seen);
+        let server = LoopbackServer::start(
             port,
-            seen,
-            stop,
-            accept_loop: Some(accept_loop),
-            accept_loop_done,
-        })
+            "echo-upstream",
+            Arc::new(move |request, connection: &mut TcpStream, _: &_| {
+                answer(request, connection, &seen_by_server)
+            }),
+        )?;
+        Ok(EchoUpstream { server, seen })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// Every request received so far, in arrival order.
@@ -110,41 +50,7 @@ impl EchoUpstream {
     }
 }
 
-impl Drop for EchoUpstream {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // The accept loop blocks in accept(); a connection wakes it to see the flag.
-        let _ = TcpStream::connect_timeout(
-            &([127, 0, 0, 1], self.port).into(),
-            Duration::from_millis(500),
-        );
-        if self.accept_loop_done.recv_timeout(STOP_TIMEOUT).is_ok() {
-            if let Some(handle) = self.accept_loop.take() {
-                let _ = handle.join();
-            }
-        }
-    }
-}
-
-fn answer(mut connection: TcpStream, seen: &Mutex<Vec<SeenRequest>>) {
-    let deadline = Instant::now() + REQUEST_TIMEOUT;
-    let message = match read_message(&mut connection, deadline, BodyWithoutLength::Empty) {
-        Ok(message) => message,
-        Err(_) => {
-            // The wake-up connection from Drop, or a client that sent garbage.
-            let _ = connection.write_all(
-                b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-            );
-            return;
-        }
-    };
-    let mut parts = message.start_line.split(' ');
-    let request = SeenRequest {
-        method: parts.next().unwrap_or_default().to_owned(),
-        path: parts.next().unwrap_or_default().to_owned(),
-        headers: message.headers,
-        body: message.body,
-    };
+fn answer(request: SeenRequest, connection: &mut TcpStream, seen: &Mutex<Vec<SeenRequest>>) {
     let echo = json!({
         "method": request.method,
         "path": request.path,
@@ -160,13 +66,12 @@ fn answer(mut connection: TcpStream, seen: &Mutex<Vec<SeenRequest>>) {
         Err(poisoned) => poisoned.into_inner().push(request),
     }
     let body = format!("{echo}\n");
-    let head = format!(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
+    write_response(
+        connection,
+        200,
+        &[("content-type", "application/json")],
+        body.as_bytes(),
     );
-    let _ = connection.write_all(head.as_bytes());
-    let _ = connection.write_all(body.as_bytes());
-    let _ = connection.shutdown(Shutdown::Write);
 }
 
 /// What an echo body says the upstream received, for callers that only see the response
@@ -263,6 +168,9 @@ mod tests {
 
     #[test]
     fn stops_on_drop_within_the_bound() {
+        use crate::server::STOP_TIMEOUT;
+        use std::net::TcpListener;
+        use std::time::{Duration, Instant};
         let upstream = EchoUpstream::start().unwrap();
         let port = upstream.port();
         let started = Instant::now();

@@ -1,7 +1,7 @@
 //! An Envoy process guard. Start writes the rendered config into a directory and runs
 //!
 //! ```text
-//! envoy -c <dir>/envoy.yaml --concurrency 1 --disable-hot-restart -l info \
+//! envoy -c <dir>/envoy.yaml --concurrency <workers, 1 by default> --disable-hot-restart -l info \
 //!       --file-flush-interval-msec 50
 //! ```
 //!
@@ -52,22 +52,23 @@ impl Envoy {
     pub fn start(config_yaml: &str, admin_port: u16) -> Result<Envoy, String> {
         let envoy_bin = try_envoy_bin()?;
         let dir = scratch_dir("envoy")?;
-        let mut envoy = Self::spawn(&envoy_bin, &dir, config_yaml, admin_port)?;
+        let mut envoy = Self::spawn(&envoy_bin, &dir, config_yaml, admin_port, 1)?;
         envoy.remove_dir_on_drop = true;
         envoy.wait_ready()?;
         Ok(envoy)
     }
 
-    /// Starts `envoy_bin` with this config in `dir` (created if needed, kept afterwards) and
-    /// waits for `/ready` on `admin_port`.
+    /// Starts `envoy_bin` with this config and `workers` worker threads in `dir` (created if
+    /// needed, kept afterwards) and waits for `/ready` on `admin_port`.
     pub fn start_in(
         envoy_bin: &Path,
         dir: &Path,
         config_yaml: &str,
         admin_port: u16,
+        workers: u32,
     ) -> Result<Envoy, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let mut envoy = Self::spawn(envoy_bin, dir, config_yaml, admin_port)?;
+        let mut envoy = Self::spawn(envoy_bin, dir, config_yaml, admin_port, workers)?;
         envoy.wait_ready()?;
         Ok(envoy)
     }
@@ -83,6 +84,7 @@ impl Envoy {
         dir: &Path,
         config_yaml: &str,
         admin_port: u16,
+        workers: u32,
     ) -> Result<Envoy, String> {
         let config = dir.join("envoy.yaml");
         std::fs::write(&config, config_yaml).map_err(|e| format!("{}: {e}", config.display()))?;
@@ -94,7 +96,8 @@ impl Envoy {
         command
             .arg("-c")
             .arg(&config)
-            .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
+            .args(["--concurrency", &workers.to_string()])
+            .args(["--disable-hot-restart", "-l", "info"])
             // Access logs (stdout here) are flushed on a timer, 10 s by default.
             .args(["--file-flush-interval-msec", "50"])
             .stdin(Stdio::null())

@@ -7,7 +7,7 @@ use crate::envoy::{scratch_dir, Envoy};
 use crate::http::{build_request, try_send, Response, DEFAULT_TIMEOUT};
 use crate::paths::{try_envoy_bin, try_wasm_path, workspace_root};
 use crate::ports::free_ports;
-use crate::template::{render_quickstart, QuickstartPorts};
+use crate::template::{render_gateway_config, QuickstartPorts, QUICKSTART};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -15,6 +15,26 @@ use std::time::Duration;
 pub const RECORD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Free ports can be taken by someone else before Envoy binds them; then start again.
 const START_ATTEMPTS: usize = 3;
+
+/// Which shipped Envoy configuration to run, with what, and how many workers.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// A file under `envoy-config/` (see `template::QUICKSTART`, `template::REMOTE_JWKS`).
+    pub template: &'static str,
+    /// Values for placeholders beyond ports, module and configuration (`JWKS_PORT`).
+    pub extra: Vec<(&'static str, String)>,
+    pub workers: u32,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        GatewayOptions {
+            template: QUICKSTART,
+            extra: Vec::new(),
+            workers: 1,
+        }
+    }
+}
 
 pub struct Gateway {
     pub envoy: Envoy,
@@ -27,10 +47,15 @@ impl Gateway {
     /// Starts Envoy with chaperone configured by `plugin_config` (the JSON text, or "" for an
     /// empty configuration). Panics with the reason and Envoy's log when it cannot.
     pub fn start(plugin_config: &str) -> Gateway {
-        Self::try_start(plugin_config).unwrap_or_else(|message| panic!("{message}"))
+        Self::start_with(&GatewayOptions::default(), plugin_config)
     }
 
-    pub fn try_start(plugin_config: &str) -> Result<Gateway, String> {
+    /// Like [`Gateway::start`] with another template, placeholders or worker count.
+    pub fn start_with(options: &GatewayOptions, plugin_config: &str) -> Gateway {
+        Self::try_start(options, plugin_config).unwrap_or_else(|message| panic!("{message}"))
+    }
+
+    pub fn try_start(options: &GatewayOptions, plugin_config: &str) -> Result<Gateway, String> {
         let wasm = try_wasm_path()?;
         let envoy_bin = try_envoy_bin()?;
         let mut last_error = String::new();
@@ -38,18 +63,20 @@ impl Gateway {
             let upstream = EchoUpstream::start().map_err(|e| format!("echo upstream: {e}"))?;
             let ports = free_ports(2).map_err(|e| format!("free ports: {e}"))?;
             let (listen, admin) = (ports[0], ports[1]);
-            let yaml = render_quickstart(
+            let yaml = render_gateway_config(
                 &workspace_root(),
+                options.template,
                 QuickstartPorts {
                     listen,
                     admin,
                     upstream: upstream.port(),
                 },
+                &options.extra,
                 &wasm,
                 plugin_config,
             )?;
             let dir = scratch_dir("envoy")?;
-            match Envoy::start_in(&envoy_bin, &dir, &yaml, admin) {
+            match Envoy::start_in(&envoy_bin, &dir, &yaml, admin, options.workers) {
                 Ok(mut envoy) => {
                     envoy.remove_dir_on_drop();
                     return Ok(Gateway {
@@ -103,6 +130,26 @@ impl Gateway {
         self.envoy
             .wait_for_access_log(decision_id, RECORD_TIMEOUT)
             .unwrap_or_else(|message| panic!("{message}"))
+    }
+
+    /// The value of counter `name` in Envoy's admin `/stats` (custom wasm metrics are
+    /// `wasmcustom.<name>`); 0 when it is not there yet.
+    pub fn counter(&self, name: &str) -> u64 {
+        let request = build_request("GET", "/stats", self.envoy.admin_port(), &[]);
+        let Ok(response) = try_send(self.envoy.admin_port(), &request, DEFAULT_TIMEOUT) else {
+            return 0;
+        };
+        response
+            .body_text()
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(": ")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
     }
 
     /// Envoy's log and access log together, for "this never appears anywhere" checks.

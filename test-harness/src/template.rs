@@ -34,29 +34,46 @@ fn shorten(text: &str) -> String {
     text.chars().take(40).collect()
 }
 
+/// The shipped Envoy configurations the harness renders (files under `envoy-config/`).
+pub const QUICKSTART: &str = "quickstart.yaml";
+/// The quickstart plus an `idp_jwks` cluster on `${JWKS_PORT}`.
+pub const REMOTE_JWKS: &str = "remote-jwks.yaml";
+
 /// Renders the shipped quickstart template (`envoy-config/quickstart.yaml` under `workspace`)
-/// with these ports, module and plugin configuration. The configuration text becomes a JSON
-/// string literal, which is also a valid YAML double-quoted scalar.
+/// with these ports, module and plugin configuration.
 pub fn render_quickstart(
     workspace: &Path,
     ports: QuickstartPorts,
     wasm: &Path,
     plugin_config: &str,
 ) -> Result<String, String> {
-    let path = workspace.join("envoy-config/quickstart.yaml");
+    render_gateway_config(workspace, QUICKSTART, ports, &[], wasm, plugin_config)
+}
+
+/// Renders `envoy-config/<file>` with these ports, any further placeholders in `extra`, the
+/// module and the plugin configuration. The configuration text becomes a JSON string literal,
+/// which is also a valid YAML double-quoted scalar.
+pub fn render_gateway_config(
+    workspace: &Path,
+    file: &str,
+    ports: QuickstartPorts,
+    extra: &[(&str, String)],
+    wasm: &Path,
+    plugin_config: &str,
+) -> Result<String, String> {
+    let path = workspace.join("envoy-config").join(file);
     let template =
         std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let quoted_config = serde_json::to_string(plugin_config).map_err(|e| e.to_string())?;
-    render_template(
-        &template,
-        &[
-            ("ADMIN_PORT", ports.admin.to_string()),
-            ("LISTEN_PORT", ports.listen.to_string()),
-            ("UPSTREAM_PORT", ports.upstream.to_string()),
-            ("WASM_PATH", wasm.display().to_string()),
-            ("PLUGIN_CONFIG", quoted_config),
-        ],
-    )
+    let mut vars = vec![
+        ("ADMIN_PORT", ports.admin.to_string()),
+        ("LISTEN_PORT", ports.listen.to_string()),
+        ("UPSTREAM_PORT", ports.upstream.to_string()),
+        ("WASM_PATH", wasm.display().to_string()),
+        ("PLUGIN_CONFIG", quoted_config),
+    ];
+    vars.extend(extra.iter().cloned());
+    render_template(&template, &vars)
 }
 
 /// The three ports of the quickstart template.

@@ -90,7 +90,7 @@ fn a_config_envoy_refuses_fails_fast_with_the_log_tail() {
     // A directory of our own: the guard keeps the files of a failed start for inspection.
     let dir = scratch_dir("guard-broken").unwrap();
     let started = Instant::now();
-    let error = match Envoy::start_in(&envoy_bin(), &dir, &broken, admin) {
+    let error = match Envoy::start_in(&envoy_bin(), &dir, &broken, admin, 1) {
         Ok(_) => panic!("Envoy started with a broken config"),
         Err(error) => error,
     };

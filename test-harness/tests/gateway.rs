@@ -10,235 +10,16 @@
 use chaperone_test_harness::envoy::scratch_dir;
 use chaperone_test_harness::template::QuickstartPorts;
 use chaperone_test_harness::tokens::{
-    base64url, compact, hs256_token, now, unsigned_token, with_claims_replaced,
+    base64url, compact, hs256_token, now, signing_input, unsigned_token, with_claims_replaced,
 };
 use chaperone_test_harness::{
-    free_ports, jwks, render_quickstart, wasm_path, workspace_root, AgentKey, EchoUpstream, Envoy,
-    Gateway, Response,
+    free_ports, render_quickstart, wasm_path, workspace_root, AgentKey, EchoUpstream, Envoy,
+    Gateway,
 };
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-const ISSUER: &str = "https://idp.e2e.test";
-const AUDIENCE: &str = "agents-api";
-const AGENT: &str = "support-bot";
-const OWNER: &str = "alice@example.com";
-const DECISION_PATH: &str = "chaperone/authz/decision";
-const POLICY_NAME: &str = "e2e-authz";
-const REVISION: &str = "e2e-rev-7";
-
-/// GET under /tickets is allowed for any verified agent; everything else is denied.
-const TICKETS_POLICY: &str = r#"package chaperone.authz
-
-default decision := {"allowed": false, "reason": "not_permitted", "rule": "default_deny"}
-
-decision := {"allowed": true, "reason": "ticket_read", "rule": "tickets.read"} if {
-	input.attributes.request.http.method == "GET"
-	input.parsed_path[0] == "tickets"
-	input.agent.id != ""
-}
-"#;
-
-// ---------------------------------------------------------------------------------------------
-// Configuration, claims, fixtures
-
-fn issuer(keys: &[&AgentKey]) -> Value {
-    json!({"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": jwks(keys)})
-}
-
-fn tickets_policy() -> Value {
-    json!({"decision_path": DECISION_PATH, "name": POLICY_NAME, "revision": REVISION,
-           "modules": {"tickets.rego": TICKETS_POLICY}})
-}
-
-fn config(keys: &[&AgentKey]) -> Value {
-    json!({"issuers": [issuer(keys)], "policy": tickets_policy()})
-}
-
-/// An ES256 key (`kid` "es-1") and a gateway trusting it with the tickets policy.
-fn es256_gateway() -> (AgentKey, Gateway) {
-    let key = AgentKey::es256("es-1");
-    let gateway = Gateway::start(&config(&[&key]).to_string());
-    (key, gateway)
-}
-
-/// Valid agent claims: five minutes of life, an owner, a unique `jti`.
-fn claims() -> Value {
-    static NEXT_JTI: AtomicUsize = AtomicUsize::new(0);
-    let now = now();
-    json!({"iss": ISSUER, "aud": AUDIENCE, "sub": AGENT, "owner": OWNER,
-           "iat": now, "exp": now + 300,
-           "jti": format!("jti-{}-{}", std::process::id(), NEXT_JTI.fetch_add(1, Ordering::Relaxed))})
-}
-
-/// [`claims`] with `changes` applied; a `null` removes the claim.
-fn claims_with(changes: Value) -> Value {
-    let mut claims = claims();
-    for (name, value) in changes.as_object().expect("changes are an object") {
-        let object = claims.as_object_mut().expect("claims are an object");
-        if value.is_null() {
-            object.remove(name);
-        } else {
-            object.insert(name.clone(), value.clone());
-        }
-    }
-    claims
-}
-
-// ---------------------------------------------------------------------------------------------
-// Assertions
-
-fn bearer(token: &str) -> Vec<u8> {
-    format!("Bearer {token}").into_bytes()
-}
-
-fn decision_id_of(response: &Response) -> String {
-    response
-        .header_str("x-chaperone-decision-id")
-        .unwrap_or_else(|| {
-            panic!(
-                "no x-chaperone-decision-id on a {} response: {}",
-                response.status,
-                response.body_text()
-            )
-        })
-}
-
-/// A local reply per the README: status, JSON body `{decision_id, reason, status}` (plus
-/// `message`), the decision id also in `x-chaperone-decision-id`, and a matching decision
-/// record. Returns the record.
-fn assert_denied(gateway: &Gateway, response: &Response, status: u16, reason: &str) -> Value {
-    assert_eq!(
-        response.status,
-        status,
-        "expected {status} {reason}, got body {}",
-        response.body_text()
-    );
-    let body = response.json();
-    assert_eq!(body["reason"], reason, "reply body: {body}");
-    assert_eq!(body["status"], status, "reply body: {body}");
-    let decision_id = body["decision_id"].as_str().unwrap_or_default().to_owned();
-    assert!(
-        !decision_id.is_empty(),
-        "reply body without decision_id: {body}"
-    );
-    assert_eq!(decision_id_of(response), decision_id);
-    let unexpected: Vec<&String> = body
-        .as_object()
-        .expect("reply body is an object")
-        .keys()
-        .filter(|key| !["decision_id", "reason", "status", "message"].contains(&key.as_str()))
-        .collect();
-    assert!(unexpected.is_empty(), "internals in the reply body: {body}");
-
-    let record = gateway.record(&decision_id);
-    assert_eq!(record["result"]["allowed"], false, "record: {record}");
-    assert_eq!(record["result"]["http_status"], status, "record: {record}");
-    assert_eq!(record["reason"], reason, "record: {record}");
-    assert!(record["latency_us"].is_u64(), "record: {record}");
-    record
-}
-
-/// A token rejection: 401 with the reason, `WWW-Authenticate` carrying `invalid_token` and the
-/// reason, a record attributed to nobody, and no trace of the token in any log.
-fn assert_token_rejected(gateway: &Gateway, response: &Response, reason: &str, token: &str) {
-    let record = assert_denied(gateway, response, 401, reason);
-    assert_eq!(
-        response.header_str("www-authenticate").as_deref(),
-        Some(
-            format!(
-                "Bearer realm=\"chaperone\", error=\"invalid_token\", error_description=\"{reason}\""
-            )
-            .as_str()
-        ),
-    );
-    assert_eq!(
-        record["agent"],
-        Value::Null,
-        "unverified, so unattributed: {record}"
-    );
-    assert_token_not_logged(gateway, token);
-}
-
-/// Sends `token` as a bearer token to an allowed route and checks it is rejected for `reason`.
-fn assert_rejects(gateway: &Gateway, token: &str, reason: &str) {
-    let response = gateway.with_token("GET", "/tickets/42", token);
-    assert_token_rejected(gateway, &response, reason, token);
-}
-
-fn assert_upstream_not_reached(gateway: &Gateway) {
-    let seen = gateway.upstream.requests();
-    assert!(
-        seen.is_empty(),
-        "the upstream was reached: {:?}",
-        seen.iter()
-            .map(|r| (&r.method, &r.path))
-            .collect::<Vec<_>>()
-    );
-}
-
-/// Neither the claims nor the signature part of `token` appear in Envoy's log or access log.
-fn assert_token_not_logged(gateway: &Gateway, token: &str) {
-    let logs = gateway.all_logs();
-    for part in token.split('.').skip(1).filter(|part| part.len() >= 16) {
-        assert!(
-            !logs.contains(part),
-            "a raw token part is in Envoy's logs: {part}"
-        );
-    }
-}
-
-/// The checks every allowed request gets: 200, the decision id on the response and upstream,
-/// verified identity headers upstream (each exactly once), and a complete decision record.
-fn assert_allowed(
-    gateway: &Gateway,
-    response: &Response,
-    key: &AgentKey,
-    claims: &Value,
-    method: &str,
-    path: &str,
-) -> Value {
-    assert_eq!(response.status, 200, "body: {}", response.body_text());
-    let decision_id = decision_id_of(response);
-    let seen = gateway.upstream.requests();
-    let upstream = seen.last().expect("the upstream received the request");
-    assert_eq!(
-        (upstream.method.as_str(), upstream.path.as_str()),
-        (method, path)
-    );
-    assert_eq!(upstream.header_strings("x-chaperone-agent-id"), [AGENT]);
-    assert_eq!(upstream.header_strings("x-chaperone-issuer"), [ISSUER]);
-    assert_eq!(
-        upstream.header_strings("x-chaperone-decision-id"),
-        [decision_id.as_str()]
-    );
-    let expected_owner: Vec<&str> = claims["owner"].as_str().into_iter().collect();
-    assert_eq!(upstream.header_strings("x-chaperone-owner"), expected_owner);
-
-    let record = gateway.record(&decision_id);
-    assert_eq!(record["decision_id"], decision_id.as_str());
-    assert_eq!(record["result"]["allowed"], true, "record: {record}");
-    assert_eq!(record["result"]["http_status"], 200, "record: {record}");
-    assert_eq!(record["agent"]["id"], AGENT, "record: {record}");
-    assert_eq!(record["agent"]["issuer"], ISSUER, "record: {record}");
-    assert_eq!(
-        record["agent"]["owner"], claims["owner"],
-        "record: {record}"
-    );
-    assert_eq!(record["agent"]["kid"], key.kid(), "record: {record}");
-    assert_eq!(record["agent"]["jti"], claims["jti"], "record: {record}");
-    assert_eq!(record["request"]["method"], method, "record: {record}");
-    assert_eq!(record["request"]["path"], path, "record: {record}");
-    assert!(record["latency_us"].is_u64(), "record: {record}");
-    assert!(record["seq"].is_u64(), "record: {record}");
-    assert!(
-        record["timestamp"]
-            .as_str()
-            .is_some_and(|t| t.ends_with('Z')),
-        "record: {record}"
-    );
-    record
-}
+mod support;
+use support::*;
 
 // ---------------------------------------------------------------------------------------------
 // Allow and deny
@@ -610,6 +391,172 @@ fn other_token_defects_have_their_reason_codes() {
     );
     assert_denied(&gateway, &response, 401, "token_malformed");
     assert_upstream_not_reached(&gateway);
+}
+
+/// The JOSE-layer and claim cases of the security catalogue (sections A and B) that the tests
+/// above do not already cover, each with the reason the README promises.
+#[test]
+fn catalogue_token_attacks_get_their_reason_codes() {
+    let (key, gateway) = es256_gateway();
+    let now = now();
+    let signed = |header: &str, claims: &str| -> String {
+        let input = signing_input(header.as_bytes(), claims.as_bytes());
+        format!("{input}.{}", base64url(&key.sign_raw(input.as_bytes())))
+    };
+    let claims_text = claims().to_string();
+    let with_kid = |kid: Value| json!({"alg": "ES256", "typ": "JWT", "kid": kid}).to_string();
+    let good = key.mint(&claims());
+    let (good_input, _) = good.rsplit_once('.').unwrap();
+    let header = key.header().to_string();
+    let mut cases: Vec<(&str, String, &str)> = vec![
+        (
+            "A01 alg nOnE",
+            unsigned_token(&json!({"alg": "nOnE", "kid": key.kid()}), &claims()),
+            "algorithm_not_allowed",
+        ),
+        (
+            "A02 signature stripped",
+            format!("{good_input}."),
+            "signature_invalid",
+        ),
+        (
+            "A04 RS256 header naming an ES256 key",
+            key.mint_with_header(&json!({"alg": "RS256", "kid": key.kid()}), &claims()),
+            "key_unknown",
+        ),
+        (
+            "A07 kid number",
+            signed(&with_kid(json!(5)), &claims_text),
+            "token_malformed",
+        ),
+        (
+            "A07 kid 10 KB",
+            signed(&with_kid(json!("k".repeat(10_000))), &claims_text),
+            "token_too_large",
+        ),
+        (
+            "A08 empty crit",
+            signed(
+                &json!({"alg": "ES256", "kid": key.kid(), "crit": []}).to_string(),
+                &claims_text,
+            ),
+            "token_unsupported",
+        ),
+        (
+            "A08 unencoded payload",
+            signed(
+                &json!({"alg": "ES256", "kid": key.kid(), "b64": false, "crit": ["b64"]})
+                    .to_string(),
+                &claims_text,
+            ),
+            "token_unsupported",
+        ),
+        (
+            "A09 duplicate alg",
+            signed(
+                &format!(r#"{{"alg":"none","alg":"ES256","kid":"{}"}}"#, key.kid()),
+                &claims_text,
+            ),
+            "token_malformed",
+        ),
+        (
+            "A10 padded signature",
+            format!("{good}="),
+            "token_malformed",
+        ),
+        ("A11 four parts", format!("{good}.AAAA"), "token_malformed"),
+        ("A11 dots only", ".".repeat(5_000), "token_malformed"),
+        (
+            "A12 JSON serialization",
+            r#"{"payload":"eyJzdWIiOiJ4In0"}"#.to_owned(),
+            "token_malformed",
+        ),
+        (
+            "A13 JWE",
+            "eyJhbGciOiJSU0EtT0FFUCIsImVuYyI6IkEyNTZHQ00ifQ.a.b.c.d".to_owned(),
+            "token_unsupported",
+        ),
+        (
+            "A13 enc header on a JWS",
+            signed(
+                &json!({"alg": "ES256", "kid": key.kid(), "enc": "A256GCM"}).to_string(),
+                &claims_text,
+            ),
+            "token_unsupported",
+        ),
+        (
+            "A20 expired and badly signed: the signature is judged first",
+            with_claims_replaced(
+                &good,
+                &claims_with(json!({"iat": now - 4000, "exp": now - 3600})),
+            ),
+            "signature_invalid",
+        ),
+        (
+            "B05 exp as a string",
+            key.mint(&claims_with(json!({"exp": (now + 300).to_string()}))),
+            "token_malformed",
+        ),
+        (
+            "B05 exp negative",
+            key.mint(&claims_with(json!({"exp": -1}))),
+            "claim_invalid",
+        ),
+        (
+            "B06 duplicate sub",
+            signed(
+                &header,
+                &format!(
+                    r#"{{"iss":"{ISSUER}","aud":"{AUDIENCE}","sub":"{AGENT}","sub":"admin","exp":{}}}"#,
+                    now + 300
+                ),
+            ),
+            "token_malformed",
+        ),
+        (
+            "B07 aud a number",
+            key.mint(&claims_with(json!({"aud": 7}))),
+            "token_malformed",
+        ),
+        (
+            "B10 sub a number",
+            key.mint(&claims_with(json!({"sub": 7}))),
+            "token_malformed",
+        ),
+        (
+            "B11 claims an array",
+            signed(&header, "[]"),
+            "token_malformed",
+        ),
+    ];
+    // A07: a `kid` is only ever a lookup key, whatever it contains.
+    for kid in [
+        "../../../../dev/null",
+        "|sleep 10",
+        "x' UNION SELECT '1';--",
+        "",
+        "es-1\u{0}",
+    ] {
+        cases.push((
+            "A07 hostile kid",
+            signed(&with_kid(json!(kid)), &claims_text),
+            "key_unknown",
+        ));
+    }
+    for (case, token, reason) in cases {
+        let response = gateway.with_token("GET", "/tickets/42", &token);
+        assert_eq!(
+            response.json()["reason"],
+            reason,
+            "{case}: got {} {}",
+            response.status,
+            response.body_text()
+        );
+        assert_token_rejected(&gateway, &response, reason, &token);
+    }
+    assert_upstream_not_reached(&gateway);
+    // None of it poisoned the VM.
+    assert_eq!(gateway.with_token("GET", "/tickets/42", &good).status, 200);
 }
 
 #[test]

@@ -145,7 +145,7 @@ fn run() -> Result<(), String> {
         )?;
         let dir = work.join(setup.template.trim_end_matches(".yaml"));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let process = Envoy::start_in(&envoy, &dir, &config, admin)?;
+        let process = Envoy::start_in(&envoy, &dir, &config, admin, 1)?;
         check_behaviour(setup, listen, &token)?;
         eprintln!("measuring {} for {seconds} s ...", setup.name);
         let _warm_up = wrk(listen, &token, 3)?;

