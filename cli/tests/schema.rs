@@ -61,6 +61,31 @@ fn use_remote_jwks(config: &mut Value) {
 }
 
 #[test]
+fn identity_features_pass_schema_and_parser() {
+    let mut config = shipped_config();
+    let keys = config["issuers"][0]["local_jwks"].clone();
+    config["issuers"][0]["claims"] =
+        json!({"preset": "user_actor", "owner": "/ext/owner", "task": "task_id"});
+    config["issuers"].as_array_mut().unwrap().push(
+        json!({"issuer": "https://spire.test", "audiences": ["agents-api"],
+                     "local_jwks": keys.clone(),
+                     "claims": {"preset": "spiffe", "trust_domains": ["prod.example.org"]}}),
+    );
+    config["transaction_tokens"] = json!({"issuer": "https://tts.test", "audiences": ["domain"],
+                                          "local_jwks": keys, "header": "Txn-Token", "required": true});
+    config["limits"] = json!({"max_delegation_depth": 3});
+    config["registry"] = json!({"data_path": "chaperone/registry", "unregistered": "flag"});
+    config["revocations"] = json!({"jti": ["j1"], "agents": ["a"], "owners": ["o"],
+                                   "keys": [{"issuer": "https://idp.test", "kid": "k1"}]});
+    let errors: Vec<String> = schema()
+        .iter_errors(&config)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(parser_accepts(&config));
+}
+
+#[test]
 fn remote_key_configurations_pass_schema_and_parser() {
     let validator = schema();
     let kong_style =

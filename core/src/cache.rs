@@ -3,31 +3,33 @@
 //! it expires. Bounded; only successes are cached. Belongs to one configuration: a new
 //! configuration starts with an empty cache.
 
-use crate::token::Agent;
 use std::collections::{HashMap, VecDeque};
 
 pub const DEFAULT_CAPACITY: usize = 1024;
 
-pub struct TokenCache {
+/// Remembers what verifying a token produced (`T`: the agent, or a transaction).
+pub struct TokenCache<T> {
     capacity: usize,
-    entries: HashMap<[u8; 32], CachedAgent>,
+    entries: HashMap<[u8; 32], Cached<T>>,
     /// Insertion order, for evicting the oldest entry when full.
     order: VecDeque<[u8; 32]>,
 }
 
-struct CachedAgent {
-    agent: Agent,
+struct Cached<T> {
+    value: T,
+    /// The issuer whose keys verified the token.
+    issuer: String,
     /// Unix seconds after which the token is expired (its `exp` plus the clock skew).
     valid_until_s: u64,
 }
 
-impl Default for TokenCache {
+impl<T> Default for TokenCache<T> {
     fn default() -> Self {
         Self::with_capacity(DEFAULT_CAPACITY)
     }
 }
 
-impl TokenCache {
+impl<T> TokenCache<T> {
     /// A capacity of 0 disables caching.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
@@ -41,22 +43,24 @@ impl TokenCache {
         hmac_sha256::Hash::hash(token)
     }
 
-    pub fn get(&self, key: &[u8; 32], now_s: u64) -> Option<&Agent> {
+    pub fn get(&self, key: &[u8; 32], now_s: u64) -> Option<&T> {
         self.entries
             .get(key)
             .filter(|e| now_s < e.valid_until_s)
-            .map(|e| &e.agent)
+            .map(|e| &e.value)
     }
 
-    pub fn insert(&mut self, key: [u8; 32], agent: Agent, valid_until_s: u64) {
+    pub fn insert(&mut self, key: [u8; 32], issuer: &str, value: T, valid_until_s: u64) {
         if self.capacity == 0 {
             return;
         }
+        let entry = Cached {
+            value,
+            issuer: issuer.to_owned(),
+            valid_until_s,
+        };
         if let Some(existing) = self.entries.get_mut(&key) {
-            *existing = CachedAgent {
-                agent,
-                valid_until_s,
-            };
+            *existing = entry;
             return;
         }
         while self.entries.len() >= self.capacity {
@@ -68,19 +72,12 @@ impl TokenCache {
             }
         }
         self.order.push_back(key);
-        self.entries.insert(
-            key,
-            CachedAgent {
-                agent,
-                valid_until_s,
-            },
-        );
+        self.entries.insert(key, entry);
     }
 
     /// Drops every token of `issuer` (its key set changed).
     pub fn forget_issuer(&mut self, issuer: &str) {
-        self.entries
-            .retain(|_, cached| cached.agent.issuer != issuer);
+        self.entries.retain(|_, cached| cached.issuer != issuer);
         let entries = &self.entries;
         self.order.retain(|key| entries.contains_key(key));
     }
@@ -98,35 +95,26 @@ impl TokenCache {
 mod tests {
     use super::*;
 
-    fn agent(id: &str) -> Agent {
-        Agent {
-            id: id.to_owned(),
-            issuer: "iss".to_owned(),
-            owner: None,
-            kid: None,
-            jti: None,
-            claims: Default::default(),
-        }
-    }
-
     #[test]
     fn entries_expire_and_capacity_holds() {
         let mut cache = TokenCache::with_capacity(2);
         let (a, b, c) = (
-            TokenCache::key(b"a"),
-            TokenCache::key(b"b"),
-            TokenCache::key(b"c"),
+            TokenCache::<&str>::key(b"a"),
+            TokenCache::<&str>::key(b"b"),
+            TokenCache::<&str>::key(b"c"),
         );
-        cache.insert(a, agent("a"), 100);
-        assert_eq!(cache.get(&a, 99).map(|x| x.id.as_str()), Some("a"));
+        cache.insert(a, "iss", "a", 100);
+        assert_eq!(cache.get(&a, 99), Some(&"a"));
         assert!(cache.get(&a, 100).is_none(), "expired at valid_until");
-        cache.insert(b, agent("b"), 100);
-        cache.insert(c, agent("c"), 100);
+        cache.insert(b, "iss", "b", 100);
+        cache.insert(c, "other", "c", 100);
         assert_eq!(cache.len(), 2);
         assert!(cache.get(&a, 0).is_none(), "oldest evicted");
         assert!(cache.get(&c, 0).is_some());
+        cache.forget_issuer("iss");
+        assert_eq!((cache.len(), cache.get(&c, 0)), (1, Some(&"c")));
         let mut disabled = TokenCache::with_capacity(0);
-        disabled.insert(a, agent("a"), 100);
+        disabled.insert(a, "iss", "a", 100);
         assert!(disabled.is_empty());
     }
 }

@@ -1,9 +1,12 @@
 //! Plugin configuration: strict parsing of the JSON document, then compilation into the
 //! structures every request uses. All the expensive and all the fallible work happens here.
 
+use crate::identity::{ClaimMapping, RawClaimMapping, DEFAULT_MAX_DELEGATION_DEPTH};
 use crate::jwks::{admit_key_set, Algorithm, VerifyingKey};
 use crate::policy::Policy;
+use crate::registry::{RawRegistry, Registry};
 use crate::remote::{RawRemoteJwks, RemoteJwks};
+use crate::revocation::{RawRevocations, Revocations};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -26,6 +29,35 @@ pub struct RawConfig {
     pub policy: RawPolicy,
     #[serde(default)]
     pub limits: RawLimits,
+    #[serde(default)]
+    pub transaction_tokens: Option<RawTransactionTokens>,
+    #[serde(default)]
+    pub registry: Option<RawRegistry>,
+    #[serde(default)]
+    pub revocations: RawRevocations,
+}
+
+/// `transaction_tokens`: an issuer of its own (the transaction token service), a header, and
+/// whether every request must carry one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransactionTokens {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    pub local_jwks: Option<serde_json::Value>,
+    #[serde(default)]
+    pub remote_jwks: Option<RawRemoteJwks>,
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_seconds: u64,
+    #[serde(default = "default_txn_lifetime")]
+    pub max_lifetime_seconds: u64,
+    #[serde(default = "default_txn_header")]
+    pub header: String,
+    #[serde(default)]
+    pub required: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,24 +79,6 @@ pub struct RawIssuer {
     pub allowed_types: Option<Vec<String>>,
     #[serde(default)]
     pub claims: RawClaimMapping,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawClaimMapping {
-    #[serde(default = "default_agent_claim")]
-    pub agent_id: String,
-    #[serde(default = "default_owner_claim")]
-    pub owner: String,
-}
-
-impl Default for RawClaimMapping {
-    fn default() -> Self {
-        Self {
-            agent_id: default_agent_claim(),
-            owner: default_owner_claim(),
-        }
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,12 +110,15 @@ pub struct RawPolicy {
 pub struct RawLimits {
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: usize,
+    #[serde(default = "default_max_delegation_depth")]
+    pub max_delegation_depth: usize,
 }
 
 impl Default for RawLimits {
     fn default() -> Self {
         Self {
             max_token_bytes: default_max_token_bytes(),
+            max_delegation_depth: default_max_delegation_depth(),
         }
     }
 }
@@ -112,11 +129,14 @@ fn default_clock_skew() -> u64 {
 fn default_max_lifetime() -> u64 {
     3600
 }
-fn default_agent_claim() -> String {
-    "sub".to_owned()
+fn default_txn_lifetime() -> u64 {
+    300
 }
-fn default_owner_claim() -> String {
-    "owner".to_owned()
+fn default_txn_header() -> String {
+    "txn-token".to_owned()
+}
+fn default_max_delegation_depth() -> usize {
+    DEFAULT_MAX_DELEGATION_DEPTH
 }
 fn default_max_eval_ms() -> u64 {
     50
@@ -127,10 +147,42 @@ fn default_max_token_bytes() -> usize {
 
 /// Everything a request needs, built once per configuration.
 pub struct Compiled {
+    /// Issuers of agent tokens.
     pub issuers: Vec<Issuer>,
     pub token_sources: Vec<TokenSource>,
     pub policy: Policy,
     pub max_token_bytes: usize,
+    pub max_delegation_depth: usize,
+    pub transaction_tokens: Option<TransactionTokens>,
+    pub registry: Option<Registry>,
+    pub revocations: Revocations,
+}
+
+impl Compiled {
+    /// Every issuer whose keys the VM may have to fetch, in key-store order: the agent token
+    /// issuers, then the transaction token issuer.
+    pub fn key_issuers(&self) -> impl Iterator<Item = &Issuer> {
+        self.issuers
+            .iter()
+            .chain(self.transaction_tokens.as_ref().map(|t| &t.issuer))
+    }
+
+    /// Request headers that carry credentials: never shown to the policy.
+    pub fn credential_headers(&self) -> Vec<String> {
+        self.token_sources
+            .iter()
+            .map(|s| s.name.clone())
+            .chain(self.transaction_tokens.as_ref().map(|t| t.header.clone()))
+            .collect()
+    }
+}
+
+/// Transaction tokens: their issuer (`typ` fixed to `txntoken+jwt`) and where they arrive.
+pub struct TransactionTokens {
+    pub issuer: Issuer,
+    /// Lower-case header name.
+    pub header: String,
+    pub required: bool,
 }
 
 pub struct Issuer {
@@ -142,8 +194,7 @@ pub struct Issuer {
     pub max_lifetime_seconds: u64,
     /// Upper-cased, without an `application/` prefix.
     pub allowed_types: Option<Vec<String>>,
-    pub agent_id_claim: String,
-    pub owner_claim: String,
+    pub claim_mapping: ClaimMapping,
 }
 
 /// Where an issuer's keys come from.
@@ -190,7 +241,7 @@ pub(crate) fn config_error(field: impl Into<String>, message: impl Into<String>)
 pub enum Loaded {
     /// Nothing configured: every request fails closed with `policy_unavailable`.
     Empty,
-    Ready(Compiled),
+    Ready(Box<Compiled>),
 }
 
 /// Parses and compiles configuration bytes as delivered by the host.
@@ -214,7 +265,7 @@ pub fn load(bytes: &[u8]) -> Result<Loaded, ConfigError> {
     }
     let raw: RawConfig = serde_json::from_str(text)
         .map_err(|e| config_error("", format!("invalid configuration: {e}")))?;
-    compile(raw).map(Loaded::Ready)
+    compile(raw).map(|compiled| Loaded::Ready(Box::new(compiled)))
 }
 
 pub fn compile(raw: RawConfig) -> Result<Compiled, ConfigError> {
@@ -240,13 +291,93 @@ pub fn compile(raw: RawConfig) -> Result<Compiled, ConfigError> {
             "must be between 256 and 65536",
         ));
     }
+    if !(1..=32).contains(&raw.limits.max_delegation_depth) {
+        return Err(config_error(
+            "limits.max_delegation_depth",
+            "must be between 1 and 32",
+        ));
+    }
+    let transaction_tokens = raw
+        .transaction_tokens
+        .map(|txn| compile_transaction_tokens(txn, &issuers, &token_sources))
+        .transpose()?;
+    // The registry is read from the policy data before the policy takes it over.
+    let registry = match raw.registry {
+        Some(registry) => {
+            let empty = serde_json::Value::Object(Default::default());
+            Some(Registry::compile(
+                registry,
+                raw.policy.data.as_ref().unwrap_or(&empty),
+            )?)
+        }
+        None => None,
+    };
+    let revocations = Revocations::compile(raw.revocations)?;
     let policy = compile_policy(raw.policy)?;
     Ok(Compiled {
         issuers,
         token_sources,
         policy,
         max_token_bytes: raw.limits.max_token_bytes,
+        max_delegation_depth: raw.limits.max_delegation_depth,
+        transaction_tokens,
+        registry,
+        revocations,
     })
+}
+
+fn compile_transaction_tokens(
+    raw: RawTransactionTokens,
+    agent_issuers: &[Issuer],
+    token_sources: &[TokenSource],
+) -> Result<TransactionTokens, ConfigError> {
+    let field = "transaction_tokens";
+    let header = raw.header.to_ascii_lowercase();
+    if !valid_header_name(&header) || crate::decision::is_identity_header(&header) {
+        return Err(config_error(
+            format!("{field}.header"),
+            "not a usable header name",
+        ));
+    }
+    if token_sources.iter().any(|s| s.name == header) {
+        return Err(config_error(
+            format!("{field}.header"),
+            "already carries the agent token (from_headers)",
+        ));
+    }
+    if agent_issuers.iter().any(|i| i.issuer == raw.issuer) {
+        return Err(config_error(
+            format!("{field}.issuer"),
+            "must differ from every agent token issuer",
+        ));
+    }
+    let issuer = compile_issuer(
+        RawIssuer {
+            issuer: raw.issuer,
+            audiences: raw.audiences,
+            algorithms: raw.algorithms,
+            local_jwks: raw.local_jwks,
+            remote_jwks: raw.remote_jwks,
+            clock_skew_seconds: raw.clock_skew_seconds,
+            max_lifetime_seconds: raw.max_lifetime_seconds,
+            // draft-ietf-oauth-transaction-tokens: the JWT `typ` header is `txntoken+jwt`.
+            allowed_types: Some(vec!["txntoken+jwt".to_owned()]),
+            claims: RawClaimMapping::default(),
+        },
+        field,
+    )?;
+    Ok(TransactionTokens {
+        issuer,
+        header,
+        required: raw.required,
+    })
+}
+
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn compile_issuer(raw: RawIssuer, field: &str) -> Result<Issuer, ConfigError> {
@@ -323,17 +454,7 @@ fn compile_issuer(raw: RawIssuer, field: &str) -> Result<Issuer, ConfigError> {
         Some(types) => Some(types.iter().map(|t| normalize_type(t)).collect()),
         None => None,
     };
-    for (name, claim) in [
-        ("agent_id", &raw.claims.agent_id),
-        ("owner", &raw.claims.owner),
-    ] {
-        if claim.is_empty() {
-            return Err(config_error(
-                format!("{field}.claims.{name}"),
-                "must not be empty",
-            ));
-        }
-    }
+    let claim_mapping = ClaimMapping::compile(raw.claims, &format!("{field}.claims"))?;
     Ok(Issuer {
         issuer: raw.issuer,
         audiences: raw.audiences,
@@ -342,8 +463,7 @@ fn compile_issuer(raw: RawIssuer, field: &str) -> Result<Issuer, ConfigError> {
         clock_skew_seconds: raw.clock_skew_seconds,
         max_lifetime_seconds: raw.max_lifetime_seconds,
         allowed_types,
-        agent_id_claim: raw.claims.agent_id,
-        owner_claim: raw.claims.owner,
+        claim_mapping,
     })
 }
 
@@ -371,11 +491,7 @@ fn compile_token_sources(
     let mut sources: Vec<TokenSource> = Vec::with_capacity(raw.len());
     for (i, source) in raw.into_iter().enumerate() {
         let name = source.name.to_ascii_lowercase();
-        let valid_name = !name.is_empty()
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        if !valid_name {
+        if !valid_header_name(&name) {
             return Err(config_error(
                 format!("from_headers[{i}].name"),
                 "not a valid header name",

@@ -1,22 +1,26 @@
 //! `decide`: request facts in, decision out. The only entry point the hosts call per request.
 
-use crate::cache::TokenCache;
-use crate::config::{Compiled, KeySource, Loaded};
+use crate::attribution::attribute;
+use crate::config::{Compiled, Loaded};
+use crate::encoding::{header_safe, list_header_value};
 use crate::input::{build_input, RequestFacts, RequestLine};
 use crate::policy::Verdict;
 use crate::reason::Reason;
 use crate::record::{
     rfc3339, BundleInfo, DecisionRecord, RecordAgent, RecordRequest, RecordResult,
 };
-use crate::remote::{KeyLookup, KeyStore};
 use crate::runtime::Runtime;
-use crate::token::{authenticate, extract_token, Agent};
+use crate::token::Agent;
 use std::collections::BTreeMap;
 
 pub const HEADER_PREFIX: &str = "x-chaperone-";
 pub const AGENT_ID_HEADER: &str = "x-chaperone-agent-id";
 pub const OWNER_HEADER: &str = "x-chaperone-owner";
 pub const ISSUER_HEADER: &str = "x-chaperone-issuer";
+pub const ON_BEHALF_OF_HEADER: &str = "x-chaperone-on-behalf-of";
+pub const DELEGATION_HEADER: &str = "x-chaperone-delegation";
+pub const TASK_HEADER: &str = "x-chaperone-task";
+pub const PURPOSE_HEADER: &str = "x-chaperone-purpose";
 pub const DECISION_ID_HEADER: &str = "x-chaperone-decision-id";
 
 /// What the host must do with the request.
@@ -86,18 +90,15 @@ fn decide_compiled(
     line: &RequestLine,
 ) -> Decision {
     let now_ms = facts.now_ns / 1_000_000;
-    let agent = match extract_token(compiled, &facts.headers).and_then(|token| {
-        verified_agent(compiled, &mut runtime.cache, &runtime.keys, token, now_ms)
-    }) {
+    let agent = match attribute(compiled, runtime, &facts.headers, now_ms) {
         Ok(agent) => agent,
-        Err(reason) => return with_policy_info(deny(reason, facts, None), compiled),
+        Err(denial) => {
+            let mut decision = deny(denial.reason, facts, denial.agent.as_deref());
+            decision.record.revoked = denial.revoked;
+            return with_policy_info(decision, compiled);
+        }
     };
-    let credential_headers: Vec<String> = compiled
-        .token_sources
-        .iter()
-        .map(|s| s.name.clone())
-        .collect();
-    let input = build_input(line, facts, &credential_headers, &agent);
+    let input = build_input(line, facts, &compiled.credential_headers(), &agent);
     let verdict = compiled.policy.evaluate(input);
     let decision = if verdict.allowed {
         allow(&agent, &verdict, facts)
@@ -105,41 +106,6 @@ fn decide_compiled(
         deny_by_policy(&agent, &verdict, facts)
     };
     with_policy_info(decision, compiled)
-}
-
-fn verified_agent(
-    compiled: &Compiled,
-    cache: &mut TokenCache,
-    fetched: &KeyStore,
-    token: &[u8],
-    now_ms: u64,
-) -> Result<Agent, Reason> {
-    // Size first: the cache must not hash arbitrarily large junk either.
-    if token.len() > compiled.max_token_bytes {
-        return Err(Reason::TokenTooLarge);
-    }
-    let key = TokenCache::key(token);
-    if let Some(agent) = cache.get(&key, now_ms / 1000) {
-        // A remembered token is only as good as the keys that verified it.
-        if remote_keys_expired(compiled, fetched, &agent.issuer, now_ms) {
-            return Err(Reason::KeysUnavailable);
-        }
-        return Ok(agent.clone());
-    }
-    let (agent, expired_from_s) = authenticate(compiled, fetched, token, now_ms)?;
-    cache.insert(key, agent.clone(), expired_from_s);
-    Ok(agent)
-}
-
-fn remote_keys_expired(compiled: &Compiled, fetched: &KeyStore, issuer: &str, now_ms: u64) -> bool {
-    compiled
-        .issuers
-        .iter()
-        .position(|i| i.issuer == issuer)
-        .is_some_and(|index| {
-            matches!(compiled.issuers[index].keys, KeySource::Remote(_))
-                && matches!(fetched.lookup(index, now_ms), KeyLookup::Unavailable)
-        })
 }
 
 fn with_policy_info(mut decision: Decision, compiled: &Compiled) -> Decision {
@@ -174,27 +140,37 @@ fn base_record(
         },
         reason,
         rule,
-        agent: agent.map(|a| RecordAgent {
-            id: a.id.clone(),
-            issuer: a.issuer.clone(),
-            owner: a.owner.clone(),
-            kid: a.kid.clone(),
-            jti: a.jti.clone(),
-        }),
+        flags: agent
+            .filter(|a| a.registered == Some(false))
+            .map(|_| vec!["unregistered_agent".to_owned()])
+            .unwrap_or_default(),
+        agent: agent.map(RecordAgent::from),
+        revoked: None,
         request: RecordRequest::default(),
         latency_us: 0,
     }
 }
 
 fn allow(agent: &Agent, verdict: &Verdict, facts: &RequestFacts) -> Decision {
-    use crate::encoding::header_safe;
     let mut upstream_headers = vec![
         (AGENT_ID_HEADER.to_owned(), header_safe(&agent.id)),
         (ISSUER_HEADER.to_owned(), header_safe(&agent.issuer)),
         (DECISION_ID_HEADER.to_owned(), facts.decision_id.clone()),
     ];
-    if let Some(owner) = &agent.owner {
-        upstream_headers.push((OWNER_HEADER.to_owned(), header_safe(owner)));
+    let optional = [
+        (OWNER_HEADER, agent.owner.as_deref()),
+        (ON_BEHALF_OF_HEADER, agent.on_behalf_of.as_deref()),
+        (TASK_HEADER, agent.task.as_deref()),
+        (PURPOSE_HEADER, agent.purpose.as_deref()),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            upstream_headers.push((name.to_owned(), header_safe(value)));
+        }
+    }
+    if !agent.delegation.is_empty() {
+        let actors = agent.delegation.iter().map(|actor| actor.sub.as_str());
+        upstream_headers.push((DELEGATION_HEADER.to_owned(), list_header_value(actors)));
     }
     upstream_headers.extend(verdict.headers.iter().cloned());
     let reason = verdict

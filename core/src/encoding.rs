@@ -147,6 +147,15 @@ pub fn header_safe(value: &str) -> String {
     out
 }
 
+/// A comma-separated header value whose items cannot be confused: each is made
+/// [`header_safe`], with commas inside an item percent-encoded too.
+pub fn list_header_value<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    items
+        .map(|item| header_safe(item).replace(',', "%2C"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,5 +197,7 @@ mod tests {
         assert_eq!(header_safe("agent-1"), "agent-1");
         assert_eq!(header_safe("a\r\nx-admin: 1"), "a%0D%0Ax-admin: 1");
         assert_eq!(header_safe("é%"), "%C3%A9%25");
+        let list = list_header_value(["a,b", "c"].into_iter());
+        assert_eq!(list, "a%2Cb,c");
     }
 }

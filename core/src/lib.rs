@@ -1,17 +1,21 @@
 //! chaperone-core: every decision chaperone makes, as pure functions over plain data.
 //! No proxy-wasm, no I/O, no clock: hosts hand in facts and apply the decision.
 
+pub mod attribution;
 pub mod cache;
 pub mod config;
 pub mod decision;
 pub mod encoding;
 pub mod hash;
+pub mod identity;
 pub mod input;
 pub mod jwks;
 pub mod policy;
 pub mod reason;
 pub mod record;
+pub mod registry;
 pub mod remote;
+pub mod revocation;
 pub mod rsa;
 pub mod runtime;
 pub mod token;

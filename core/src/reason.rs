@@ -27,6 +27,20 @@ pub enum Reason {
     PolicyResultInvalid,
     PolicyUnavailable,
     KeysUnavailable,
+    DelegationTooDeep,
+    DelegationNotAllowed,
+    /// A revoked token `jti` or signing key: the credential is void.
+    TokenRevoked,
+    /// A revoked agent or owner: the identity may not act.
+    IdentityRevoked,
+    AgentUnregistered,
+    AgentSuspended,
+    AgentDecommissioned,
+    OwnerOffboarded,
+    PurposeNotAllowed,
+    TxnTokenMissing,
+    TxnTokenInvalid,
+    TxnTokenMismatch,
 }
 
 impl Reason {
@@ -55,6 +69,17 @@ impl Reason {
             Reason::PolicyResultInvalid => "policy_result_invalid",
             Reason::PolicyUnavailable => "policy_unavailable",
             Reason::KeysUnavailable => "keys_unavailable",
+            Reason::DelegationTooDeep => "delegation_too_deep",
+            Reason::DelegationNotAllowed => "delegation_not_allowed",
+            Reason::TokenRevoked | Reason::IdentityRevoked => "revoked",
+            Reason::AgentUnregistered => "agent_unregistered",
+            Reason::AgentSuspended => "agent_suspended",
+            Reason::AgentDecommissioned => "agent_decommissioned",
+            Reason::OwnerOffboarded => "owner_offboarded",
+            Reason::PurposeNotAllowed => "purpose_not_allowed",
+            Reason::TxnTokenMissing => "txn_token_missing",
+            Reason::TxnTokenInvalid => "txn_token_invalid",
+            Reason::TxnTokenMismatch => "txn_token_mismatch",
         }
     }
 
@@ -66,14 +91,21 @@ impl Reason {
             Reason::PolicyDenied
             | Reason::PolicyUndefined
             | Reason::PolicyError
-            | Reason::PolicyResultInvalid => 403,
+            | Reason::PolicyResultInvalid
+            | Reason::DelegationTooDeep
+            | Reason::IdentityRevoked
+            | Reason::AgentUnregistered
+            | Reason::AgentSuspended
+            | Reason::AgentDecommissioned
+            | Reason::OwnerOffboarded
+            | Reason::PurposeNotAllowed => 403,
             Reason::PolicyUnavailable | Reason::KeysUnavailable => 503,
             _ => 401,
         }
     }
 
     /// Every reason, for documentation tests and metric tables.
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 35] = [
         Reason::TokenMissing,
         Reason::TokenAmbiguous,
         Reason::TokenMalformed,
@@ -97,5 +129,17 @@ impl Reason {
         Reason::PolicyResultInvalid,
         Reason::PolicyUnavailable,
         Reason::KeysUnavailable,
+        Reason::DelegationTooDeep,
+        Reason::DelegationNotAllowed,
+        Reason::TokenRevoked,
+        Reason::IdentityRevoked,
+        Reason::AgentUnregistered,
+        Reason::AgentSuspended,
+        Reason::AgentDecommissioned,
+        Reason::OwnerOffboarded,
+        Reason::PurposeNotAllowed,
+        Reason::TxnTokenMissing,
+        Reason::TxnTokenInvalid,
+        Reason::TxnTokenMismatch,
     ];
 }

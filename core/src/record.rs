@@ -1,6 +1,9 @@
 //! The decision record: one attributed JSON object per request. OPA decision-log names where
 //! the concept is the same. It never holds a token.
 
+use crate::identity::Actor;
+use crate::revocation::Revoked;
+use crate::token::Agent;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -17,6 +20,13 @@ pub struct DecisionRecord {
     pub reason: String,
     pub rule: Option<String>,
     pub agent: Option<RecordAgent>,
+    /// Set when a revocation list denied the request: which list, which value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Revoked>,
+    /// Notable facts that did not change the outcome, e.g. `unregistered_agent` when the
+    /// registry lets unregistered agents through.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
     pub request: RecordRequest,
     /// Time spent deciding, measured by the host adapter.
     pub latency_us: u64,
@@ -33,13 +43,40 @@ pub struct RecordResult {
     pub http_status: u16,
 }
 
+/// Who the request is attributed to: the verified claims that identify, never the token.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RecordAgent {
     pub id: String,
     pub issuer: String,
     pub owner: Option<String>,
+    pub subject: String,
+    pub on_behalf_of: Option<String>,
+    /// Actors of the token's `act` claims, current actor first.
+    pub delegation: Vec<Actor>,
+    pub task: Option<String>,
+    pub purpose: Option<String>,
+    /// `None` without a registry.
+    pub registered: Option<bool>,
     pub kid: Option<String>,
     pub jti: Option<String>,
+}
+
+impl From<&Agent> for RecordAgent {
+    fn from(agent: &Agent) -> Self {
+        RecordAgent {
+            id: agent.id.clone(),
+            issuer: agent.issuer.clone(),
+            owner: agent.owner.clone(),
+            subject: agent.subject.clone(),
+            on_behalf_of: agent.on_behalf_of.clone(),
+            delegation: agent.delegation.clone(),
+            task: agent.task.clone(),
+            purpose: agent.purpose.clone(),
+            registered: agent.registered,
+            kid: agent.kid.clone(),
+            jti: agent.jti.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]

@@ -4,9 +4,13 @@
 use crate::cache::TokenCache;
 use crate::config::{KeySource, Loaded};
 use crate::remote::{FetchResponse, KeyStore, KeyWork, SharedStore};
+use crate::token::{Agent, Transaction};
 
 pub struct Runtime {
-    pub cache: TokenCache,
+    /// Verified agent tokens.
+    pub cache: TokenCache<Agent>,
+    /// Verified transaction tokens.
+    pub transactions: TokenCache<Transaction>,
     pub keys: KeyStore,
 }
 
@@ -14,16 +18,10 @@ impl Runtime {
     /// Fresh state for `loaded`. `vm_nonce` tells this VM's fetch leases apart from other
     /// VMs' (random per VM).
     pub fn new(loaded: &Loaded, vm_nonce: u64) -> Self {
-        Self::with_cache(loaded, vm_nonce, TokenCache::default())
-    }
-
-    /// Like [`Runtime::new`] with a cache of the given capacity (0 disables caching).
-    pub fn with_cache(loaded: &Loaded, vm_nonce: u64, cache: TokenCache) -> Self {
         let remotes = match loaded {
             Loaded::Empty => Vec::new(),
             Loaded::Ready(compiled) => compiled
-                .issuers
-                .iter()
+                .key_issuers()
                 .map(|issuer| match &issuer.keys {
                     KeySource::Remote(remote) => Some(remote.clone()),
                     KeySource::Local(_) => None,
@@ -31,7 +29,8 @@ impl Runtime {
                 .collect(),
         };
         Runtime {
-            cache,
+            cache: TokenCache::default(),
+            transactions: TokenCache::default(),
             keys: KeyStore::new(remotes, vm_nonce),
         }
     }
@@ -61,6 +60,7 @@ impl Runtime {
     fn forget_changed(&mut self, work: &KeyWork) {
         for issuer in &work.issuer_names_changed {
             self.cache.forget_issuer(issuer);
+            self.transactions.forget_issuer(issuer);
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::config::{normalize_type, Compiled, Issuer, KeySource};
 use crate::encoding::{base64url_decode, parse_json_strict};
+use crate::identity::{identify, Actor};
 use crate::jwks::{Algorithm, VerifyingKey};
 use crate::reason::Reason;
 use crate::remote::{KeyLookup, KeyStore};
@@ -13,10 +14,39 @@ use serde_json::{Map, Value};
 pub struct Agent {
     pub id: String,
     pub issuer: String,
+    /// The accountable human: the registry's owner when a registry is configured, else the
+    /// token's owner claim.
     pub owner: Option<String>,
     pub kid: Option<String>,
     pub jti: Option<String>,
+    /// The token's `sub` (the agent itself, or the principal of a delegated token).
+    pub subject: String,
+    pub on_behalf_of: Option<String>,
+    /// Actors of the `act` claims, current actor first.
+    pub delegation: Vec<Actor>,
+    pub task: Option<String>,
+    pub purpose: Option<String>,
+    /// The transaction token's context (`tctx`), when one was presented.
+    pub task_context: Option<Value>,
+    /// `Some(false)` for an unregistered agent let through by `registry.unregistered: flag`;
+    /// `None` without a registry.
+    pub registered: Option<bool>,
     pub claims: Map<String, Value>,
+}
+
+/// A verified transaction token (draft-ietf-oauth-transaction-tokens), reduced to what the
+/// request needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transaction {
+    pub issuer: String,
+    /// `txn`: the task id.
+    pub id: String,
+    /// `sub`: must be the agent token's subject.
+    pub subject: String,
+    /// `scope`: the purpose.
+    pub purpose: Option<String>,
+    /// `tctx`.
+    pub context: Option<Value>,
 }
 
 /// Finds the agent token among the request headers. Exactly one configured header may carry
@@ -59,15 +89,110 @@ fn strip_prefix<'a>(value: &'a [u8], prefix: &str) -> Option<&'a [u8]> {
     Some(value.get(prefix.len()..)?.trim_ascii())
 }
 
-/// Verifies a token at `now_ms` (Unix milliseconds from the host clock) with the configured
-/// keys, or for remote issuers the VM's fetched ones. Returns the agent and the Unix second
-/// from which the token counts as expired.
+/// A token whose signature and registered claims hold.
+struct Verified {
+    issuer_index: usize,
+    kid: Option<String>,
+    claims: Map<String, Value>,
+    /// The first Unix second at which the token counts as expired.
+    expired_from_s: u64,
+}
+
+/// Verifies an agent token at `now_ms` (Unix milliseconds from the host clock) with the
+/// configured keys, or for remote issuers the VM's fetched ones, and reads its identity.
+/// Returns the agent (registry and revocations not yet applied) and the Unix second from
+/// which the token counts as expired.
 pub fn authenticate(
     compiled: &Compiled,
     fetched: &KeyStore,
     token: &[u8],
     now_ms: u64,
 ) -> Result<(Agent, u64), Reason> {
+    let verified = verify(compiled, &compiled.issuers, 0, fetched, token, now_ms)?;
+    let issuer = &compiled.issuers[verified.issuer_index];
+    let identity = identify(
+        &issuer.claim_mapping,
+        &verified.claims,
+        compiled.max_delegation_depth,
+    )?;
+    let jti = verified
+        .claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let agent = Agent {
+        id: identity.agent_id,
+        issuer: issuer.issuer.clone(),
+        owner: identity.owner,
+        kid: verified.kid,
+        jti,
+        subject: identity.subject,
+        on_behalf_of: identity.on_behalf_of,
+        delegation: identity.delegation,
+        task: identity.task,
+        purpose: identity.purpose,
+        task_context: None,
+        registered: None,
+        claims: verified.claims,
+    };
+    Ok((agent, verified.expired_from_s))
+}
+
+/// Verifies a transaction token: its own issuer and keys, `typ: txntoken+jwt`, a `txn` and a
+/// `sub`. Any defect is `txn_token_invalid`, except that missing keys stay
+/// `keys_unavailable` (the token may be fine).
+pub fn verify_transaction(
+    compiled: &Compiled,
+    fetched: &KeyStore,
+    token: &[u8],
+    now_ms: u64,
+) -> Result<(Transaction, u64), Reason> {
+    let Some(config) = &compiled.transaction_tokens else {
+        return Err(Reason::TxnTokenInvalid);
+    };
+    let first_index = compiled.issuers.len();
+    let verified = verify(
+        compiled,
+        std::slice::from_ref(&config.issuer),
+        first_index,
+        fetched,
+        token,
+        now_ms,
+    )
+    .map_err(|reason| match reason {
+        Reason::KeysUnavailable => reason,
+        _ => Reason::TxnTokenInvalid,
+    })?;
+    let text = |name: &str| match verified.claims.get(name) {
+        None => Ok(None),
+        Some(Value::String(value)) if !value.is_empty() => Ok(Some(value.clone())),
+        Some(_) => Err(Reason::TxnTokenInvalid),
+    };
+    let transaction = Transaction {
+        issuer: config.issuer.issuer.clone(),
+        id: text("txn")?.ok_or(Reason::TxnTokenInvalid)?,
+        subject: text("sub")?.ok_or(Reason::TxnTokenInvalid)?,
+        purpose: text("scope")?,
+        context: match verified.claims.get("tctx") {
+            None => None,
+            Some(context @ Value::Object(_)) => Some(context.clone()),
+            Some(_) => return Err(Reason::TxnTokenInvalid),
+        },
+    };
+    Ok((transaction, verified.expired_from_s))
+}
+
+/// The JWS checks every token gets: shape and size, header, issuer among `issuers` (whose
+/// key sets are numbered from `first_index` in the VM's key store), algorithm, type, key,
+/// signature, then the registered claims.
+fn verify(
+    compiled: &Compiled,
+    issuers: &[Issuer],
+    first_index: usize,
+    fetched: &KeyStore,
+    token: &[u8],
+    now_ms: u64,
+) -> Result<Verified, Reason> {
     let now_s = now_ms / 1000;
     if token.len() > compiled.max_token_bytes {
         return Err(Reason::TokenTooLarge);
@@ -116,12 +241,12 @@ pub fn authenticate(
         .get("iss")
         .and_then(Value::as_str)
         .ok_or(Reason::IssuerUnknown)?;
-    let issuer_index = compiled
-        .issuers
+    let position = issuers
         .iter()
         .position(|i| i.issuer == iss)
         .ok_or(Reason::IssuerUnknown)?;
-    let issuer = &compiled.issuers[issuer_index];
+    let issuer = &issuers[position];
+    let key_set_index = first_index + position;
     let algorithm = Algorithm::from_name(alg_name)
         .filter(|a| issuer.algorithms.contains(a))
         .ok_or(Reason::AlgorithmNotAllowed)?;
@@ -136,14 +261,14 @@ pub fn authenticate(
     }
     let keys = match &issuer.keys {
         KeySource::Local(keys) => keys.as_slice(),
-        KeySource::Remote(_) => match fetched.lookup(issuer_index, now_ms) {
+        KeySource::Remote(_) => match fetched.lookup(key_set_index, now_ms) {
             KeyLookup::Keys(keys) => keys,
             KeyLookup::Unavailable => return Err(Reason::KeysUnavailable),
         },
     };
     let key = select_key(keys, kid, algorithm).inspect_err(|_| {
         // Perhaps the provider rotated: fetch again (at most once per cooldown).
-        fetched.note_unknown_key(issuer_index);
+        fetched.note_unknown_key(key_set_index);
     })?;
 
     // Nothing from the payload is trusted before this point but `iss`, which only chose
@@ -157,28 +282,12 @@ pub fn authenticate(
     check_registered_claim_types(&payload)?;
     let expired_from_s = check_time_claims(issuer, &payload, now_s)?;
     check_audience(issuer, &payload)?;
-    let id = match payload.get(&issuer.agent_id_claim) {
-        Some(Value::String(id)) if !id.is_empty() => id.clone(),
-        _ => return Err(Reason::ClaimInvalid),
-    };
-    let owner = match payload.get(&issuer.owner_claim) {
-        None | Some(Value::Null) => None,
-        Some(Value::String(owner)) if !owner.is_empty() => Some(owner.clone()),
-        Some(_) => return Err(Reason::ClaimInvalid),
-    };
-    let jti = payload
-        .get("jti")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let agent = Agent {
-        id,
-        issuer: issuer.issuer.clone(),
-        owner,
+    Ok(Verified {
+        issuer_index: position,
         kid: kid.map(str::to_owned),
-        jti,
         claims: payload,
-    };
-    Ok((agent, expired_from_s))
+        expired_from_s,
+    })
 }
 
 fn decode_object(part: &str) -> Result<Map<String, Value>, Reason> {

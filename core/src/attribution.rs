@@ -1,0 +1,180 @@
+//! Attribution: from the request's credentials to one accountable identity. The agent token
+//! says who the agent is and for whom it acts; a transaction token, when configured, says
+//! which task it is on; the registry says whether it may act at all and who owns it; the
+//! revocation lists can void any of it. Every step can deny with its own reason.
+
+use crate::cache::TokenCache;
+use crate::config::{Compiled, KeySource};
+use crate::input::HeaderPairs;
+use crate::reason::Reason;
+use crate::remote::{KeyLookup, KeyStore};
+use crate::revocation::{Presented, Revoked};
+use crate::runtime::Runtime;
+use crate::token::{authenticate, extract_token, verify_transaction, Agent, Transaction};
+
+/// Why a request is not attributed to an identity that may act, with as much of the identity
+/// as was established (so even denials are attributed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denial {
+    pub reason: Reason,
+    pub agent: Option<Box<Agent>>,
+    pub revoked: Option<Revoked>,
+}
+
+impl From<Reason> for Denial {
+    fn from(reason: Reason) -> Self {
+        Denial {
+            reason,
+            agent: None,
+            revoked: None,
+        }
+    }
+}
+
+/// The agent behind the request, with delegation, task, registry standing and owner, or the
+/// reason it may not act.
+pub fn attribute(
+    compiled: &Compiled,
+    runtime: &mut Runtime,
+    headers: &HeaderPairs,
+    now_ms: u64,
+) -> Result<Agent, Denial> {
+    let token = extract_token(compiled, headers)?;
+    let mut agent = verified_agent(compiled, runtime, token, now_ms)?;
+    let deny = |reason: Reason, agent: &Agent| Denial {
+        reason,
+        agent: Some(Box::new(agent.clone())),
+        revoked: None,
+    };
+    if let Err(reason) = apply_transaction(compiled, runtime, headers, &mut agent, now_ms) {
+        return Err(deny(reason, &agent));
+    }
+    if let Some(registry) = &compiled.registry {
+        if let Some(owner) = registry.owner_of(&agent.id) {
+            agent.owner = Some(owner.to_owned());
+        }
+        match registry.check(&agent.id, agent.purpose.as_deref()) {
+            Ok(registered) => agent.registered = Some(registered),
+            Err(reason) => return Err(deny(reason, &agent)),
+        }
+    }
+    let revoked = compiled.revocations.check(&Presented {
+        issuer: &agent.issuer,
+        kid: agent.kid.as_deref(),
+        jti: agent.jti.as_deref(),
+        agent_id: &agent.id,
+        owner: agent.owner.as_deref(),
+        delegation: &agent.delegation,
+    });
+    if let Some((reason, revoked)) = revoked {
+        return Err(Denial {
+            reason,
+            agent: Some(Box::new(agent)),
+            revoked: Some(revoked),
+        });
+    }
+    Ok(agent)
+}
+
+/// The agent of a token, from the cache or by verification (then remembered).
+fn verified_agent(
+    compiled: &Compiled,
+    runtime: &mut Runtime,
+    token: &[u8],
+    now_ms: u64,
+) -> Result<Agent, Reason> {
+    cached_or_verified(
+        compiled,
+        &mut runtime.cache,
+        &runtime.keys,
+        token,
+        now_ms,
+        |agent: &Agent| agent.issuer.as_str(),
+        authenticate,
+    )
+}
+
+/// Verification through a cache. Size first: the cache must not hash arbitrarily large junk
+/// either. A remembered token is only as good as the keys that verified it.
+fn cached_or_verified<T: Clone>(
+    compiled: &Compiled,
+    cache: &mut TokenCache<T>,
+    fetched: &KeyStore,
+    token: &[u8],
+    now_ms: u64,
+    issuer_of: impl Fn(&T) -> &str,
+    verify: impl Fn(&Compiled, &KeyStore, &[u8], u64) -> Result<(T, u64), Reason>,
+) -> Result<T, Reason> {
+    if token.len() > compiled.max_token_bytes {
+        return Err(Reason::TokenTooLarge);
+    }
+    let key = TokenCache::<T>::key(token);
+    if let Some(value) = cache.get(&key, now_ms / 1000) {
+        if remote_keys_expired(compiled, fetched, issuer_of(value), now_ms) {
+            return Err(Reason::KeysUnavailable);
+        }
+        return Ok(value.clone());
+    }
+    let (value, expired_from_s) = verify(compiled, fetched, token, now_ms)?;
+    cache.insert(key, issuer_of(&value), value.clone(), expired_from_s);
+    Ok(value)
+}
+
+fn remote_keys_expired(compiled: &Compiled, fetched: &KeyStore, issuer: &str, now_ms: u64) -> bool {
+    compiled.key_issuers().enumerate().any(|(index, i)| {
+        i.issuer == issuer
+            && matches!(i.keys, KeySource::Remote(_))
+            && matches!(fetched.lookup(index, now_ms), KeyLookup::Unavailable)
+    })
+}
+
+/// With transaction tokens configured: the token of the header (required or not), verified
+/// and bound to the agent. Its `txn` becomes the task, its `scope` the purpose.
+fn apply_transaction(
+    compiled: &Compiled,
+    runtime: &mut Runtime,
+    headers: &HeaderPairs,
+    agent: &mut Agent,
+    now_ms: u64,
+) -> Result<(), Reason> {
+    let Some(config) = &compiled.transaction_tokens else {
+        return Ok(());
+    };
+    let mut values = headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case(config.header.as_bytes()))
+        .map(|(_, value)| value.trim_ascii());
+    let token = match (values.next(), values.next()) {
+        (None, _) if config.required => return Err(Reason::TxnTokenMissing),
+        (None, _) => return Ok(()),
+        // Repeated, or folded into one comma-joined value: never pick one.
+        (Some(_), Some(_)) => return Err(Reason::TxnTokenInvalid),
+        (Some(value), None) if value.is_empty() || value.contains(&b',') => {
+            return Err(Reason::TxnTokenInvalid)
+        }
+        (Some(value), None) => value,
+    };
+    let transaction: Transaction = cached_or_verified(
+        compiled,
+        &mut runtime.transactions,
+        &runtime.keys,
+        token,
+        now_ms,
+        |transaction: &Transaction| transaction.issuer.as_str(),
+        verify_transaction,
+    )
+    .map_err(|reason| match reason {
+        Reason::KeysUnavailable => reason,
+        _ => Reason::TxnTokenInvalid,
+    })?;
+    // Binding: the transaction is about the same subject as the agent token.
+    if transaction.subject != agent.subject {
+        return Err(Reason::TxnTokenMismatch);
+    }
+    agent.task = Some(transaction.id);
+    if transaction.purpose.is_some() {
+        agent.purpose = transaction.purpose;
+    }
+    agent.task_context = transaction.context;
+    Ok(())
+}
