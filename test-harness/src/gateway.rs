@@ -7,8 +7,10 @@ use crate::envoy::{scratch_dir, Envoy};
 use crate::http::{build_request, try_send, Response, DEFAULT_TIMEOUT};
 use crate::paths::{try_envoy_bin, try_wasm_path, workspace_root};
 use crate::ports::free_ports;
-use crate::template::{render_gateway_config, QuickstartPorts, QUICKSTART};
+use crate::template::{render_gateway_config, render_template, QuickstartPorts, ECDS, QUICKSTART};
 use serde_json::Value;
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How long a test waits for a decision record or access-log line to appear.
@@ -36,11 +38,65 @@ impl Default for GatewayOptions {
     }
 }
 
+impl GatewayOptions {
+    /// The shipped ECDS setup: chaperone's configuration in a watched file, so
+    /// [`Gateway::reconfigure`] can replace it while Envoy runs.
+    pub fn ecds() -> Self {
+        GatewayOptions {
+            template: ECDS,
+            ..GatewayOptions::default()
+        }
+    }
+}
+
+/// The watched ECDS resource file of a gateway started with [`GatewayOptions::ecds`].
+struct EcdsFile {
+    path: PathBuf,
+    wasm: PathBuf,
+    version: Cell<u32>,
+}
+
+impl EcdsFile {
+    /// Writes version `version` of the resource with this plugin configuration: into a new
+    /// file first, then renamed over the watched one (Envoy reacts to the move).
+    fn write(&self, plugin_config: &str) -> Result<(), String> {
+        let version = self.version.get() + 1;
+        self.version.set(version);
+        let template_path = workspace_root().join("envoy-config/ecds-chaperone.yaml");
+        let template = std::fs::read_to_string(&template_path)
+            .map_err(|e| format!("{}: {e}", template_path.display()))?;
+        let quoted = serde_json::to_string(plugin_config).map_err(|e| e.to_string())?;
+        let resource = render_template(
+            &template,
+            &[
+                ("VERSION", format!("v{version}")),
+                ("WASM_PATH", self.wasm.display().to_string()),
+                ("PLUGIN_CONFIG", quoted),
+            ],
+        )?;
+        let staging = self.path.with_extension(format!("v{version}"));
+        std::fs::write(&staging, resource).map_err(|e| format!("{}: {e}", staging.display()))?;
+        std::fs::rename(&staging, &self.path).map_err(|e| format!("{}: {e}", self.path.display()))
+    }
+}
+
 pub struct Gateway {
     pub envoy: Envoy,
     pub upstream: EchoUpstream,
     /// The listener chaperone guards.
     pub port: u16,
+    ecds: Option<EcdsFile>,
+}
+
+/// The first version of the watched ECDS file, in `dir`.
+fn ecds_file(dir: &Path, wasm: &Path, plugin_config: &str) -> Result<EcdsFile, String> {
+    let file = EcdsFile {
+        path: dir.join("chaperone-ecds.yaml"),
+        wasm: wasm.to_path_buf(),
+        version: Cell::new(0),
+    };
+    file.write(plugin_config)?;
+    Ok(file)
 }
 
 impl Gateway {
@@ -63,6 +119,14 @@ impl Gateway {
             let upstream = EchoUpstream::start().map_err(|e| format!("echo upstream: {e}"))?;
             let ports = free_ports(2).map_err(|e| format!("free ports: {e}"))?;
             let (listen, admin) = (ports[0], ports[1]);
+            let dir = scratch_dir("envoy")?;
+            let mut extra = options.extra.clone();
+            let ecds = (options.template == ECDS)
+                .then(|| ecds_file(&dir, &wasm, plugin_config))
+                .transpose()?;
+            if let Some(file) = &ecds {
+                extra.push(("ECDS_PATH", file.path.display().to_string()));
+            }
             let yaml = render_gateway_config(
                 &workspace_root(),
                 options.template,
@@ -71,11 +135,10 @@ impl Gateway {
                     admin,
                     upstream: upstream.port(),
                 },
-                &options.extra,
+                &extra,
                 &wasm,
                 plugin_config,
             )?;
-            let dir = scratch_dir("envoy")?;
             match Envoy::start_in(&envoy_bin, &dir, &yaml, admin, options.workers) {
                 Ok(mut envoy) => {
                     envoy.remove_dir_on_drop();
@@ -83,6 +146,7 @@ impl Gateway {
                         envoy,
                         upstream,
                         port: listen,
+                        ecds,
                     });
                 }
                 Err(error) if error.contains("Address already in use") => {
@@ -94,6 +158,37 @@ impl Gateway {
             }
         }
         Err(last_error)
+    }
+
+    /// Replaces chaperone's configuration while Envoy runs (ECDS gateways only), and waits
+    /// (bounded) until Envoy has accepted or rejected it. Returns whether it was accepted.
+    pub fn reconfigure(&self, plugin_config: &str) -> bool {
+        let Some(file) = &self.ecds else {
+            panic!("reconfigure needs a gateway started with GatewayOptions::ecds()");
+        };
+        let stat = |outcome: &str| {
+            self.counter(&format!(
+                "extension_config_discovery.http_filter.chaperone.{outcome}"
+            ))
+        };
+        let (accepted, rejected) = (stat("update_success"), stat("update_rejected"));
+        file.write(plugin_config)
+            .unwrap_or_else(|message| panic!("{message}"));
+        let deadline = std::time::Instant::now() + RECORD_TIMEOUT;
+        while std::time::Instant::now() < deadline {
+            if stat("update_success") > accepted {
+                return true;
+            }
+            if stat("update_rejected") > rejected {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "Envoy neither accepted nor rejected the new configuration within {} s:\n{}",
+            RECORD_TIMEOUT.as_secs(),
+            self.envoy.log_tail(30)
+        );
     }
 
     /// Sends raw bytes to the guarded listener.

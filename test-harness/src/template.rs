@@ -38,6 +38,9 @@ fn shorten(text: &str) -> String {
 pub const QUICKSTART: &str = "quickstart.yaml";
 /// The quickstart plus an `idp_jwks` cluster on `${JWKS_PORT}`.
 pub const REMOTE_JWKS: &str = "remote-jwks.yaml";
+/// The quickstart listener with chaperone's configuration from a watched ECDS file
+/// (`${ECDS_PATH}`, rendered from `ecds-chaperone.yaml`).
+pub const ECDS: &str = "ecds.yaml";
 
 /// Renders the shipped quickstart template (`envoy-config/quickstart.yaml` under `workspace`)
 /// with these ports, module and plugin configuration.

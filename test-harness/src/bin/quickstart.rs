@@ -52,6 +52,7 @@ fn run() -> Result<(), String> {
     let base = serde_json::json!({
         "issuers": [{"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": jwks}],
         "policy": {"decision_path": "chaperone/authz/decision"},
+        "registry": {"data_path": "chaperone/registry"},
     });
     write(&work.join("base.json"), base.to_string().as_bytes())?;
     let config = chaperone(
