@@ -77,6 +77,13 @@ fn identity_features_pass_schema_and_parser() {
     config["registry"] = json!({"data_path": "chaperone/registry", "unregistered": "flag"});
     config["revocations"] = json!({"jti": ["j1"], "agents": ["a"], "owners": ["o"],
                                    "keys": [{"issuer": "https://idp.test", "kid": "k1"}]});
+    config["dry_run"] = json!(false);
+    config["policy"]["dry_run"] = json!(true);
+    config["decision_log"] = json!({"input": true, "erase": ["/input/agent/claims/email"],
+                                    "labels": {"gateway": "edge-1"}, "max_record_bytes": 32768,
+                                    "collector": {"http_uri": {"uri": "http://otel:4318/v1/logs",
+                                                               "cluster": "otel"},
+                                                  "when_full": "deny"}});
     let errors: Vec<String> = schema()
         .iter_errors(&config)
         .map(|e| e.to_string())

@@ -83,7 +83,7 @@ fn verified_agent(
     token: &[u8],
     now_ms: u64,
 ) -> Result<Agent, Reason> {
-    cached_or_verified(
+    let (agent, hit) = cached_or_verified(
         compiled,
         &mut runtime.cache,
         &runtime.keys,
@@ -91,11 +91,18 @@ fn verified_agent(
         now_ms,
         |agent: &Agent| agent.issuer.as_str(),
         authenticate,
-    )
+    )?;
+    if hit {
+        runtime.cache_stats.hits += 1;
+    } else {
+        runtime.cache_stats.misses += 1;
+    }
+    Ok(agent)
 }
 
-/// Verification through a cache. Size first: the cache must not hash arbitrarily large junk
-/// either. A remembered token is only as good as the keys that verified it.
+/// Verification through a cache; true when the cache answered. Size first: the cache must
+/// not hash arbitrarily large junk either. A remembered token is only as good as the keys
+/// that verified it.
 fn cached_or_verified<T: Clone>(
     compiled: &Compiled,
     cache: &mut TokenCache<T>,
@@ -104,7 +111,7 @@ fn cached_or_verified<T: Clone>(
     now_ms: u64,
     issuer_of: impl Fn(&T) -> &str,
     verify: impl Fn(&Compiled, &KeyStore, &[u8], u64) -> Result<(T, u64), Reason>,
-) -> Result<T, Reason> {
+) -> Result<(T, bool), Reason> {
     if token.len() > compiled.max_token_bytes {
         return Err(Reason::TokenTooLarge);
     }
@@ -113,11 +120,11 @@ fn cached_or_verified<T: Clone>(
         if remote_keys_expired(compiled, fetched, issuer_of(value), now_ms) {
             return Err(Reason::KeysUnavailable);
         }
-        return Ok(value.clone());
+        return Ok((value.clone(), true));
     }
     let (value, expired_from_s) = verify(compiled, fetched, token, now_ms)?;
     cache.insert(key, issuer_of(&value), value.clone(), expired_from_s);
-    Ok(value)
+    Ok((value, false))
 }
 
 fn remote_keys_expired(compiled: &Compiled, fetched: &KeyStore, issuer: &str, now_ms: u64) -> bool {
@@ -154,7 +161,7 @@ fn apply_transaction(
         }
         (Some(value), None) => value,
     };
-    let transaction: Transaction = cached_or_verified(
+    let (transaction, _): (Transaction, bool) = cached_or_verified(
         compiled,
         &mut runtime.transactions,
         &runtime.keys,

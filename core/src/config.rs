@@ -1,6 +1,7 @@
 //! Plugin configuration: strict parsing of the JSON document, then compilation into the
 //! structures every request uses. All the expensive and all the fallible work happens here.
 
+use crate::decision_log::{DecisionLog, RawDecisionLog};
 use crate::identity::{ClaimMapping, RawClaimMapping, DEFAULT_MAX_DELEGATION_DEPTH};
 use crate::jwks::{admit_key_set, Algorithm, VerifyingKey};
 use crate::policy::Policy;
@@ -35,6 +36,11 @@ pub struct RawConfig {
     pub registry: Option<RawRegistry>,
     #[serde(default)]
     pub revocations: RawRevocations,
+    #[serde(default)]
+    pub decision_log: RawDecisionLog,
+    /// Shadow mode for every denial: record it, let the request through.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// `transaction_tokens`: an issuer of its own (the transaction token service), a header, and
@@ -103,6 +109,9 @@ pub struct RawPolicy {
     pub revision: Option<String>,
     #[serde(default = "default_max_eval_ms")]
     pub max_eval_ms: u64,
+    /// Shadow mode for this policy's denials only (authentication is still enforced).
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,6 +165,9 @@ pub struct Compiled {
     pub transaction_tokens: Option<TransactionTokens>,
     pub registry: Option<Registry>,
     pub revocations: Revocations,
+    pub decision_log: DecisionLog,
+    /// Every denial is recorded but not enforced.
+    pub dry_run: bool,
 }
 
 impl Compiled {
@@ -313,6 +325,7 @@ pub fn compile(raw: RawConfig) -> Result<Compiled, ConfigError> {
         None => None,
     };
     let revocations = Revocations::compile(raw.revocations)?;
+    let decision_log = DecisionLog::compile(raw.decision_log)?;
     let policy = compile_policy(raw.policy)?;
     Ok(Compiled {
         issuers,
@@ -323,6 +336,8 @@ pub fn compile(raw: RawConfig) -> Result<Compiled, ConfigError> {
         transaction_tokens,
         registry,
         revocations,
+        decision_log,
+        dry_run: raw.dry_run,
     })
 }
 
@@ -536,7 +551,7 @@ fn compile_policy(raw: RawPolicy) -> Result<Policy, ConfigError> {
     if !data.is_object() {
         return Err(config_error("policy.data", "must be a JSON object"));
     }
-    Policy::compile(
+    let mut policy = Policy::compile(
         &raw.modules,
         data,
         raw.decision_path
@@ -545,5 +560,7 @@ fn compile_policy(raw: RawPolicy) -> Result<Policy, ConfigError> {
         raw.name.unwrap_or_else(|| "policy".to_owned()),
         raw.revision.unwrap_or_default(),
         raw.max_eval_ms,
-    )
+    )?;
+    policy.dry_run = raw.dry_run;
+    Ok(policy)
 }

@@ -7,7 +7,7 @@ use crate::input::{build_input, RequestFacts, RequestLine};
 use crate::policy::Verdict;
 use crate::reason::Reason;
 use crate::record::{
-    rfc3339, BundleInfo, DecisionRecord, RecordAgent, RecordRequest, RecordResult,
+    rfc3339, BundleInfo, DecisionRecord, RecordAgent, RecordMetrics, RecordRequest, RecordResult,
 };
 use crate::runtime::Runtime;
 use crate::token::Agent;
@@ -26,13 +26,15 @@ pub const DECISION_ID_HEADER: &str = "x-chaperone-decision-id";
 /// What the host must do with the request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
+    /// Whether the request goes upstream. In dry-run a denial goes upstream too; the record
+    /// keeps what was decided.
     pub allowed: bool,
-    /// 200 on allow; the local reply status otherwise.
+    /// 200 when the request goes upstream; the local reply status otherwise.
     pub status: u16,
     pub reason: Reason,
     /// Request headers to remove before anything else (spoofed identity headers).
     pub strip_headers: Vec<String>,
-    /// On allow: headers to add to the upstream request.
+    /// When the request goes upstream: headers to add to it.
     pub upstream_headers: Vec<(String, String)>,
     /// On deny: the local reply.
     pub response_headers: Vec<(String, String)>,
@@ -57,7 +59,20 @@ pub fn is_identity_header(name: &str) -> bool {
 
 /// Decides one request. `runtime` is the VM's state for this configuration: verified tokens
 /// remembered between requests and fetched key sets. Pass a fresh one for one-off decisions.
+/// The record's timers stay zero: see [`decide_timed`].
 pub fn decide(loaded: &Loaded, runtime: &mut Runtime, facts: &RequestFacts) -> Decision {
+    decide_timed(loaded, runtime, facts, &|| 0)
+}
+
+/// [`decide`], with `clock` (monotonic enough, nanoseconds) timing the token and policy
+/// stages for the record's `metrics`. Decisions never depend on it.
+pub fn decide_timed(
+    loaded: &Loaded,
+    runtime: &mut Runtime,
+    facts: &RequestFacts,
+    clock: &dyn Fn() -> u64,
+) -> Decision {
+    let started = clock();
     let strip_headers: Vec<String> = facts
         .headers
         .iter()
@@ -69,7 +84,9 @@ pub fn decide(loaded: &Loaded, runtime: &mut Runtime, facts: &RequestFacts) -> D
     let mut decision = match (loaded, &line) {
         (Loaded::Empty, _) => deny(Reason::PolicyUnavailable, facts, None),
         (Loaded::Ready(_), None) => deny(Reason::RequestMalformed, facts, None),
-        (Loaded::Ready(compiled), Some(line)) => decide_compiled(compiled, runtime, facts, line),
+        (Loaded::Ready(compiled), Some(line)) => {
+            decide_compiled(compiled, runtime, facts, line, clock)
+        }
     };
     decision.strip_headers = strip_headers;
     if let Some(line) = line {
@@ -80,7 +97,18 @@ pub fn decide(loaded: &Loaded, runtime: &mut Runtime, facts: &RequestFacts) -> D
             id: line.request_id,
         };
     }
+    decision.record.metrics.timer_total_ns = clock().saturating_sub(started);
     decision
+}
+
+/// A request refused before deciding, because the host cannot honour the configuration (for
+/// example `decision_log_unavailable`: its record could not be kept). Never dry-run.
+pub fn refuse(loaded: &Loaded, facts: &RequestFacts, reason: Reason) -> Decision {
+    let decision = deny(reason, facts, None);
+    match loaded {
+        Loaded::Ready(compiled) => with_policy_info(decision, compiled),
+        Loaded::Empty => decision,
+    }
 }
 
 fn decide_compiled(
@@ -88,24 +116,61 @@ fn decide_compiled(
     runtime: &mut Runtime,
     facts: &RequestFacts,
     line: &RequestLine,
+    clock: &dyn Fn() -> u64,
 ) -> Decision {
     let now_ms = facts.now_ns / 1_000_000;
-    let agent = match attribute(compiled, runtime, &facts.headers, now_ms) {
-        Ok(agent) => agent,
+    let token_started = clock();
+    let attributed = attribute(compiled, runtime, &facts.headers, now_ms);
+    let timer_token_ns = clock().saturating_sub(token_started);
+    let mut decision = match attributed {
+        Ok(agent) => {
+            let input = build_input(line, facts, &compiled.credential_headers(), &agent);
+            let logged_input = compiled.decision_log.input.then(|| input.clone());
+            let policy_started = clock();
+            let verdict = compiled.policy.evaluate(input);
+            let timer_rego_query_eval_ns = clock().saturating_sub(policy_started);
+            let mut decision = if verdict.allowed {
+                allow(&agent, &verdict, facts)
+            } else {
+                deny_by_policy(&agent, &verdict, facts)
+            };
+            if let Some(input) = logged_input {
+                let (input, erased) = compiled.decision_log.erase_from(input);
+                decision.record.input = Some(input);
+                decision.record.erased = erased;
+            }
+            decision.record.metrics.timer_rego_query_eval_ns = timer_rego_query_eval_ns;
+            if !verdict.allowed && compiled.policy.dry_run {
+                shadow(&mut decision, facts);
+            }
+            decision
+        }
         Err(denial) => {
             let mut decision = deny(denial.reason, facts, denial.agent.as_deref());
             decision.record.revoked = denial.revoked;
-            return with_policy_info(decision, compiled);
+            decision
         }
     };
-    let input = build_input(line, facts, &compiled.credential_headers(), &agent);
-    let verdict = compiled.policy.evaluate(input);
-    let decision = if verdict.allowed {
-        allow(&agent, &verdict, facts)
-    } else {
-        deny_by_policy(&agent, &verdict, facts)
-    };
+    if !decision.allowed && compiled.dry_run {
+        shadow(&mut decision, facts);
+    }
+    decision.record.metrics.timer_token_ns = timer_token_ns;
+    decision.record.labels = compiled.decision_log.labels.clone();
     with_policy_info(decision, compiled)
+}
+
+/// Dry-run: the denial is recorded as decided, but the request goes upstream, with the
+/// identity headers of whatever identity was verified.
+fn shadow(decision: &mut Decision, facts: &RequestFacts) {
+    decision.allowed = true;
+    decision.status = 200;
+    decision.response_headers.clear();
+    decision.response_body.clear();
+    decision.upstream_headers = match &decision.record.agent {
+        Some(agent) => identity_headers(agent, &facts.decision_id),
+        None => vec![(DECISION_ID_HEADER.to_owned(), facts.decision_id.clone())],
+    };
+    decision.record.dry_run = true;
 }
 
 fn with_policy_info(mut decision: Decision, compiled: &Compiled) -> Decision {
@@ -132,14 +197,18 @@ fn base_record(
         decision_id: facts.decision_id.clone(),
         seq: 0,
         timestamp: rfc3339(facts.now_ns),
+        labels: BTreeMap::new(),
         path: String::new(),
         bundles: BTreeMap::new(),
+        input: None,
+        erased: Vec::new(),
         result: RecordResult {
             allowed,
             http_status: status,
         },
         reason,
         rule,
+        dry_run: false,
         flags: agent
             .filter(|a| a.registered == Some(false))
             .map(|_| vec!["unregistered_agent".to_owned()])
@@ -147,36 +216,46 @@ fn base_record(
         agent: agent.map(RecordAgent::from),
         revoked: None,
         request: RecordRequest::default(),
-        latency_us: 0,
+        metrics: RecordMetrics::default(),
     }
 }
 
-fn allow(agent: &Agent, verdict: &Verdict, facts: &RequestFacts) -> Decision {
-    let mut upstream_headers = vec![
+/// The headers that tell the upstream who is asking (README, "Identity headers").
+fn identity_headers(agent: &RecordAgent, decision_id: &str) -> Vec<(String, String)> {
+    let mut headers = vec![
         (AGENT_ID_HEADER.to_owned(), header_safe(&agent.id)),
         (ISSUER_HEADER.to_owned(), header_safe(&agent.issuer)),
-        (DECISION_ID_HEADER.to_owned(), facts.decision_id.clone()),
+        (DECISION_ID_HEADER.to_owned(), decision_id.to_owned()),
     ];
     let optional = [
-        (OWNER_HEADER, agent.owner.as_deref()),
-        (ON_BEHALF_OF_HEADER, agent.on_behalf_of.as_deref()),
-        (TASK_HEADER, agent.task.as_deref()),
-        (PURPOSE_HEADER, agent.purpose.as_deref()),
+        (OWNER_HEADER, &agent.owner),
+        (ON_BEHALF_OF_HEADER, &agent.on_behalf_of),
+        (TASK_HEADER, &agent.task),
+        (PURPOSE_HEADER, &agent.purpose),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
-            upstream_headers.push((name.to_owned(), header_safe(value)));
+            headers.push((name.to_owned(), header_safe(value)));
         }
     }
     if !agent.delegation.is_empty() {
         let actors = agent.delegation.iter().map(|actor| actor.sub.as_str());
-        upstream_headers.push((DELEGATION_HEADER.to_owned(), list_header_value(actors)));
+        headers.push((DELEGATION_HEADER.to_owned(), list_header_value(actors)));
     }
-    upstream_headers.extend(verdict.headers.iter().cloned());
+    headers
+}
+
+fn allow(agent: &Agent, verdict: &Verdict, facts: &RequestFacts) -> Decision {
     let reason = verdict
         .policy_reason
         .clone()
         .unwrap_or_else(|| verdict.reason.code().to_owned());
+    let record = base_record(facts, true, 200, reason, verdict.rule.clone(), Some(agent));
+    let mut upstream_headers = match &record.agent {
+        Some(recorded) => identity_headers(recorded, &facts.decision_id),
+        None => Vec::new(),
+    };
+    upstream_headers.extend(verdict.headers.iter().cloned());
     Decision {
         allowed: true,
         status: 200,
@@ -185,7 +264,7 @@ fn allow(agent: &Agent, verdict: &Verdict, facts: &RequestFacts) -> Decision {
         upstream_headers,
         response_headers: Vec::new(),
         response_body: Vec::new(),
-        record: base_record(facts, true, 200, reason, verdict.rule.clone(), Some(agent)),
+        record,
     }
 }
 
@@ -215,7 +294,7 @@ fn deny_by_policy(agent: &Agent, verdict: &Verdict, facts: &RequestFacts) -> Dec
 }
 
 /// A denial before or without the policy (authentication, configuration, malformed request).
-fn deny(reason: Reason, facts: &RequestFacts, agent: Option<&Agent>) -> Decision {
+pub(crate) fn deny(reason: Reason, facts: &RequestFacts, agent: Option<&Agent>) -> Decision {
     let mut headers = Vec::new();
     match reason {
         Reason::TokenMissing => headers.push((

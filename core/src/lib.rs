@@ -5,7 +5,9 @@ pub mod attribution;
 pub mod cache;
 pub mod config;
 pub mod decision;
+pub mod decision_log;
 pub mod encoding;
+pub mod export;
 pub mod hash;
 pub mod identity;
 pub mod input;
@@ -22,7 +24,7 @@ pub mod token;
 
 pub use cache::TokenCache;
 pub use config::{load, Compiled, ConfigError, Loaded};
-pub use decision::{decide, Decision};
+pub use decision::{decide, decide_timed, Decision};
 pub use input::RequestFacts;
 pub use reason::Reason;
 pub use record::DecisionRecord;

@@ -14,6 +14,8 @@ pub struct Policy {
     pub decision_path: String,
     pub name: String,
     pub revision: String,
+    /// Denials are recorded, not enforced.
+    pub dry_run: bool,
     timer: ExecutionTimerConfig,
 }
 
@@ -96,6 +98,7 @@ impl Policy {
             decision_path: decision_path.trim_matches('/').to_owned(),
             name,
             revision,
+            dry_run: false,
             timer,
         })
     }

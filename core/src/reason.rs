@@ -41,6 +41,7 @@ pub enum Reason {
     TxnTokenMissing,
     TxnTokenInvalid,
     TxnTokenMismatch,
+    DecisionLogUnavailable,
 }
 
 impl Reason {
@@ -80,6 +81,7 @@ impl Reason {
             Reason::TxnTokenMissing => "txn_token_missing",
             Reason::TxnTokenInvalid => "txn_token_invalid",
             Reason::TxnTokenMismatch => "txn_token_mismatch",
+            Reason::DecisionLogUnavailable => "decision_log_unavailable",
         }
     }
 
@@ -99,13 +101,15 @@ impl Reason {
             | Reason::AgentDecommissioned
             | Reason::OwnerOffboarded
             | Reason::PurposeNotAllowed => 403,
-            Reason::PolicyUnavailable | Reason::KeysUnavailable => 503,
+            Reason::PolicyUnavailable
+            | Reason::KeysUnavailable
+            | Reason::DecisionLogUnavailable => 503,
             _ => 401,
         }
     }
 
     /// Every reason, for documentation tests and metric tables.
-    pub const ALL: [Reason; 35] = [
+    pub const ALL: [Reason; 36] = [
         Reason::TokenMissing,
         Reason::TokenAmbiguous,
         Reason::TokenMalformed,
@@ -141,5 +145,6 @@ impl Reason {
         Reason::TxnTokenMissing,
         Reason::TxnTokenInvalid,
         Reason::TxnTokenMismatch,
+        Reason::DecisionLogUnavailable,
     ];
 }

@@ -13,12 +13,25 @@ pub struct DecisionRecord {
     /// Per-VM sequence number, set by the host adapter so consumers can detect gaps.
     pub seq: u64,
     pub timestamp: String,
+    /// `decision_log.labels`, plus `instance` (the VM, set by the host adapter): which
+    /// sequence `seq` belongs to.
+    pub labels: BTreeMap<String, String>,
     /// The decision rule, slash form (empty when no policy was loaded).
     pub path: String,
     pub bundles: BTreeMap<String, BundleInfo>,
+    /// The policy input, with `decision_log.erase` applied (absent when the policy did not
+    /// run or `decision_log.input` is off). Replay re-evaluates it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<serde_json::Value>,
+    /// JSON Pointers erased from the record (OPA's `erased`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub erased: Vec<String>,
+    /// What was decided. In dry-run a denial is recorded here and the request went upstream.
     pub result: RecordResult,
     pub reason: String,
     pub rule: Option<String>,
+    /// The decision was not enforced (dry-run): `result` is what would have happened.
+    pub dry_run: bool,
     pub agent: Option<RecordAgent>,
     /// Set when a revocation list denied the request: which list, which value.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -28,8 +41,16 @@ pub struct DecisionRecord {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
     pub request: RecordRequest,
-    /// Time spent deciding, measured by the host adapter.
-    pub latency_us: u64,
+    pub metrics: RecordMetrics,
+}
+
+/// Time spent, OPA-style names: verifying and attributing the token, evaluating the policy,
+/// and the whole decision (nanoseconds of the host clock).
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct RecordMetrics {
+    pub timer_token_ns: u64,
+    pub timer_rego_query_eval_ns: u64,
+    pub timer_total_ns: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -96,6 +117,19 @@ impl DecisionRecord {
                 self.decision_id
             )
         })
+    }
+
+    /// The record as one JSON line of at most `max_bytes`: when the input makes it longer,
+    /// the input is erased (`"/input"` in `erased`, flag `input_too_large`).
+    pub fn to_json_bounded(&mut self, max_bytes: usize) -> String {
+        let line = self.to_json();
+        if line.len() <= max_bytes || self.input.is_none() {
+            return line;
+        }
+        self.input = None;
+        self.erased = vec!["/input".to_owned()];
+        self.flags.push("input_too_large".to_owned());
+        self.to_json()
     }
 }
 

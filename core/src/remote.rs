@@ -95,6 +95,23 @@ impl HttpTarget {
     }
 }
 
+/// The `dispatch_http_call` upstream for `http_uri`: the Envoy cluster when named, else
+/// `host:port` of the URI (Kong).
+pub(crate) fn upstream_for(
+    cluster: Option<String>,
+    target: &HttpTarget,
+    field: &str,
+) -> Result<String, ConfigError> {
+    match cluster {
+        Some(cluster) if cluster.trim().is_empty() => Err(config_error(
+            format!("{field}.http_uri.cluster"),
+            "must not be empty (leave it out on Kong)",
+        )),
+        Some(cluster) => Ok(cluster),
+        None => Ok(target.host_port()),
+    }
+}
+
 /// `remote_jwks` as written in the configuration.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -167,16 +184,7 @@ impl RemoteJwks {
     ) -> Result<Self, ConfigError> {
         let target = HttpTarget::parse(&raw.http_uri.uri)
             .map_err(|message| config_error(format!("{field}.http_uri.uri"), message))?;
-        let upstream = match raw.http_uri.cluster {
-            Some(cluster) if cluster.trim().is_empty() => {
-                return Err(config_error(
-                    format!("{field}.http_uri.cluster"),
-                    "must not be empty (leave it out on Kong)",
-                ))
-            }
-            Some(cluster) => cluster,
-            None => target.host_port(),
-        };
+        let upstream = upstream_for(raw.http_uri.cluster, &target, field)?;
         let bounded = |name: &str, value: u64, range: std::ops::RangeInclusive<u64>| {
             if range.contains(&value) {
                 Ok(value)

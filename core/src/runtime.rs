@@ -12,6 +12,14 @@ pub struct Runtime {
     /// Verified transaction tokens.
     pub transactions: TokenCache<Transaction>,
     pub keys: KeyStore,
+    /// Agent-token cache lookups since the host last took them (for its metrics).
+    pub cache_stats: CacheStats,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
 }
 
 impl Runtime {
@@ -32,6 +40,7 @@ impl Runtime {
             cache: TokenCache::default(),
             transactions: TokenCache::default(),
             keys: KeyStore::new(remotes, vm_nonce),
+            cache_stats: CacheStats::default(),
         }
     }
 

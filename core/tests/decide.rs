@@ -649,3 +649,193 @@ fn cached_tokens_still_expire_and_decide_the_same() {
     let _ = decide(&f.loaded, &mut runtime, &bad);
     assert_eq!(runtime.cache.len(), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Decision records
+
+fn record_schema() -> jsonschema::Validator {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../decision-record.schema.json"
+    );
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    jsonschema::draft7::new(&schema).expect("a valid draft-07 schema")
+}
+
+/// The record as the host writes it: with its sequence number and instance label.
+fn written(decision: &Decision) -> Value {
+    let mut record = decision.record.clone();
+    record.seq = 1;
+    record
+        .labels
+        .insert("instance".to_owned(), "0123456789abcdef".to_owned());
+    serde_json::from_str(&record.to_json()).unwrap()
+}
+
+fn assert_valid_record(decision: &Decision, what: &str) -> Value {
+    let record = written(decision);
+    let errors: Vec<String> = record_schema()
+        .iter_errors(&record)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{what}: {errors:?}\n{record}");
+    record
+}
+
+fn load_with(f: &Fixture, changes: Value) -> Loaded {
+    let mut config = config_with(json!({}), json!({"keys": [es256_jwk(&f.key, "k1")]}));
+    for (name, value) in changes.as_object().unwrap() {
+        config[name] = value.clone();
+    }
+    load(config.to_string().as_bytes()).unwrap()
+}
+
+fn decide_with(loaded: &Loaded, method: &str, path: &str, headers: &[(&str, &[u8])]) -> Decision {
+    decide(
+        loaded,
+        &mut Runtime::new(loaded, 1),
+        &facts(method, path, headers),
+    )
+}
+
+#[test]
+fn every_kind_of_record_follows_the_published_schema() {
+    let f = fixture();
+    let good = format!("Bearer {}", token(&f, json!({})));
+    let decisions = [
+        (
+            "allow",
+            with_token(&f, "GET", "/tickets/1", &token(&f, json!({}))),
+        ),
+        (
+            "policy deny",
+            with_token(&f, "DELETE", "/tickets/1", &token(&f, json!({}))),
+        ),
+        (
+            "401 missing",
+            decide_with(&f.loaded, "GET", "/tickets/1", &[]),
+        ),
+        (
+            "401 bad token",
+            with_token(&f, "GET", "/tickets/1", "a.b.c"),
+        ),
+        (
+            "503 empty",
+            decide_with(&Loaded::Empty, "GET", "/tickets/1", &[]),
+        ),
+        (
+            "dry run",
+            decide_with(
+                &load_with(&f, json!({"dry_run": true})),
+                "DELETE",
+                "/tickets/1",
+                &[("authorization", good.as_bytes())],
+            ),
+        ),
+    ];
+    for (what, decision) in &decisions {
+        assert_valid_record(decision, what);
+    }
+    // The schema is strict enough to notice drift.
+    let mut drifted = written(&decisions[0].1);
+    drifted["latency_us"] = json!(3);
+    assert!(!record_schema().is_valid(&drifted));
+}
+
+#[test]
+fn dry_run_records_the_denial_and_lets_the_request_through() {
+    let f = fixture();
+    let bearer = format!("Bearer {}", token(&f, json!({})));
+    let auth = [("authorization", bearer.as_bytes())];
+
+    // Per policy: the policy's denials are shadowed, authentication is still enforced.
+    let policy_dry = json!({"policy": {"modules": {"authz.rego": POLICY}, "decision_path": "chaperone/authz/decision", "dry_run": true}});
+    let loaded = load_with(&f, policy_dry);
+    let d = decide_with(&loaded, "DELETE", "/tickets/1", &auth);
+    assert!(d.allowed && d.record.dry_run);
+    assert_eq!(
+        (d.record.result.allowed, d.record.result.http_status),
+        (false, 403)
+    );
+    assert_eq!(d.record.reason, "not_permitted");
+    assert!(d.response_body.is_empty());
+    assert!(d
+        .upstream_headers
+        .iter()
+        .any(|(n, v)| n == "x-chaperone-agent-id" && v == "support-bot"));
+    let missing = decide_with(&loaded, "GET", "/tickets/1", &[]);
+    assert!(
+        !missing.allowed && !missing.record.dry_run,
+        "authentication stays enforced"
+    );
+
+    // Globally: every denial is shadowed; nothing unverified is claimed upstream.
+    let loaded = load_with(&f, json!({"dry_run": true}));
+    let d = decide_with(&loaded, "GET", "/tickets/1", &[]);
+    assert!(d.allowed && d.record.dry_run);
+    assert_eq!(d.record.reason, "token_missing");
+    let names: Vec<&str> = d.upstream_headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["x-chaperone-decision-id"]);
+    // Allowed requests are not marked.
+    let d = decide_with(&loaded, "GET", "/tickets/1", &auth);
+    assert!(d.allowed && !d.record.dry_run);
+}
+
+#[test]
+fn records_carry_the_input_minus_erased_fields_and_stay_bounded() {
+    let f = fixture();
+    let bearer = format!("Bearer {}", token(&f, json!({})));
+    let headers = [
+        ("authorization", bearer.as_bytes()),
+        ("cookie", b"session=secret".as_slice()),
+        ("x-trace", b"t-1".as_slice()),
+    ];
+    let d = decide_with(&f.loaded, "GET", "/tickets/1", &headers);
+    let record = assert_valid_record(&d, "with input");
+    let logged_headers = &record["input"]["attributes"]["request"]["http"]["headers"];
+    assert_eq!(logged_headers["x-trace"], "t-1");
+    assert!(logged_headers.get("cookie").is_none(), "{record}");
+    assert!(
+        logged_headers.get("authorization").is_none(),
+        "credentials never enter the input"
+    );
+    assert_eq!(
+        record["erased"],
+        json!(["/input/attributes/request/http/headers/cookie"])
+    );
+    assert_eq!(record["input"]["agent"]["id"], "support-bot");
+
+    let custom = load_with(
+        &f,
+        json!({"decision_log": {"erase": ["/input/agent/claims/owner"], "labels": {"gateway": "edge-1"}}}),
+    );
+    let record = written(&decide_with(&custom, "GET", "/tickets/1", &headers));
+    assert!(record["input"]["agent"]["claims"].get("owner").is_none());
+    assert_eq!(record["labels"]["gateway"], "edge-1");
+    let without = load_with(&f, json!({"decision_log": {"input": false}}));
+    assert!(
+        written(&decide_with(&without, "GET", "/tickets/1", &headers))
+            .get("input")
+            .is_none()
+    );
+
+    // Too large: the input goes, the rest stays.
+    let mut decision = decide_with(&f.loaded, "GET", "/tickets/1", &headers);
+    let line = decision.record.to_json_bounded(1024);
+    let bounded: Value = serde_json::from_str(&line).unwrap();
+    assert!(bounded.get("input").is_none());
+    assert_eq!(bounded["erased"], json!(["/input"]));
+    assert_eq!(bounded["flags"], json!(["input_too_large"]));
+}
+
+#[test]
+fn every_reason_code_is_documented() {
+    let readme = include_str!("../../README.md");
+    for reason in Reason::ALL {
+        assert!(
+            readme.contains(&format!("`{}`", reason.code())),
+            "README does not document reason `{}`",
+            reason.code()
+        );
+    }
+}

@@ -65,6 +65,13 @@ extern "C" {
         return_id: *mut u32,
     ) -> Status;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> Status;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> Status;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> Status;
     fn proxy_get_buffer_bytes(
         buffer_type: BufferType,
         start: usize,
@@ -202,6 +209,15 @@ pub fn http_call_response_headers() -> Result<HeaderPairs, HostError> {
     header_pairs(MapType::HttpCallResponseHeaders)
 }
 
+/// The `:status` of the HTTP call being answered; `None` when the call failed.
+pub fn status_of(headers: &HeaderPairs) -> Option<u16> {
+    headers
+        .iter()
+        .find(|(name, _)| name == b":status")
+        .and_then(|(_, value)| std::str::from_utf8(value).ok())
+        .and_then(|value| value.trim().parse().ok())
+}
+
 pub fn request_header(name: &str) -> Result<Option<Vec<u8>>, HostError> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
@@ -242,22 +258,36 @@ pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), HostErro
     })
 }
 
-/// Defines a counter (every VM defining the same name shares one stat).
-pub fn define_counter(name: &str) -> Result<u32, HostError> {
+/// Defines a metric (every VM defining the same name shares one stat).
+pub fn define_metric(
+    metric_type: proxy_wasm::types::MetricType,
+    name: &str,
+) -> Result<u32, HostError> {
     let mut id: u32 = 0;
-    check(unsafe {
-        proxy_define_metric(
-            proxy_wasm::types::MetricType::Counter,
-            name.as_ptr(),
-            name.len(),
-            &mut id,
-        )
-    })?;
+    check(unsafe { proxy_define_metric(metric_type, name.as_ptr(), name.len(), &mut id) })?;
     Ok(id)
 }
 
-pub fn increment_counter(id: u32) -> Result<(), HostError> {
-    check(unsafe { proxy_increment_metric(id, 1) })
+pub fn increment_metric(id: u32, by: i64) -> Result<(), HostError> {
+    check(unsafe { proxy_increment_metric(id, by) })
+}
+
+/// A histogram sample.
+pub fn record_metric(id: u32, value: u64) -> Result<(), HostError> {
+    check(unsafe { proxy_record_metric(id, value) })
+}
+
+/// A host property by its path segments (joined with NUL bytes, as the ABI wants).
+pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+    let joined = path.join("\0");
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    let status = unsafe { proxy_get_property(joined.as_ptr(), joined.len(), &mut data, &mut size) };
+    match status {
+        OK => Ok(Some(unsafe { take_host_buffer(data, size) })),
+        NOT_FOUND => Ok(None),
+        other => Err(HostError(other)),
+    }
 }
 
 /// Starts an HTTP call; the answer arrives in the calling context's `on_http_call_response`.
@@ -265,6 +295,7 @@ pub fn increment_counter(id: u32) -> Result<(), HostError> {
 pub fn dispatch_http_call(
     upstream: &str,
     headers: &[(String, String)],
+    body: Option<&[u8]>,
     timeout_ms: u64,
 ) -> Result<u32, String> {
     let headers: Vec<(&str, &str)> = headers
@@ -274,7 +305,7 @@ pub fn dispatch_http_call(
     proxy_wasm::hostcalls::dispatch_http_call(
         upstream,
         headers,
-        None,
+        body,
         Vec::new(),
         std::time::Duration::from_millis(timeout_ms),
     )

@@ -2,6 +2,7 @@
 //! the fetches, and logs and counters for what happened. `chaperone_core::remote` decides.
 
 use crate::host::{self, HostError};
+use crate::metrics::Metrics;
 use chaperone_core::remote::{
     FetchResponse, KeyEvent, KeyWork, MemoryStore, SharedStore, StoreError,
 };
@@ -55,38 +56,24 @@ impl SharedStore for GatewayStore {
     }
 }
 
-/// Counters for key fetches (`wasmcustom.` prefixed in Envoy's `/stats`).
-pub struct KeyMetrics {
-    success: Option<u32>,
-    failure: Option<u32>,
-}
-
-impl KeyMetrics {
-    pub fn define() -> Self {
-        KeyMetrics {
-            success: host::define_counter("chaperone_jwks_fetch_total_result=success").ok(),
-            failure: host::define_counter("chaperone_jwks_fetch_total_result=failure").ok(),
-        }
-    }
-}
-
-fn count(metric: Option<u32>) {
-    if let Some(id) = metric {
-        let _ = host::increment_counter(id);
-    }
-}
+const FETCH_SUCCESS: &str = "chaperone_jwks_fetch_total_result=success";
+const FETCH_FAILURE: &str = "chaperone_jwks_fetch_total_result=failure";
 
 /// Starts the requested fetches, reports events, and repeats for whatever that produces
 /// (a failed dispatch is a failed fetch). Bounded: each round only handles the previous
 /// round's requests, and a request never produces more than one follow-up.
-pub fn carry_out(runtime: &mut Runtime, store: &GatewayStore, metrics: &KeyMetrics, work: KeyWork) {
+pub fn carry_out(runtime: &mut Runtime, store: &GatewayStore, metrics: &Metrics, work: KeyWork) {
     let mut pending = work;
     for _ in 0..8 {
         report(&pending.events, metrics);
         let mut next = KeyWork::default();
         for request in pending.requests {
-            match host::dispatch_http_call(&request.upstream, &request.headers, request.timeout_ms)
-            {
+            match host::dispatch_http_call(
+                &request.upstream,
+                &request.headers,
+                None,
+                request.timeout_ms,
+            ) {
                 Ok(token) => runtime.keys.dispatched(&request, token),
                 Err(status) => {
                     let error = format!(
@@ -114,7 +101,7 @@ pub fn carry_out(runtime: &mut Runtime, store: &GatewayStore, metrics: &KeyMetri
 pub fn on_response(
     runtime: &mut Runtime,
     store: &GatewayStore,
-    metrics: &KeyMetrics,
+    metrics: &Metrics,
     token: u32,
     body_size: usize,
 ) {
@@ -122,11 +109,7 @@ pub fn on_response(
         return;
     };
     let headers = host::http_call_response_headers().unwrap_or_default();
-    let status = headers
-        .iter()
-        .find(|(name, _)| name == b":status")
-        .and_then(|(_, value)| std::str::from_utf8(value).ok())
-        .and_then(|value| value.parse::<u16>().ok());
+    let status = host::status_of(&headers);
     // An oversized body is refused without copying it into the VM.
     let body = if body_size > limit {
         None
@@ -144,7 +127,7 @@ pub fn on_response(
     carry_out(runtime, store, metrics, work);
 }
 
-fn report(events: &[KeyEvent], metrics: &KeyMetrics) {
+fn report(events: &[KeyEvent], metrics: &Metrics) {
     for event in events {
         match event {
             KeyEvent::Fetched {
@@ -153,7 +136,7 @@ fn report(events: &[KeyEvent], metrics: &KeyMetrics) {
                 changed,
                 rejected,
             } => {
-                count(metrics.success);
+                metrics.count(FETCH_SUCCESS);
                 let what = if *changed {
                     "new key set"
                 } else {
@@ -179,7 +162,7 @@ fn report(events: &[KeyEvent], metrics: &KeyMetrics) {
                 failures,
                 keys_until_ms,
             } => {
-                count(metrics.failure);
+                metrics.count(FETCH_FAILURE);
                 let consequence = match keys_until_ms {
                     Some(until) => format!(
                         "keeping the last good keys until {}",

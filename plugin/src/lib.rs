@@ -1,22 +1,27 @@
 //! chaperone as a proxy-wasm HTTP filter: gathers request facts from the host, asks
-//! `chaperone_core::decide`, applies the decision and writes the decision record.
+//! `chaperone_core::decide_timed`, applies the decision and writes the decision record.
 //! Everything that decides lives in `chaperone-core`; this crate only talks to the host.
 
 mod host;
 mod keys;
+mod metrics;
+mod records;
 
-use chaperone_core::decision::DECISION_ID_HEADER;
+use chaperone_core::decision::{refuse, DECISION_ID_HEADER};
+use chaperone_core::export::Exporter;
 use chaperone_core::input::HeaderPairs;
-use chaperone_core::{decide, Decision, Loaded, RequestFacts, Runtime};
-use keys::{GatewayStore, KeyMetrics};
+use chaperone_core::{decide_timed, Decision, Loaded, Reason, RequestFacts, Runtime};
+use keys::GatewayStore;
+use metrics::{Metrics, DECISION_DURATION};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel, MapType};
+use records::HostKind;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// How often a VM with remote key sets checks on them: adopt what another worker fetched,
 /// refresh when due, refetch after an unknown `kid`. Cheap when nothing is due.
-const KEY_TICK_MS: u32 = 250;
+const KEY_TICK_MS: u64 = 250;
 
 /// Pseudo-headers chaperone reads. Kong synthesises them on lookup rather than listing them
 /// among the header pairs, so any that are missing from the pairs are fetched one by one.
@@ -29,49 +34,119 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(ChaperoneRoot::default()) });
 }}
 
+/// One configuration and the state its requests share in this VM.
+struct Active {
+    loaded: Loaded,
+    /// Verified tokens and fetched keys.
+    runtime: RefCell<Runtime>,
+    /// Records on their way to the collector, when one is configured.
+    exporter: RefCell<Option<Exporter>>,
+}
+
+/// What every request of the VM shares, whatever the configuration.
+struct Vm {
+    /// Record sequence number: one per decision of this VM.
+    seq: Cell<u64>,
+    /// Random per VM: names the VM in records (`labels.instance`, the sequence's owner) and
+    /// tells its key-fetch leases apart from other workers'.
+    nonce: u64,
+    instance: String,
+    kind: Cell<HostKind>,
+    metrics: Metrics,
+}
+
 /// One per plugin configuration per VM. Until a configuration arrives, requests fail closed.
 struct ChaperoneRoot {
-    loaded: Rc<Loaded>,
-    /// This VM's state for the current configuration (verified tokens, fetched keys),
-    /// shared by its requests.
-    runtime: Rc<RefCell<Runtime>>,
-    /// Record sequence number, shared by every request of this VM.
-    seq: Rc<Cell<u64>>,
+    active: Rc<Active>,
+    vm: Rc<Vm>,
     store: GatewayStore,
-    metrics: Option<KeyMetrics>,
-    /// Random per VM: tells this VM's key-fetch leases apart from other workers'.
-    vm_nonce: u64,
 }
 
 impl Default for ChaperoneRoot {
     fn default() -> Self {
         let mut nonce = [0u8; 8];
         let _ = getrandom::getrandom(&mut nonce);
-        let vm_nonce = u64::from_le_bytes(nonce) ^ host::now_ns();
-        let loaded = Loaded::Empty;
+        let nonce = u64::from_le_bytes(nonce) ^ host::now_ns();
         Self {
-            runtime: Rc::new(RefCell::new(Runtime::new(&loaded, vm_nonce))),
-            loaded: Rc::new(loaded),
-            seq: Rc::new(Cell::new(0)),
+            active: Rc::new(Active {
+                runtime: RefCell::new(Runtime::new(&Loaded::Empty, nonce)),
+                loaded: Loaded::Empty,
+                exporter: RefCell::new(None),
+            }),
+            vm: Rc::new(Vm {
+                seq: Cell::new(0),
+                nonce,
+                instance: format!("{nonce:016x}"),
+                kind: Cell::new(HostKind::Envoy),
+                metrics: Metrics::default(),
+            }),
             store: GatewayStore::default(),
-            metrics: None,
-            vm_nonce,
         }
     }
 }
 
 impl ChaperoneRoot {
-    /// Runs key work for the current configuration, if any of its issuers is remote.
-    fn key_tick(&mut self) {
-        let Ok(mut runtime) = self.runtime.try_borrow_mut() else {
-            return;
-        };
-        if runtime.keys.is_empty() {
-            return;
+    /// Periodic work of the current configuration: key sets and record batches.
+    fn tick(&mut self) {
+        if let Ok(mut runtime) = self.active.runtime.try_borrow_mut() {
+            if !runtime.keys.is_empty() {
+                let work = runtime.tick(&self.store, host::now_ms());
+                keys::carry_out(&mut runtime, &self.store, &self.vm.metrics, work);
+            }
         }
-        let metrics = self.metrics.get_or_insert_with(KeyMetrics::define);
-        let work = runtime.tick(&self.store, host::now_ms());
-        keys::carry_out(&mut runtime, &self.store, metrics, work);
+        if let Ok(mut exporter) = self.active.exporter.try_borrow_mut() {
+            if let Some(exporter) = exporter.as_mut() {
+                records::flush(exporter, &self.vm.metrics);
+            }
+        }
+    }
+
+    /// Installs a configuration that loaded: new state, the collector's unsent records carried
+    /// over, the timer set for what it needs.
+    fn install(&mut self, loaded: Loaded) -> bool {
+        let now_ms = host::now_ms();
+        let collector = match &loaded {
+            Loaded::Ready(compiled) => compiled.decision_log.collector.clone(),
+            Loaded::Empty => None,
+        };
+        let previous = self
+            .active
+            .exporter
+            .try_borrow_mut()
+            .ok()
+            .and_then(|mut e| e.take());
+        let exporter = collector.as_ref().map(|collector| {
+            let mut exporter = Exporter::new(collector.clone(), now_ms);
+            if let Some(previous) = previous {
+                exporter.adopt(previous);
+            }
+            exporter
+        });
+        let runtime = Runtime::new(&loaded, self.vm.nonce);
+        let has_remote_keys = !runtime.keys.is_empty();
+        // Requests already in flight keep the configuration they started with.
+        self.active = Rc::new(Active {
+            loaded,
+            runtime: RefCell::new(runtime),
+            exporter: RefCell::new(exporter),
+        });
+        let period = match (&collector, has_remote_keys) {
+            (Some(collector), _) => collector.flush_interval_ms.min(KEY_TICK_MS),
+            (None, true) => KEY_TICK_MS,
+            (None, false) => 0,
+        };
+        if let Err(error) = host::set_tick_period_ms(u32::try_from(period).unwrap_or(u32::MAX)) {
+            host::log(
+                LogLevel::Error,
+                &format!(
+                    "chaperone: cannot set the timer for key sets and record batches: {error}"
+                ),
+            );
+            return period == 0;
+        }
+        // Fetch (or adopt) keys now rather than at the first tick.
+        self.tick();
+        true
     }
 }
 
@@ -83,22 +158,34 @@ impl Context for ChaperoneRoot {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let Ok(mut runtime) = self.runtime.try_borrow_mut() else {
-            return;
-        };
-        let metrics = self.metrics.get_or_insert_with(KeyMetrics::define);
-        keys::on_response(&mut runtime, &self.store, metrics, token_id, body_size);
+        if let Ok(mut exporter) = self.active.exporter.try_borrow_mut() {
+            if let Some(exporter) = exporter.as_mut() {
+                if records::on_response(exporter, &self.vm.metrics, token_id) {
+                    return;
+                }
+            }
+        }
+        if let Ok(mut runtime) = self.active.runtime.try_borrow_mut() {
+            keys::on_response(
+                &mut runtime,
+                &self.store,
+                &self.vm.metrics,
+                token_id,
+                body_size,
+            );
+        }
     }
 }
 
 impl RootContext for ChaperoneRoot {
     fn on_configure(&mut self, _configuration_size: usize) -> bool {
+        self.vm.kind.set(HostKind::detect());
         let bytes = match host::plugin_configuration() {
             Ok(bytes) => bytes,
             Err(status) => {
                 host::log(
                     LogLevel::Error,
-                    &format!("chaperone: cannot read configuration: {status:?}"),
+                    &format!("chaperone: cannot read configuration: {status}"),
                 );
                 return false;
             }
@@ -111,35 +198,19 @@ impl RootContext for ChaperoneRoot {
                             .to_owned()
                     }
                     Loaded::Ready(c) => format!(
-                        "configured: {} issuer(s), policy `{}` revision `{}`, decision path `{}`",
+                        "configured: {} issuer(s), policy `{}` revision `{}`, decision path `{}`{}",
                         c.issuers.len(),
                         c.policy.name,
                         c.policy.revision,
-                        c.policy.decision_path
+                        c.policy.decision_path,
+                        if c.dry_run { ", dry-run" } else { "" }
                     ),
                 };
                 host::log(
                     LogLevel::Info,
                     &format!("chaperone {}: {summary}", env!("CARGO_PKG_VERSION")),
                 );
-                // Requests already in flight keep the configuration they started with.
-                self.runtime = Rc::new(RefCell::new(Runtime::new(&loaded, self.vm_nonce)));
-                self.loaded = Rc::new(loaded);
-                let has_remote_keys = self
-                    .runtime
-                    .try_borrow()
-                    .is_ok_and(|runtime| !runtime.keys.is_empty());
-                let period = if has_remote_keys { KEY_TICK_MS } else { 0 };
-                if let Err(error) = host::set_tick_period_ms(period) {
-                    host::log(
-                        LogLevel::Error,
-                        &format!("chaperone: cannot set the key refresh timer: {error}"),
-                    );
-                    return !has_remote_keys;
-                }
-                // Fetch (or adopt) keys now rather than at the first tick.
-                self.key_tick();
-                true
+                self.install(loaded)
             }
             Err(error) => {
                 host::log(
@@ -152,14 +223,13 @@ impl RootContext for ChaperoneRoot {
     }
 
     fn on_tick(&mut self) {
-        self.key_tick();
+        self.tick();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(ChaperoneFilter {
-            loaded: Rc::clone(&self.loaded),
-            runtime: Rc::clone(&self.runtime),
-            seq: Rc::clone(&self.seq),
+            active: Rc::clone(&self.active),
+            vm: Rc::clone(&self.vm),
             allowed_decision_id: None,
         }))
     }
@@ -170,9 +240,8 @@ impl RootContext for ChaperoneRoot {
 }
 
 struct ChaperoneFilter {
-    loaded: Rc<Loaded>,
-    runtime: Rc<RefCell<Runtime>>,
-    seq: Rc<Cell<u64>>,
+    active: Rc<Active>,
+    vm: Rc<Vm>,
     /// Set when the request went upstream, so the response can carry the decision id.
     allowed_decision_id: Option<String>,
 }
@@ -182,24 +251,21 @@ impl Context for ChaperoneFilter {}
 impl HttpContext for ChaperoneFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let started_ns = host::now_ns();
+        let seq = self.vm.seq.get().wrapping_add(1);
+        self.vm.seq.set(seq);
         let facts = RequestFacts {
             headers: read_request_headers(),
-            decision_id: new_decision_id(started_ns, self.seq.get()),
+            decision_id: new_decision_id(started_ns, seq),
             now_ns: started_ns,
         };
-        // Callbacks never nest within one VM, so the borrow cannot be held elsewhere; if it
-        // somehow were, decide with empty state (fetched keys missing: fail closed) rather
-        // than panic.
-        let mut decision = match self.runtime.try_borrow_mut() {
-            Ok(mut runtime) => decide(&self.loaded, &mut runtime, &facts),
-            Err(_) => decide(&self.loaded, &mut Runtime::new(&Loaded::Empty, 0), &facts),
-        };
-        let action = self.apply(&decision);
-        let seq = self.seq.get().wrapping_add(1);
-        self.seq.set(seq);
+        let mut decision = self.decide(&facts);
         decision.record.seq = seq;
-        decision.record.latency_us = host::now_ns().saturating_sub(started_ns) / 1_000;
-        host::log(LogLevel::Info, &decision.record.to_json());
+        decision
+            .record
+            .labels
+            .insert("instance".to_owned(), self.vm.instance.clone());
+        let action = self.apply(&decision);
+        self.account(&mut decision, started_ns);
         action
     }
 
@@ -216,6 +282,32 @@ impl HttpContext for ChaperoneFilter {
 }
 
 impl ChaperoneFilter {
+    fn decide(&self, facts: &RequestFacts) -> Decision {
+        let active = &self.active;
+        // With `when_full: deny`, a request whose record cannot be kept is not served.
+        let full = active.exporter.try_borrow().is_ok_and(|exporter| {
+            exporter
+                .as_ref()
+                .is_some_and(|e| e.deny_when_full() && !e.has_room())
+        });
+        if full {
+            return refuse(&active.loaded, facts, Reason::DecisionLogUnavailable);
+        }
+        // Callbacks never nest within one VM, so the borrow cannot be held elsewhere; if it
+        // somehow were, decide with empty state (fetched keys missing: fail closed) rather
+        // than panic.
+        let clock = || host::now_ns();
+        match active.runtime.try_borrow_mut() {
+            Ok(mut runtime) => decide_timed(&active.loaded, &mut runtime, facts, &clock),
+            Err(_) => decide_timed(
+                &active.loaded,
+                &mut Runtime::new(&Loaded::Empty, 0),
+                facts,
+                &clock,
+            ),
+        }
+    }
+
     fn apply(&mut self, decision: &Decision) -> Action {
         for name in &decision.strip_headers {
             if host::remove_request_header(name).is_err() {
@@ -223,7 +315,7 @@ impl ChaperoneFilter {
                 return self.fail_closed(decision);
             }
         }
-        publish_filter_state(decision);
+        records::publish(self.vm.kind.get(), decision);
         if !decision.allowed {
             let details = format!("chaperone_{}", decision.reason.code());
             if let Err(status) = host::send_local_response(
@@ -234,7 +326,7 @@ impl ChaperoneFilter {
             ) {
                 host::log(
                     LogLevel::Error,
-                    &format!("chaperone: local reply failed: {status:?}"),
+                    &format!("chaperone: local reply failed: {status}"),
                 );
             }
             return Action::Pause;
@@ -246,6 +338,37 @@ impl ChaperoneFilter {
         }
         self.allowed_decision_id = Some(decision.record.decision_id.clone());
         Action::Continue
+    }
+
+    /// Metrics, then the record: to the host log always, and to the collector if configured.
+    fn account(&self, decision: &mut Decision, started_ns: u64) {
+        let metrics = &self.vm.metrics;
+        metrics.count(&format!(
+            "chaperone_decisions_total_decision={}_reason={}",
+            records::outcome(decision),
+            decision.reason.code()
+        ));
+        metrics.sample(
+            DECISION_DURATION,
+            host::now_ns().saturating_sub(started_ns) / 1_000,
+        );
+        if let Ok(mut runtime) = self.active.runtime.try_borrow_mut() {
+            let stats = std::mem::take(&mut runtime.cache_stats);
+            metrics.add("chaperone_token_cache_total_result=hit", stats.hits);
+            metrics.add("chaperone_token_cache_total_result=miss", stats.misses);
+        }
+        let max_bytes = match &self.active.loaded {
+            Loaded::Ready(compiled) => compiled.decision_log.max_record_bytes,
+            Loaded::Empty => usize::MAX,
+        };
+        let line = decision.record.to_json_bounded(max_bytes);
+        host::log(LogLevel::Info, &line);
+        if let Ok(mut exporter) = self.active.exporter.try_borrow_mut() {
+            if let Some(exporter) = exporter.as_mut() {
+                let dropped = exporter.push(line, started_ns, &decision.record.decision_id);
+                records::count_dropped(metrics, dropped);
+            }
+        }
     }
 
     fn fail_closed(&self, decision: &Decision) -> Action {
@@ -277,18 +400,6 @@ fn read_request_headers() -> HeaderPairs {
         }
     }
     headers
-}
-
-/// Filter state for Envoy access logs: `%FILTER_STATE(wasm.chaperone.decision_id:PLAIN)%`.
-fn publish_filter_state(decision: &Decision) {
-    let record = &decision.record;
-    let verdict: &[u8] = if decision.allowed { b"allow" } else { b"deny" };
-    let _ = host::set_property("chaperone.decision_id", record.decision_id.as_bytes());
-    let _ = host::set_property("chaperone.decision", verdict);
-    let _ = host::set_property("chaperone.reason", record.reason.as_bytes());
-    if let Some(agent) = &record.agent {
-        let _ = host::set_property("chaperone.agent_id", agent.id.as_bytes());
-    }
 }
 
 /// A random UUID (version 4). If the host has no randomness, time and sequence keep ids unique

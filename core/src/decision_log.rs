@@ -1,0 +1,297 @@
+//! `decision_log`: what each decision record carries beyond the decision (the masked policy
+//! input, labels), how large it may get, and where else it goes (an HTTP collector).
+
+use crate::config::{config_error, ConfigError};
+use crate::remote::{upstream_for, HttpTarget, RawHttpUri};
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Erased from every record's input unless `decision_log.erase` says otherwise: headers that
+/// commonly carry secrets. Credential headers (`from_headers`, transaction and grant tokens)
+/// never reach the input at all.
+pub const DEFAULT_ERASE: [&str; 3] = [
+    "/input/attributes/request/http/headers/cookie",
+    "/input/attributes/request/http/headers/proxy-authorization",
+    "/input/attributes/request/http/headers/x-api-key",
+];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDecisionLog {
+    #[serde(default)]
+    pub input: Option<bool>,
+    #[serde(default)]
+    pub erase: Option<Vec<String>>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub max_record_bytes: Option<usize>,
+    #[serde(default)]
+    pub collector: Option<RawCollector>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCollector {
+    pub http_uri: RawHttpUri,
+    #[serde(default = "default_batch")]
+    pub max_batch_records: usize,
+    #[serde(default = "default_flush_ms")]
+    pub flush_interval_ms: u64,
+    #[serde(default = "default_buffer")]
+    pub max_buffered_records: usize,
+    #[serde(default)]
+    pub when_full: Option<String>,
+}
+
+fn default_batch() -> usize {
+    100
+}
+fn default_flush_ms() -> u64 {
+    1000
+}
+fn default_buffer() -> usize {
+    10_000
+}
+
+pub struct DecisionLog {
+    /// Records carry the (erased) policy input.
+    pub input: bool,
+    /// JSON Pointers under `/input`, split into unescaped reference tokens after `input`.
+    erase: Vec<(String, Vec<String>)>,
+    pub labels: BTreeMap<String, String>,
+    pub max_record_bytes: usize,
+    pub collector: Option<Collector>,
+}
+
+/// Batches of records to an HTTP collector (OTLP/HTTP logs, JSON encoding).
+#[derive(Debug, Clone)]
+pub struct Collector {
+    pub target: HttpTarget,
+    pub upstream: String,
+    pub timeout_ms: u64,
+    pub max_batch_records: usize,
+    pub flush_interval_ms: u64,
+    pub max_buffered_records: usize,
+    /// Deny requests whose record cannot be buffered, instead of dropping the oldest.
+    pub deny_when_full: bool,
+}
+
+impl Default for DecisionLog {
+    fn default() -> Self {
+        DecisionLog {
+            input: true,
+            erase: DEFAULT_ERASE
+                .iter()
+                .filter_map(|p| split_input_pointer(p))
+                .map(|tokens| (tokens.0, tokens.1))
+                .collect(),
+            labels: BTreeMap::new(),
+            max_record_bytes: 65_536,
+            collector: None,
+        }
+    }
+}
+
+impl DecisionLog {
+    pub fn compile(raw: RawDecisionLog) -> Result<DecisionLog, ConfigError> {
+        let defaults = DecisionLog::default();
+        let erase = match raw.erase {
+            None => defaults.erase,
+            Some(pointers) => {
+                let mut erase = Vec::with_capacity(pointers.len());
+                for (i, pointer) in pointers.iter().enumerate() {
+                    erase.push(split_input_pointer(pointer).ok_or_else(|| {
+                        config_error(
+                            format!("decision_log.erase[{i}]"),
+                            "must be a JSON Pointer into the input, like /input/agent/claims/email",
+                        )
+                    })?);
+                }
+                erase
+            }
+        };
+        for (name, value) in &raw.labels {
+            if name.is_empty() || name == "instance" || value.is_empty() {
+                return Err(config_error(
+                    format!("decision_log.labels.{name}"),
+                    "labels need a name and a value; `instance` is set by chaperone",
+                ));
+            }
+        }
+        let max_record_bytes = raw.max_record_bytes.unwrap_or(defaults.max_record_bytes);
+        if !(1_024..=1_048_576).contains(&max_record_bytes) {
+            return Err(config_error(
+                "decision_log.max_record_bytes",
+                "must be between 1024 and 1048576",
+            ));
+        }
+        let collector = raw.collector.map(compile_collector).transpose()?;
+        Ok(DecisionLog {
+            input: raw.input.unwrap_or(true),
+            erase,
+            labels: raw.labels,
+            max_record_bytes,
+            collector,
+        })
+    }
+
+    /// Removes every configured pointer from `input`; returns it and the pointers that were
+    /// present (OPA's `erased`).
+    pub fn erase_from(&self, mut input: Value) -> (Value, Vec<String>) {
+        let mut erased = Vec::new();
+        for (pointer, tokens) in &self.erase {
+            if remove_at(&mut input, tokens) {
+                erased.push(pointer.clone());
+            }
+        }
+        (input, erased)
+    }
+}
+
+fn compile_collector(raw: RawCollector) -> Result<Collector, ConfigError> {
+    let field = "decision_log.collector";
+    let target = HttpTarget::parse(&raw.http_uri.uri)
+        .map_err(|message| config_error(format!("{field}.http_uri.uri"), message))?;
+    let upstream = upstream_for(raw.http_uri.cluster, &target, field)?;
+    let in_range = |name: &str, value: u64, low: u64, high: u64| {
+        if (low..=high).contains(&value) {
+            Ok(value)
+        } else {
+            Err(config_error(
+                format!("{field}.{name}"),
+                format!("must be between {low} and {high}"),
+            ))
+        }
+    };
+    let timeout_ms = in_range("http_uri.timeout_ms", raw.http_uri.timeout_ms, 100, 60_000)?;
+    let batch = in_range("max_batch_records", raw.max_batch_records as u64, 1, 10_000)?;
+    let flush_interval_ms = in_range("flush_interval_ms", raw.flush_interval_ms, 10, 60_000)?;
+    let buffered = in_range(
+        "max_buffered_records",
+        raw.max_buffered_records as u64,
+        batch,
+        1_000_000,
+    )?;
+    let deny_when_full = match raw.when_full.as_deref() {
+        None | Some("drop_oldest") => false,
+        Some("deny") => true,
+        Some(other) => {
+            return Err(config_error(
+                format!("{field}.when_full"),
+                format!("`{other}` is neither `drop_oldest` nor `deny`"),
+            ))
+        }
+    };
+    Ok(Collector {
+        target,
+        upstream,
+        timeout_ms,
+        max_batch_records: batch as usize,
+        flush_interval_ms,
+        max_buffered_records: buffered as usize,
+        deny_when_full,
+    })
+}
+
+/// `/input/a/b` to (`/input/a/b`, `["a", "b"]`); `None` for pointers outside the input.
+fn split_input_pointer(pointer: &str) -> Option<(String, Vec<String>)> {
+    let rest = pointer.strip_prefix("/input/")?;
+    let tokens: Vec<String> = rest
+        .split('/')
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    if tokens.iter().any(String::is_empty) {
+        return None;
+    }
+    Some((pointer.to_owned(), tokens))
+}
+
+/// Removes the object member at `tokens`; true if it was there.
+fn remove_at(value: &mut Value, tokens: &[String]) -> bool {
+    let Some((last, parents)) = tokens.split_last() else {
+        return false;
+    };
+    let mut current = value;
+    for token in parents {
+        match current.get_mut(token.as_str()) {
+            Some(next) => current = next,
+            None => return false,
+        }
+    }
+    current
+        .as_object_mut()
+        .is_some_and(|object| object.remove(last).is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn log(raw: Value) -> Result<DecisionLog, ConfigError> {
+        DecisionLog::compile(serde_json::from_value(raw).unwrap())
+    }
+
+    #[test]
+    fn erasing_removes_what_is_there_and_reports_it() {
+        let input = json!({"attributes": {"request": {"http": {"headers": {"cookie": "s=1", "accept": "*/*"}}}},
+                           "agent": {"claims": {"email": "a@b", "sub": "x"}}});
+        let (erased_input, erased) = DecisionLog::default().erase_from(input.clone());
+        assert_eq!(erased, ["/input/attributes/request/http/headers/cookie"]);
+        assert_eq!(
+            erased_input["attributes"]["request"]["http"]["headers"],
+            json!({"accept": "*/*"})
+        );
+
+        let custom =
+            log(json!({"erase": ["/input/agent/claims/email", "/input/agent/claims/missing"]}))
+                .unwrap();
+        let (erased_input, erased) = custom.erase_from(input);
+        assert_eq!(erased, ["/input/agent/claims/email"]);
+        assert_eq!(erased_input["agent"]["claims"], json!({"sub": "x"}));
+        assert!(
+            erased_input["attributes"]["request"]["http"]["headers"]["cookie"].is_string(),
+            "explicit list replaces the defaults"
+        );
+    }
+
+    #[test]
+    fn configuration_mistakes_name_the_field() {
+        let field = |raw: Value| log(raw).err().map(|e| e.field);
+        assert_eq!(
+            field(json!({"erase": ["/result/x"]})).as_deref(),
+            Some("decision_log.erase[0]")
+        );
+        assert_eq!(
+            field(json!({"erase": ["/input//x"]})).as_deref(),
+            Some("decision_log.erase[0]")
+        );
+        assert_eq!(
+            field(json!({"labels": {"instance": "x"}})).as_deref(),
+            Some("decision_log.labels.instance")
+        );
+        assert_eq!(
+            field(json!({"max_record_bytes": 10})).as_deref(),
+            Some("decision_log.max_record_bytes")
+        );
+        assert_eq!(
+            field(json!({"collector": {"http_uri": {"uri": "http://otel:4318/v1/logs"}, "when_full": "block"}})).as_deref(),
+            Some("decision_log.collector.when_full")
+        );
+        assert_eq!(
+            field(json!({"collector": {"http_uri": {"uri": "http://otel:4318/v1/logs"}, "max_batch_records": 500, "max_buffered_records": 100}})).as_deref(),
+            Some("decision_log.collector.max_buffered_records")
+        );
+        let collector =
+            log(json!({"collector": {"http_uri": {"uri": "http://otel:4318/v1/logs"}}}))
+                .unwrap()
+                .collector
+                .unwrap();
+        assert_eq!(
+            (collector.upstream.as_str(), collector.deny_when_full),
+            ("otel:4318", false)
+        );
+    }
+}

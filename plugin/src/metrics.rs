@@ -1,0 +1,45 @@
+//! Counters and a histogram, defined on first use. Labels are encoded in the name as
+//! `_<label>=<value>` suffixes, which Envoy's `stats_tags` and Kong's `label_patterns` turn
+//! back into labels with the regexes `(_decision=([a-z]+))`, `(_reason=([a-z_]+))` and
+//! `(_result=([a-z]+))` (README, "Metrics").
+
+use crate::host;
+use proxy_wasm::types::MetricType;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+pub const DECISION_DURATION: &str = "chaperone_decision_duration_us";
+pub const RECORDS_DROPPED: &str = "chaperone_records_dropped_total";
+
+#[derive(Default)]
+pub struct Metrics {
+    /// Metric ids by name; a name the host refused is remembered as `None`.
+    ids: RefCell<HashMap<String, Option<u32>>>,
+}
+
+impl Metrics {
+    fn id(&self, metric_type: MetricType, name: &str) -> Option<u32> {
+        let mut ids = self.ids.try_borrow_mut().ok()?;
+        *ids.entry(name.to_owned())
+            .or_insert_with(|| host::define_metric(metric_type, name).ok())
+    }
+
+    pub fn add(&self, name: &str, by: u64) {
+        if by == 0 {
+            return;
+        }
+        if let Some(id) = self.id(MetricType::Counter, name) {
+            let _ = host::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+        }
+    }
+
+    pub fn count(&self, name: &str) {
+        self.add(name, 1);
+    }
+
+    pub fn sample(&self, name: &str, value: u64) {
+        if let Some(id) = self.id(MetricType::Histogram, name) {
+            let _ = host::record_metric(id, value);
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Where decision records go besides the host log: filter state for access logs (Envoy), the
+//! `kong.ctx.shared` table for Lua log plugins (Kong), and batches to an HTTP collector.
+
+use crate::host;
+use crate::metrics::{Metrics, RECORDS_DROPPED};
+use chaperone_core::export::{ExportOutcome, Exporter};
+use chaperone_core::Decision;
+use proxy_wasm::types::LogLevel;
+
+/// Which proxy the module runs in: they expose per-request data differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    Envoy,
+    Kong,
+}
+
+impl HostKind {
+    /// Kong answers for `kong.version`; Envoy does not know it.
+    pub fn detect() -> HostKind {
+        match host::property(&["kong", "version"]) {
+            Ok(Some(_)) => HostKind::Kong,
+            _ => HostKind::Envoy,
+        }
+    }
+}
+
+/// The decision as access logs show it: `allow`, `deny`, or `dryrun` (denied, not enforced).
+pub fn outcome(decision: &Decision) -> &'static str {
+    match (decision.allowed, decision.record.dry_run) {
+        (_, true) => "dryrun",
+        (true, false) => "allow",
+        (false, false) => "deny",
+    }
+}
+
+/// The record's key fields for the host's own logs: Envoy filter state
+/// (`%FILTER_STATE(wasm.chaperone.<field>:PLAIN)%`), Kong `kong.ctx.shared.chaperone_<field>`.
+pub fn publish(kind: HostKind, decision: &Decision) {
+    let record = &decision.record;
+    let agent = record.agent.as_ref();
+    let delegation = agent.map(|a| {
+        a.delegation
+            .iter()
+            .map(|actor| actor.sub.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    });
+    let revision = record.bundles.values().next().map(|b| b.revision.as_str());
+    let seq = record.seq.to_string();
+    let fields: [(&str, Option<&str>); 11] = [
+        ("decision_id", Some(record.decision_id.as_str())),
+        ("decision", Some(outcome(decision))),
+        ("reason", Some(record.reason.as_str())),
+        ("rule", record.rule.as_deref()),
+        ("agent_id", agent.map(|a| a.id.as_str())),
+        ("issuer", agent.map(|a| a.issuer.as_str())),
+        ("owner", agent.and_then(|a| a.owner.as_deref())),
+        (
+            "delegation",
+            delegation.as_deref().filter(|d| !d.is_empty()),
+        ),
+        ("task", agent.and_then(|a| a.task.as_deref())),
+        ("policy_revision", revision),
+        ("seq", Some(seq.as_str())),
+    ];
+    for (field, value) in fields {
+        let Some(value) = value else { continue };
+        // Hosts without the notion answer with an error status; the record still has it all.
+        let _ = match kind {
+            HostKind::Envoy => host::set_property(&format!("chaperone.{field}"), value.as_bytes()),
+            HostKind::Kong => host::set_property(
+                &format!("kong.ctx.shared.chaperone_{field}"),
+                value.as_bytes(),
+            ),
+        };
+    }
+}
+
+/// Sends the next batch of records if one is due.
+pub fn flush(exporter: &mut Exporter, metrics: &Metrics) {
+    let now_ms = host::now_ms();
+    let Some(batch) = exporter.next_batch(now_ms) else {
+        return;
+    };
+    match host::dispatch_http_call(
+        &batch.upstream,
+        &batch.headers,
+        Some(&batch.body),
+        batch.timeout_ms,
+    ) {
+        Ok(token) => exporter.sent(token),
+        Err(status) => {
+            let outcome = exporter.dispatch_failed(
+                format!(
+                    "dispatch_http_call to `{}` refused ({status}); on Envoy name a configured \
+                     cluster in decision_log.collector.http_uri.cluster",
+                    batch.upstream
+                ),
+                now_ms,
+            );
+            report(&outcome, metrics);
+        }
+    }
+}
+
+/// The collector's answer to call `token`, if it is one of the exporter's.
+pub fn on_response(exporter: &mut Exporter, metrics: &Metrics, token: u32) -> bool {
+    if !exporter.owns_call(token) {
+        return false;
+    }
+    let status = host::http_call_response_headers()
+        .ok()
+        .and_then(|headers| host::status_of(&headers));
+    let outcome = exporter.on_response(token, status, host::now_ms());
+    report(&outcome, metrics);
+    true
+}
+
+fn report(outcome: &ExportOutcome, metrics: &Metrics) {
+    match outcome {
+        ExportOutcome::Delivered { records } => metrics.add(
+            "chaperone_records_exported_total_result=success",
+            *records as u64,
+        ),
+        ExportOutcome::Failed {
+            records,
+            error,
+            retry_in_ms,
+        } => {
+            metrics.add(
+                "chaperone_records_exported_total_result=failure",
+                *records as u64,
+            );
+            host::log(
+                LogLevel::Warn,
+                &format!(
+                    "chaperone: decision records: batch of {records} not delivered ({error}); \
+                     retrying in {retry_in_ms} ms"
+                ),
+            );
+        }
+        ExportOutcome::Unknown => {}
+    }
+}
+
+/// Counts records dropped from a full collector buffer.
+pub fn count_dropped(metrics: &Metrics, dropped: u64) {
+    metrics.add(RECORDS_DROPPED, dropped);
+}
