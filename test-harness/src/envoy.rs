@@ -35,6 +35,9 @@ const READY_POLL: Duration = Duration::from_millis(100);
 /// How long a SIGTERM may take before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 const VALIDATE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The access log of configurations that write one to a file (`${ACCESS_LOG_PATH}`); the
+/// others log to stdout.
+pub const ACCESS_LOG_FILE: &str = "access.log";
 /// Lines of Envoy's log quoted in start-up failures.
 const LOG_TAIL_LINES: usize = 50;
 
@@ -204,9 +207,15 @@ impl Envoy {
         self.dir.join("envoy.log")
     }
 
-    /// Envoy's stdout: the access log of the quickstart config.
+    /// The access log: the `${ACCESS_LOG_PATH}` file when the configuration writes one,
+    /// else Envoy's stdout (the quickstart's).
     pub fn access_log_path(&self) -> PathBuf {
-        self.dir.join("envoy.stdout")
+        let file = self.dir.join(ACCESS_LOG_FILE);
+        if file.exists() {
+            file
+        } else {
+            self.dir.join("envoy.stdout")
+        }
     }
 
     pub fn log_text(&self) -> String {

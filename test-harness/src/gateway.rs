@@ -3,7 +3,7 @@
 //! it. Methods panic with Envoy's log tail, because they exist to make tests short.
 
 use crate::echo::EchoUpstream;
-use crate::envoy::{scratch_dir, Envoy};
+use crate::envoy::{scratch_dir, Envoy, ACCESS_LOG_FILE};
 use crate::http::{build_request, try_send, Response, DEFAULT_TIMEOUT};
 use crate::paths::{try_envoy_bin, try_wasm_path, workspace_root};
 use crate::ports::free_ports;
@@ -121,6 +121,10 @@ impl Gateway {
             let (listen, admin) = (ports[0], ports[1]);
             let dir = scratch_dir("envoy")?;
             let mut extra = options.extra.clone();
+            extra.push((
+                "ACCESS_LOG_PATH",
+                dir.join(ACCESS_LOG_FILE).display().to_string(),
+            ));
             let ecds = (options.template == ECDS)
                 .then(|| ecds_file(&dir, &wasm, plugin_config))
                 .transpose()?;
@@ -227,15 +231,18 @@ impl Gateway {
             .unwrap_or_else(|message| panic!("{message}"))
     }
 
+    /// The body of an admin endpoint (`/stats`, `/stats/prometheus`); empty if unreachable.
+    pub fn admin_text(&self, path: &str) -> String {
+        let request = build_request("GET", path, self.envoy.admin_port(), &[]);
+        try_send(self.envoy.admin_port(), &request, DEFAULT_TIMEOUT)
+            .map(|response| response.body_text())
+            .unwrap_or_default()
+    }
+
     /// The value of counter `name` in Envoy's admin `/stats` (custom wasm metrics are
     /// `wasmcustom.<name>`); 0 when it is not there yet.
     pub fn counter(&self, name: &str) -> u64 {
-        let request = build_request("GET", "/stats", self.envoy.admin_port(), &[]);
-        let Ok(response) = try_send(self.envoy.admin_port(), &request, DEFAULT_TIMEOUT) else {
-            return 0;
-        };
-        response
-            .body_text()
+        self.admin_text("/stats")
             .lines()
             .find_map(|line| {
                 line.strip_prefix(name)?

@@ -1,7 +1,8 @@
-//! A loopback identity provider for remote key sets: serves a JWKS (and optionally an OpenID
-//! configuration) and can be told, at any moment, to misbehave the ways real providers do:
-//! answer errors, stall, redirect, send oversized or malformed bodies, or go away. It counts
-//! every request per path, so tests can assert exactly how often chaperone fetched.
+//! A scriptable loopback HTTP service: the identity provider serving key sets (and OpenID
+//! configurations), or the collector receiving decision records. It answers each path as told
+//! and can be told, at any moment, to misbehave the ways real services do: answer errors,
+//! stall, redirect, send oversized or malformed bodies, or go away. It keeps every request
+//! (bodies included), so tests can assert exactly how often chaperone called and what it sent.
 
 use crate::server::{write_response, LoopbackServer, SeenRequest};
 use serde_json::Value;
@@ -60,19 +61,19 @@ struct State {
     seen: Vec<SeenRequest>,
 }
 
-pub struct KeyServer {
+pub struct ScriptedServer {
     server: Option<LoopbackServer>,
     state: Arc<Mutex<State>>,
 }
 
-impl KeyServer {
+impl ScriptedServer {
     /// Listens on a free loopback port; every path answers 404 until set.
-    pub fn start() -> std::io::Result<KeyServer> {
+    pub fn start() -> std::io::Result<ScriptedServer> {
         let state: Arc<Mutex<State>> = Arc::default();
         let state_of_server = Arc::clone(&state);
         let server = LoopbackServer::start(
             0,
-            "key-server",
+            "scripted-server",
             Arc::new(
                 move |request, connection: &mut TcpStream, stopping: &AtomicBool| {
                     let answer = {
@@ -85,7 +86,7 @@ impl KeyServer {
                 },
             ),
         )?;
-        Ok(KeyServer {
+        Ok(ScriptedServer {
             server: Some(server),
             state,
         })
@@ -189,7 +190,7 @@ mod tests {
     use crate::http::{build_request, try_send};
     use serde_json::json;
 
-    fn get(server: &KeyServer, path: &str) -> Result<crate::http::Response, String> {
+    fn get(server: &ScriptedServer, path: &str) -> Result<crate::http::Response, String> {
         try_send(
             server.port(),
             &build_request("GET", path, server.port(), &[]),
@@ -199,7 +200,7 @@ mod tests {
 
     #[test]
     fn answers_as_told_and_counts_per_path() {
-        let mut server = KeyServer::start().unwrap();
+        let mut server = ScriptedServer::start().unwrap();
         assert_eq!(get(&server, "/jwks").unwrap().status, 404);
         server.set(
             "/jwks",

@@ -38,6 +38,9 @@ fn shorten(text: &str) -> String {
 pub const QUICKSTART: &str = "quickstart.yaml";
 /// The quickstart plus an `idp_jwks` cluster on `${JWKS_PORT}`.
 pub const REMOTE_JWKS: &str = "remote-jwks.yaml";
+/// A file access log with every decision field, metric tags, and a `decision_collector`
+/// cluster on `${COLLECTOR_PORT}`.
+pub const OBSERVABILITY: &str = "observability.yaml";
 /// The quickstart listener with chaperone's configuration from a watched ECDS file
 /// (`${ECDS_PATH}`, rendered from `ecds-chaperone.yaml`).
 pub const ECDS: &str = "ecds.yaml";

@@ -4,7 +4,7 @@
 //! key server itself; every wait is bounded.
 
 use chaperone_test_harness::template::REMOTE_JWKS;
-use chaperone_test_harness::{jwks, AgentKey, Answer, Gateway, GatewayOptions, KeyServer};
+use chaperone_test_harness::{jwks, AgentKey, Answer, Gateway, GatewayOptions, ScriptedServer};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ fn remote_config(remote_extra: Value) -> Value {
            "policy": tickets_policy()})
 }
 
-fn start(server: &KeyServer, config: &Value, workers: u32) -> Gateway {
+fn start(server: &ScriptedServer, config: &Value, workers: u32) -> Gateway {
     let options = GatewayOptions {
         template: REMOTE_JWKS,
         extra: vec![("JWKS_PORT", server.port().to_string())],
@@ -35,7 +35,7 @@ fn start(server: &KeyServer, config: &Value, workers: u32) -> Gateway {
     Gateway::start_with(&options, &config.to_string())
 }
 
-fn serve(server: &KeyServer, keys: &[&AgentKey]) {
+fn serve(server: &ScriptedServer, keys: &[&AgentKey]) {
     server.set(JWKS_PATH, Answer::json(jwks(keys)));
 }
 
@@ -54,7 +54,7 @@ fn status_of(gateway: &Gateway, token: &str) -> u16 {
 
 #[test]
 fn requests_before_the_first_key_set_get_503_keys_unavailable_then_keys_arrive() {
-    let server = KeyServer::start().unwrap();
+    let server = ScriptedServer::start().unwrap();
     server.set(JWKS_PATH, Answer::Stall);
     let key = AgentKey::es256("k1");
     let gateway = start(&server, &remote_config(json!({})), 1);
@@ -96,7 +96,7 @@ fn requests_before_the_first_key_set_get_503_keys_unavailable_then_keys_arrive()
 
 #[test]
 fn one_fetch_serves_every_worker_of_the_gateway() {
-    let server = KeyServer::start().unwrap();
+    let server = ScriptedServer::start().unwrap();
     let key = AgentKey::es256("k1");
     serve(&server, &[&key]);
     let gateway = start(&server, &remote_config(json!({})), 2);
@@ -117,7 +117,7 @@ fn one_fetch_serves_every_worker_of_the_gateway() {
 
 #[test]
 fn rotated_keys_are_picked_up_without_a_restart_and_removed_keys_stop_working() {
-    let server = KeyServer::start().unwrap();
+    let server = ScriptedServer::start().unwrap();
     let old = AgentKey::es256("old");
     let new = AgentKey::es256("new");
     serve(&server, &[&old]);
@@ -143,7 +143,7 @@ fn rotated_keys_are_picked_up_without_a_restart_and_removed_keys_stop_working() 
 
 #[test]
 fn a_flood_of_unknown_kids_refetches_once_per_cooldown() {
-    let server = KeyServer::start().unwrap();
+    let server = ScriptedServer::start().unwrap();
     let key = AgentKey::es256("k1");
     serve(&server, &[&key]);
     let gateway = start(&server, &remote_config(json!({"cooldown_seconds": 3})), 1);
@@ -187,7 +187,7 @@ fn a_flood_of_unknown_kids_refetches_once_per_cooldown() {
 
 #[test]
 fn during_an_outage_the_last_good_keys_serve_until_max_stale_then_503() {
-    let mut server = KeyServer::start().unwrap();
+    let mut server = ScriptedServer::start().unwrap();
     let key = AgentKey::es256("k1");
     serve(&server, &[&key]);
     let config = remote_config(json!({"cache_duration_seconds": 1, "max_stale_seconds": 3}));
@@ -223,7 +223,7 @@ fn during_an_outage_the_last_good_keys_serve_until_max_stale_then_503() {
 
 #[test]
 fn bad_answers_never_replace_good_keys_and_redirects_are_not_followed() {
-    let server = KeyServer::start().unwrap();
+    let server = ScriptedServer::start().unwrap();
     let key = AgentKey::es256("k1");
     serve(&server, &[&key]);
     let config = remote_config(json!({"cache_duration_seconds": 1, "max_bytes": 1024}));
@@ -289,7 +289,7 @@ fn bad_answers_never_replace_good_keys_and_redirects_are_not_followed() {
 
 #[test]
 fn openid_discovery_finds_the_key_set() {
-    let server = KeyServer::start().unwrap();
+    let server = ScriptedServer::start().unwrap();
     let key = AgentKey::es256("k1");
     server.set(
         "/.well-known/openid-configuration",
@@ -311,7 +311,7 @@ fn openid_discovery_finds_the_key_set() {
 
 #[test]
 fn an_unknown_cluster_fails_closed_and_says_which_setting_to_fix() {
-    let server = KeyServer::start().unwrap();
+    let server = ScriptedServer::start().unwrap();
     let key = AgentKey::es256("k1");
     serve(&server, &[&key]);
     let config = remote_config(json!({

@@ -123,7 +123,10 @@ pub fn assert_denied(gateway: &Gateway, response: &Response, status: u16, reason
     assert_eq!(record["result"]["allowed"], false, "record: {record}");
     assert_eq!(record["result"]["http_status"], status, "record: {record}");
     assert_eq!(record["reason"], reason, "record: {record}");
-    assert!(record["latency_us"].is_u64(), "record: {record}");
+    assert!(
+        record["metrics"]["timer_total_ns"].is_u64(),
+        "record: {record}"
+    );
     record
 }
 
@@ -217,7 +220,10 @@ pub fn assert_allowed(
     assert_eq!(record["agent"]["jti"], claims["jti"], "record: {record}");
     assert_eq!(record["request"]["method"], method, "record: {record}");
     assert_eq!(record["request"]["path"], path, "record: {record}");
-    assert!(record["latency_us"].is_u64(), "record: {record}");
+    assert!(
+        record["metrics"]["timer_total_ns"].is_u64(),
+        "record: {record}"
+    );
     assert!(record["seq"].is_u64(), "record: {record}");
     assert!(
         record["timestamp"]
