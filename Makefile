@@ -38,12 +38,13 @@ tools: $(ENVOY) .wasm-target.stamp
 
 # --- build ----------------------------------------------------------------------------------
 
-build: .wasm-target.stamp
+# Kong loads chaperone.wasm and reads chaperone.meta.json beside it (schema from the CLI).
+build: .wasm-target.stamp cli
 	cargo build --release -p chaperone-plugin --target $(WASM_TARGET)
 	@mkdir -p dist
 	cp target/$(WASM_TARGET)/release/chaperone_plugin.wasm $(WASM)
-	cp chaperone.schema.json dist/chaperone.schema.json
-	@ls -l $(WASM)
+	$(CLI) kong-meta > dist/chaperone.meta.json
+	@ls -l $(WASM) dist/chaperone.meta.json
 
 cli:
 	cargo build --release -p chaperone-cli

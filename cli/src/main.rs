@@ -2,6 +2,7 @@
 
 mod args;
 mod bundle;
+mod kong;
 mod policy_test;
 mod token;
 
@@ -17,6 +18,8 @@ usage:
                                           pack an OPA-layout bundle into the `policy` object,
                                           or into a whole configuration with --into
   chaperone test DIR                      run every test_* rule of every *_test.rego under DIR
+  chaperone kong-meta                     chaperone.meta.json for Kong on stdout: the config
+                                          schema and the metric label patterns
   chaperone token keygen --alg ES256|RS256|EdDSA --kid KID --out DIR
                                           new key pair: DIR/KID.key.pem, public key added to DIR/jwks.json
   chaperone token mint --key DIR/KID.key.pem --alg ALG --kid KID --iss ISS --aud AUD --sub AGENT
@@ -31,6 +34,7 @@ fn main() -> ExitCode {
         Some("bundle") => bundle::command(&mut args),
         Some("test") => policy_test::command(&mut args),
         Some("token") => token::command(&mut args),
+        Some("kong-meta") => kong::command(&mut args),
         Some("help" | "--help" | "-h") | None => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
