@@ -449,6 +449,15 @@ impl KeyStore {
         }
     }
 
+    /// Whether some remote issuer has no usable keys in this VM at `now_ms`: then the request
+    /// path checks the shared store first, in case another worker has fetched them since.
+    pub fn missing_keys(&self, now_ms: u64) -> bool {
+        self.remotes
+            .iter()
+            .flatten()
+            .any(|remote| remote.installed_version == 0 || now_ms >= remote.state.expires_at_ms)
+    }
+
     /// Whether issuer `index` is remote.
     pub fn is_remote(&self, index: usize) -> bool {
         self.remotes.get(index).is_some_and(Option::is_some)
@@ -468,6 +477,15 @@ impl KeyStore {
             self.sync(index, store, &mut work);
             self.report_expiry(index, now_ms, &mut work);
             self.maybe_start(index, store, now_ms, &mut work);
+        }
+        work
+    }
+
+    /// Like [`KeyStore::tick`] without starting fetches: adopts what other VMs stored.
+    pub fn adopt(&mut self, store: &dyn SharedStore) -> KeyWork {
+        let mut work = KeyWork::default();
+        for index in 0..self.remotes.len() {
+            self.sync(index, store, &mut work);
         }
         work
     }

@@ -51,6 +51,14 @@ impl Runtime {
         work
     }
 
+    /// Installs key sets other VMs already fetched, without starting a fetch (for
+    /// `on_configure`, where not every host allows outbound calls).
+    pub fn adopt(&mut self, store: &dyn SharedStore) -> KeyWork {
+        let work = self.keys.adopt(store);
+        self.forget_changed(&work);
+        work
+    }
+
     /// The answer to a key fetch (see [`KeyStore::on_response`]).
     pub fn on_key_response(
         &mut self,

@@ -53,13 +53,14 @@ struct Vm {
     instance: String,
     kind: Cell<HostKind>,
     metrics: Metrics,
+    /// Where workers share fetched key sets.
+    store: GatewayStore,
 }
 
 /// One per plugin configuration per VM. Until a configuration arrives, requests fail closed.
 struct ChaperoneRoot {
     active: Rc<Active>,
     vm: Rc<Vm>,
-    store: GatewayStore,
 }
 
 impl Default for ChaperoneRoot {
@@ -79,8 +80,8 @@ impl Default for ChaperoneRoot {
                 instance: format!("{nonce:016x}"),
                 kind: Cell::new(HostKind::Envoy),
                 metrics: Metrics::default(),
+                store: GatewayStore::default(),
             }),
-            store: GatewayStore::default(),
         }
     }
 }
@@ -90,8 +91,8 @@ impl ChaperoneRoot {
     fn tick(&mut self) {
         if let Ok(mut runtime) = self.active.runtime.try_borrow_mut() {
             if !runtime.keys.is_empty() {
-                let work = runtime.tick(&self.store, host::now_ms());
-                keys::carry_out(&mut runtime, &self.store, &self.vm.metrics, work);
+                let work = runtime.tick(&self.vm.store, host::now_ms());
+                keys::carry_out(&mut runtime, &self.vm.store, &self.vm.metrics, work);
             }
         }
         if let Ok(mut exporter) = self.active.exporter.try_borrow_mut() {
@@ -144,8 +145,12 @@ impl ChaperoneRoot {
             );
             return period == 0;
         }
-        // Fetch (or adopt) keys now rather than at the first tick.
-        self.tick();
+        // Adopt keys other workers already fetched now; fetching waits for the first tick
+        // (Kong's host takes outbound calls from ticks and requests, not from on_configure).
+        if let Ok(mut runtime) = self.active.runtime.try_borrow_mut() {
+            let work = runtime.adopt(&self.vm.store);
+            keys::carry_out(&mut runtime, &self.vm.store, &self.vm.metrics, work);
+        }
         true
     }
 }
@@ -168,7 +173,7 @@ impl Context for ChaperoneRoot {
         if let Ok(mut runtime) = self.active.runtime.try_borrow_mut() {
             keys::on_response(
                 &mut runtime,
-                &self.store,
+                &self.vm.store,
                 &self.vm.metrics,
                 token_id,
                 body_size,
@@ -179,7 +184,9 @@ impl Context for ChaperoneRoot {
 
 impl RootContext for ChaperoneRoot {
     fn on_configure(&mut self, _configuration_size: usize) -> bool {
-        self.vm.kind.set(HostKind::detect());
+        let (kind, has_metrics) = HostKind::detect();
+        self.vm.kind.set(kind);
+        self.vm.metrics.enable(has_metrics);
         let bytes = match host::plugin_configuration() {
             Ok(bytes) => bytes,
             Err(status) => {
@@ -298,7 +305,14 @@ impl ChaperoneFilter {
         // than panic.
         let clock = || host::now_ns();
         match active.runtime.try_borrow_mut() {
-            Ok(mut runtime) => decide_timed(&active.loaded, &mut runtime, facts, &clock),
+            Ok(mut runtime) => {
+                // Keys another worker fetched since this VM's last tick count already.
+                if runtime.keys.missing_keys(facts.now_ns / 1_000_000) {
+                    let work = runtime.adopt(&self.vm.store);
+                    keys::carry_out(&mut runtime, &self.vm.store, &self.vm.metrics, work);
+                }
+                decide_timed(&active.loaded, &mut runtime, facts, &clock)
+            }
             Err(_) => decide_timed(
                 &active.loaded,
                 &mut Runtime::new(&Loaded::Empty, 0),

@@ -5,7 +5,7 @@
 
 use crate::host;
 use proxy_wasm::types::MetricType;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 pub const DECISION_DURATION: &str = "chaperone_decision_duration_us";
@@ -15,10 +15,19 @@ pub const RECORDS_DROPPED: &str = "chaperone_records_dropped_total";
 pub struct Metrics {
     /// Metric ids by name; a name the host refused is remembered as `None`.
     ids: RefCell<HashMap<String, Option<u32>>>,
+    /// Off on hosts without proxy-wasm metrics (see `HostKind::detect`).
+    disabled: Cell<bool>,
 }
 
 impl Metrics {
+    pub fn enable(&self, enabled: bool) {
+        self.disabled.set(!enabled);
+    }
+
     fn id(&self, metric_type: MetricType, name: &str) -> Option<u32> {
+        if self.disabled.get() {
+            return None;
+        }
         let mut ids = self.ids.try_borrow_mut().ok()?;
         *ids.entry(name.to_owned())
             .or_insert_with(|| host::define_metric(metric_type, name).ok())

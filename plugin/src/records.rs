@@ -15,13 +15,24 @@ pub enum HostKind {
 }
 
 impl HostKind {
-    /// Kong answers for `kong.version`; Envoy does not know it.
-    pub fn detect() -> HostKind {
+    /// Kong answers for `kong.version`; Envoy does not know it. Also whether the host has
+    /// proxy-wasm metrics: Envoy does; ngx_wasm_module gained them in the module shipped with
+    /// Kong 3.8, and older ones may trap when a metric is defined.
+    pub fn detect() -> (HostKind, bool) {
         match host::property(&["kong", "version"]) {
-            Ok(Some(_)) => HostKind::Kong,
-            _ => HostKind::Envoy,
+            Ok(Some(version)) => (HostKind::Kong, kong_has_metrics(&version)),
+            _ => (HostKind::Envoy, true),
         }
     }
+}
+
+/// `3.8.0`, `3.9.1.2-enterprise`, ...: metrics from 3.8 on; unreadable versions get none.
+fn kong_has_metrics(version: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(version);
+    let mut parts = text.trim().split(|c: char| !c.is_ascii_digit());
+    let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+    let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+    matches!((major, minor), (Some(major), Some(minor)) if (major, minor) >= (3, 8))
 }
 
 /// The decision as access logs show it: `allow`, `deny`, or `dryrun` (denied, not enforced).
@@ -146,4 +157,25 @@ fn report(outcome: &ExportOutcome, metrics: &Metrics) {
 /// Counts records dropped from a full collector buffer.
 pub fn count_dropped(metrics: &Metrics, dropped: u64) {
     metrics.add(RECORDS_DROPPED, dropped);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kong_versions_with_metrics() {
+        for (version, expected) in [
+            ("3.8.0", true),
+            ("3.9.1", true),
+            ("3.10.0.0-enterprise-edition", true),
+            ("4.0", true),
+            ("3.7.1", false),
+            ("3.4.2", false),
+            ("", false),
+            ("next", false),
+        ] {
+            assert_eq!(kong_has_metrics(version.as_bytes()), expected, "{version}");
+        }
+    }
 }

@@ -70,6 +70,9 @@ fn requests_before_the_first_key_set_get_503_keys_unavailable_then_keys_arrive()
     assert_upstream_not_reached(&gateway);
 
     // The provider answers at last: the stalled fetch times out (1 s), the retry succeeds.
+    server
+        .wait_for_count(JWKS_PATH, 1, Duration::from_secs(5))
+        .unwrap();
     serve(&server, &[&key]);
     wait_until(Duration::from_secs(10), "keys fetched", || {
         status_of(&gateway, &token) == 200
