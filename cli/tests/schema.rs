@@ -77,6 +77,10 @@ fn identity_features_pass_schema_and_parser() {
     config["registry"] = json!({"data_path": "chaperone/registry", "unregistered": "flag"});
     config["revocations"] = json!({"jti": ["j1"], "agents": ["a"], "owners": ["o"],
                                    "keys": [{"issuer": "https://idp.test", "kid": "k1"}]});
+    config["grants"] = json!({"issuer": "https://approvals.test", "audiences": ["agents-api"],
+                              "local_jwks": config["issuers"][0]["local_jwks"].clone(),
+                              "max_validity_seconds": 900, "header": "agent-grant",
+                              "max_per_request": 4, "clock_skew_seconds": 0});
     config["dry_run"] = json!(false);
     config["policy"]["dry_run"] = json!(true);
     config["decision_log"] = json!({"input": true, "erase": ["/input/agent/claims/email"],

@@ -10,7 +10,24 @@ use crate::reason::Reason;
 use crate::remote::{KeyLookup, KeyStore};
 use crate::revocation::{Presented, Revoked};
 use crate::runtime::Runtime;
-use crate::token::{authenticate, extract_token, verify_transaction, Agent, Transaction};
+use crate::token::{
+    authenticate, extract_token, verify_grant, verify_transaction, Agent, Grant, Transaction,
+};
+
+/// The grants a request presented: those that apply to it, and those dropped, with why.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GrantSet {
+    pub valid: Vec<Grant>,
+    pub dropped: Vec<DroppedGrant>,
+}
+
+/// A presented grant that does not apply (README, "grants").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DroppedGrant {
+    /// Absent when the grant could not be read.
+    pub jti: Option<String>,
+    pub reason: &'static str,
+}
 
 /// Why a request is not attributed to an identity that may act, with as much of the identity
 /// as was established (so even denials are attributed).
@@ -184,4 +201,89 @@ fn apply_transaction(
     }
     agent.task_context = transaction.context;
     Ok(())
+}
+
+/// The grants of the request's grant header(s): each verified (through the cache), then
+/// checked against this request's agent, task, revocations and clock. Never denies the
+/// request: a grant that does not apply is dropped, with its reason, and the policy decides
+/// without it.
+pub fn collect_grants(
+    compiled: &Compiled,
+    runtime: &mut Runtime,
+    headers: &HeaderPairs,
+    agent: &Agent,
+    now_ms: u64,
+) -> GrantSet {
+    let mut set = GrantSet::default();
+    let Some(config) = &compiled.grants else {
+        return set;
+    };
+    // Repeated headers, or several comma-separated tokens in one: a JWT has no comma.
+    let tokens = headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case(config.header.as_bytes()))
+        .flat_map(|(_, value)| value.split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|token| !token.is_empty());
+    for (index, token) in tokens.enumerate() {
+        if index >= config.max_per_request {
+            set.dropped.push(DroppedGrant {
+                jti: None,
+                reason: "too_many",
+            });
+            continue;
+        }
+        let verified = cached_or_verified(
+            compiled,
+            &mut runtime.grants,
+            &runtime.keys,
+            token,
+            now_ms,
+            |grant: &Grant| grant.issuer.as_str(),
+            verify_grant,
+        );
+        let grant = match verified {
+            Ok((grant, _)) => grant,
+            Err(reason) => {
+                set.dropped.push(DroppedGrant {
+                    jti: None,
+                    reason: grant_drop_reason(reason),
+                });
+                continue;
+            }
+        };
+        let skew_ns = config.issuer.clock_skew_seconds * 1_000_000_000;
+        let now_ns = now_ms * 1_000_000;
+        let reason = if grant.agent != agent.id {
+            Some("other_agent")
+        } else if grant.task.is_some() && grant.task != agent.task {
+            Some("other_task")
+        } else if compiled.revocations.revokes_jti(&grant.jti) {
+            Some("revoked")
+        } else if now_ns >= grant.expires_at_ns.saturating_add(skew_ns) {
+            Some("expired")
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => set.dropped.push(DroppedGrant {
+                jti: Some(grant.jti),
+                reason,
+            }),
+            None => set.valid.push(grant),
+        }
+    }
+    set
+}
+
+/// Why a grant that failed verification is dropped.
+fn grant_drop_reason(reason: Reason) -> &'static str {
+    match reason {
+        Reason::TokenExpired => "expired",
+        Reason::TokenNotYetValid => "not_yet_valid",
+        Reason::TokenLifetimeExceeded => "too_long",
+        Reason::KeysUnavailable => "keys_unavailable",
+        Reason::TokenTooLarge => "too_large",
+        _ => "invalid",
+    }
 }

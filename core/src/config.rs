@@ -33,6 +33,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub transaction_tokens: Option<RawTransactionTokens>,
     #[serde(default)]
+    pub grants: Option<RawGrants>,
+    #[serde(default)]
     pub registry: Option<RawRegistry>,
     #[serde(default)]
     pub revocations: RawRevocations,
@@ -41,6 +43,29 @@ pub struct RawConfig {
     /// Shadow mode for every denial: record it, let the request through.
     #[serde(default)]
     pub dry_run: bool,
+}
+
+/// `grants`: just-in-time grants, short-lived JWTs from an approval service, in a request
+/// header (several allowed).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrants {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    pub local_jwks: Option<serde_json::Value>,
+    #[serde(default)]
+    pub remote_jwks: Option<RawRemoteJwks>,
+    #[serde(default = "default_grant_skew")]
+    pub clock_skew_seconds: u64,
+    #[serde(default = "default_max_grant_validity")]
+    pub max_validity_seconds: u64,
+    #[serde(default = "default_grant_header")]
+    pub header: String,
+    #[serde(default = "default_max_grants")]
+    pub max_per_request: usize,
 }
 
 /// `transaction_tokens`: an issuer of its own (the transaction token service), a header, and
@@ -144,6 +169,18 @@ fn default_txn_lifetime() -> u64 {
 fn default_txn_header() -> String {
     "txn-token".to_owned()
 }
+fn default_grant_skew() -> u64 {
+    5
+}
+fn default_max_grant_validity() -> u64 {
+    3600
+}
+fn default_grant_header() -> String {
+    "agent-grant".to_owned()
+}
+fn default_max_grants() -> usize {
+    8
+}
 fn default_max_delegation_depth() -> usize {
     DEFAULT_MAX_DELEGATION_DEPTH
 }
@@ -163,6 +200,7 @@ pub struct Compiled {
     pub max_token_bytes: usize,
     pub max_delegation_depth: usize,
     pub transaction_tokens: Option<TransactionTokens>,
+    pub grants: Option<Grants>,
     pub registry: Option<Registry>,
     pub revocations: Revocations,
     pub decision_log: DecisionLog,
@@ -177,6 +215,17 @@ impl Compiled {
         self.issuers
             .iter()
             .chain(self.transaction_tokens.as_ref().map(|t| &t.issuer))
+            .chain(self.grants.as_ref().map(|g| &g.issuer))
+    }
+
+    /// Where the transaction token issuer's key set is in [`Compiled::key_issuers`].
+    pub fn transaction_key_index(&self) -> usize {
+        self.issuers.len()
+    }
+
+    /// Where the grant issuer's key set is in [`Compiled::key_issuers`].
+    pub fn grant_key_index(&self) -> usize {
+        self.issuers.len() + usize::from(self.transaction_tokens.is_some())
     }
 
     /// Request headers that carry credentials: never shown to the policy.
@@ -185,8 +234,17 @@ impl Compiled {
             .iter()
             .map(|s| s.name.clone())
             .chain(self.transaction_tokens.as_ref().map(|t| t.header.clone()))
+            .chain(self.grants.as_ref().map(|g| g.header.clone()))
             .collect()
     }
+}
+
+/// Just-in-time grants: their issuer and where they arrive.
+pub struct Grants {
+    pub issuer: Issuer,
+    /// Lower-case header name.
+    pub header: String,
+    pub max_per_request: usize,
 }
 
 /// Transaction tokens: their issuer (`typ` fixed to `txntoken+jwt`) and where they arrive.
@@ -313,6 +371,17 @@ pub fn compile(raw: RawConfig) -> Result<Compiled, ConfigError> {
         .transaction_tokens
         .map(|txn| compile_transaction_tokens(txn, &issuers, &token_sources))
         .transpose()?;
+    let grants = raw
+        .grants
+        .map(|grants| {
+            compile_grants(
+                grants,
+                &issuers,
+                &token_sources,
+                transaction_tokens.as_ref(),
+            )
+        })
+        .transpose()?;
     // The registry is read from the policy data before the policy takes it over.
     let registry = match raw.registry {
         Some(registry) => {
@@ -334,6 +403,7 @@ pub fn compile(raw: RawConfig) -> Result<Compiled, ConfigError> {
         max_token_bytes: raw.limits.max_token_bytes,
         max_delegation_depth: raw.limits.max_delegation_depth,
         transaction_tokens,
+        grants,
         registry,
         revocations,
         decision_log,
@@ -347,25 +417,13 @@ fn compile_transaction_tokens(
     token_sources: &[TokenSource],
 ) -> Result<TransactionTokens, ConfigError> {
     let field = "transaction_tokens";
-    let header = raw.header.to_ascii_lowercase();
-    if !valid_header_name(&header) || crate::decision::is_identity_header(&header) {
-        return Err(config_error(
-            format!("{field}.header"),
-            "not a usable header name",
-        ));
-    }
-    if token_sources.iter().any(|s| s.name == header) {
-        return Err(config_error(
-            format!("{field}.header"),
-            "already carries the agent token (from_headers)",
-        ));
-    }
-    if agent_issuers.iter().any(|i| i.issuer == raw.issuer) {
-        return Err(config_error(
-            format!("{field}.issuer"),
-            "must differ from every agent token issuer",
-        ));
-    }
+    let taken: Vec<&str> = token_sources.iter().map(|s| s.name.as_str()).collect();
+    let header = side_token_header(&raw.header, field, &taken)?;
+    distinct_issuer(
+        &raw.issuer,
+        field,
+        agent_issuers.iter().map(|i| i.issuer.as_str()),
+    )?;
     let issuer = compile_issuer(
         RawIssuer {
             issuer: raw.issuer,
@@ -386,6 +444,88 @@ fn compile_transaction_tokens(
         header,
         required: raw.required,
     })
+}
+
+fn compile_grants(
+    raw: RawGrants,
+    agent_issuers: &[Issuer],
+    token_sources: &[TokenSource],
+    transaction_tokens: Option<&TransactionTokens>,
+) -> Result<Grants, ConfigError> {
+    let field = "grants";
+    let mut taken: Vec<&str> = token_sources.iter().map(|s| s.name.as_str()).collect();
+    taken.extend(transaction_tokens.map(|t| t.header.as_str()));
+    let header = side_token_header(&raw.header, field, &taken)?;
+    let others = agent_issuers
+        .iter()
+        .chain(transaction_tokens.map(|t| &t.issuer))
+        .map(|i| i.issuer.as_str());
+    distinct_issuer(&raw.issuer, field, others)?;
+    if !(1..=32).contains(&raw.max_per_request) {
+        return Err(config_error(
+            format!("{field}.max_per_request"),
+            "must be between 1 and 32",
+        ));
+    }
+    let issuer = compile_issuer(
+        RawIssuer {
+            issuer: raw.issuer,
+            audiences: raw.audiences,
+            algorithms: raw.algorithms,
+            local_jwks: raw.local_jwks,
+            remote_jwks: raw.remote_jwks,
+            clock_skew_seconds: raw.clock_skew_seconds,
+            // A grant's window may not be longer than this (`exp` from `iat`, or from now).
+            max_lifetime_seconds: raw.max_validity_seconds,
+            allowed_types: None,
+            claims: RawClaimMapping::default(),
+        },
+        field,
+    )
+    .map_err(
+        |error| match error.field.strip_prefix("grants.max_lifetime_seconds") {
+            Some(_) => config_error("grants.max_validity_seconds", error.message),
+            None => error,
+        },
+    )?;
+    Ok(Grants {
+        issuer,
+        header,
+        max_per_request: raw.max_per_request,
+    })
+}
+
+/// The header of a token beside the agent token: a valid name, outside chaperone's own
+/// namespace, not already carrying another token.
+fn side_token_header(name: &str, field: &str, taken: &[&str]) -> Result<String, ConfigError> {
+    let header = name.to_ascii_lowercase();
+    if !valid_header_name(&header) || crate::decision::is_identity_header(&header) {
+        return Err(config_error(
+            format!("{field}.header"),
+            "not a usable header name",
+        ));
+    }
+    if taken.contains(&header.as_str()) {
+        return Err(config_error(
+            format!("{field}.header"),
+            "already carries another token",
+        ));
+    }
+    Ok(header)
+}
+
+fn distinct_issuer<'a>(
+    issuer: &str,
+    field: &str,
+    mut others: impl Iterator<Item = &'a str>,
+) -> Result<(), ConfigError> {
+    if others.any(|other| other == issuer) {
+        return Err(config_error(
+            format!("{field}.issuer"),
+            "must differ from every other token issuer",
+        ));
+    }
+    Ok(())
 }
 
 fn valid_header_name(name: &str) -> bool {

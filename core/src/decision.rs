@@ -1,13 +1,14 @@
 //! `decide`: request facts in, decision out. The only entry point the hosts call per request.
 
-use crate::attribution::attribute;
+use crate::attribution::{attribute, collect_grants};
 use crate::config::{Compiled, Loaded};
 use crate::encoding::{header_safe, list_header_value};
-use crate::input::{build_input, RequestFacts, RequestLine};
+use crate::input::{build_input, remaining_seconds, RequestFacts, RequestLine};
 use crate::policy::Verdict;
 use crate::reason::Reason;
 use crate::record::{
-    rfc3339, BundleInfo, DecisionRecord, RecordAgent, RecordMetrics, RecordRequest, RecordResult,
+    rfc3339, BundleInfo, DecisionRecord, RecordAgent, RecordGrant, RecordMetrics, RecordRequest,
+    RecordResult,
 };
 use crate::runtime::Runtime;
 use crate::token::Agent;
@@ -120,11 +121,20 @@ fn decide_compiled(
 ) -> Decision {
     let now_ms = facts.now_ns / 1_000_000;
     let token_started = clock();
-    let attributed = attribute(compiled, runtime, &facts.headers, now_ms);
+    let attributed = attribute(compiled, runtime, &facts.headers, now_ms).map(|agent| {
+        let grants = collect_grants(compiled, runtime, &facts.headers, &agent, now_ms);
+        (agent, grants)
+    });
     let timer_token_ns = clock().saturating_sub(token_started);
     let mut decision = match attributed {
-        Ok(agent) => {
-            let input = build_input(line, facts, &compiled.credential_headers(), &agent);
+        Ok((agent, grants)) => {
+            let input = build_input(
+                line,
+                facts,
+                &compiled.credential_headers(),
+                &agent,
+                &grants.valid,
+            );
             let logged_input = compiled.decision_log.input.then(|| input.clone());
             let policy_started = clock();
             let verdict = compiled.policy.evaluate(input);
@@ -140,6 +150,17 @@ fn decide_compiled(
                 decision.record.erased = erased;
             }
             decision.record.metrics.timer_rego_query_eval_ns = timer_rego_query_eval_ns;
+            decision.record.grants = grants
+                .valid
+                .iter()
+                .map(|grant| RecordGrant {
+                    jti: grant.jti.clone(),
+                    approver: grant.approver.clone(),
+                    remaining_seconds: remaining_seconds(grant, facts.now_ns),
+                    used: verdict.grants_used.contains(&grant.jti),
+                })
+                .collect();
+            decision.record.grants_dropped = grants.dropped;
             if !verdict.allowed && compiled.policy.dry_run {
                 shadow(&mut decision, facts);
             }
@@ -209,6 +230,8 @@ fn base_record(
         reason,
         rule,
         dry_run: false,
+        grants: Vec::new(),
+        grants_dropped: Vec::new(),
         flags: agent
             .filter(|a| a.registered == Some(false))
             .map(|_| vec!["unregistered_agent".to_owned()])

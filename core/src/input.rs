@@ -1,6 +1,6 @@
 //! The policy input document, OPA-Envoy compatible plus chaperone's own keys.
 
-use crate::token::Agent;
+use crate::token::{Agent, Grant};
 use serde_json::{json, Map, Value};
 
 /// Header name and value pairs exactly as the host gave them: bytes, in order, repeats kept.
@@ -53,12 +53,14 @@ impl RequestFacts {
     }
 }
 
-/// Builds `input`. Credentials and chaperone's own headers never enter it.
+/// Builds `input`. Credentials and chaperone's own headers never enter it; grants enter as
+/// their verified claims.
 pub fn build_input(
     line: &RequestLine,
     facts: &RequestFacts,
     credential_headers: &[String],
     agent: &Agent,
+    grants: &[Grant],
 ) -> Value {
     let mut headers = Map::new();
     for (name, value) in &facts.headers {
@@ -110,8 +112,28 @@ pub fn build_input(
             "registered": agent.registered,
             "claims": agent.claims,
         },
+        "grants": grants.iter().map(|grant| grant_input(grant, facts.now_ns)).collect::<Vec<_>>(),
         "now_ns": facts.now_ns,
     })
+}
+
+/// A grant as the policy sees it, with the whole seconds it has left at `now_ns`.
+fn grant_input(grant: &Grant, now_ns: u64) -> Value {
+    json!({
+        "jti": grant.jti,
+        "issuer": grant.issuer,
+        "approver": grant.approver,
+        "task": grant.task,
+        "reason": grant.reason,
+        "authorization_details": grant.authorization_details,
+        "not_before_ns": grant.not_before_ns,
+        "expires_at_ns": grant.expires_at_ns,
+        "remaining_seconds": remaining_seconds(grant, now_ns),
+    })
+}
+
+pub fn remaining_seconds(grant: &Grant, now_ns: u64) -> u64 {
+    grant.expires_at_ns.saturating_sub(now_ns) / 1_000_000_000
 }
 
 /// Path segments, percent-decoded, empty segments dropped (`/a//b/` gives `["a","b"]`).

@@ -31,6 +31,8 @@ pub struct Verdict {
     pub http_status: Option<u16>,
     pub headers: Vec<(String, String)>,
     pub body: Option<String>,
+    /// `jti`s of the grants the decision relied on.
+    pub grants_used: Vec<String>,
 }
 
 impl Verdict {
@@ -43,6 +45,7 @@ impl Verdict {
             http_status: None,
             headers: Vec::new(),
             body: None,
+            grants_used: Vec::new(),
         }
     }
 }
@@ -166,13 +169,14 @@ fn read_result(result: &Value) -> Verdict {
 
 fn read_result_object(object: &regorus::value::Object) -> Option<Verdict> {
     let field = |name: &str| object.get(&Value::from(name));
-    const KNOWN: [&str; 6] = [
+    const KNOWN: [&str; 7] = [
         "allowed",
         "http_status",
         "headers",
         "body",
         "reason",
         "rule",
+        "grants_used",
     ];
     if object
         .keys()
@@ -209,6 +213,15 @@ fn read_result_object(object: &regorus::value::Object) -> Option<Verdict> {
             headers.push((name, crate::encoding::header_safe(&value)));
         }
     }
+    let grants_used = match field("grants_used") {
+        None => Vec::new(),
+        Some(value) => value
+            .as_array()
+            .ok()?
+            .iter()
+            .map(|jti| jti.as_string().ok().map(|s| s.to_string()))
+            .collect::<Option<Vec<_>>>()?,
+    };
     let reason = if allowed {
         Reason::PolicyAllowed
     } else {
@@ -222,6 +235,7 @@ fn read_result_object(object: &regorus::value::Object) -> Option<Verdict> {
         http_status,
         headers,
         body,
+        grants_used,
     })
 }
 

@@ -1,6 +1,7 @@
 //! The decision record: one attributed JSON object per request. OPA decision-log names where
 //! the concept is the same. It never holds a token.
 
+use crate::attribution::DroppedGrant;
 use crate::identity::Actor;
 use crate::revocation::Revoked;
 use crate::token::Agent;
@@ -36,12 +37,27 @@ pub struct DecisionRecord {
     /// Set when a revocation list denied the request: which list, which value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revoked: Option<Revoked>,
+    /// The grants that applied to the request; `used` when the policy said it relied on one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<RecordGrant>,
+    /// Presented grants that did not apply, with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub grants_dropped: Vec<DroppedGrant>,
     /// Notable facts that did not change the outcome, e.g. `unregistered_agent` when the
     /// registry lets unregistered agents through.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
     pub request: RecordRequest,
     pub metrics: RecordMetrics,
+}
+
+/// A grant in a record: which, approved by whom, how long it had left, whether it was used.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RecordGrant {
+    pub jti: String,
+    pub approver: String,
+    pub remaining_seconds: u64,
+    pub used: bool,
 }
 
 /// Time spent, OPA-style names: verifying and attributing the token, evaluating the policy,

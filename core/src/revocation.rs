@@ -73,6 +73,11 @@ impl Revocations {
         })
     }
 
+    /// Whether a token id (of an agent token or a grant) is revoked.
+    pub fn revokes_jti(&self, jti: &str) -> bool {
+        self.jti.contains(jti)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.jti.is_empty()
             && self.agents.is_empty()

@@ -4,13 +4,15 @@
 use crate::cache::TokenCache;
 use crate::config::{KeySource, Loaded};
 use crate::remote::{FetchResponse, KeyStore, KeyWork, SharedStore};
-use crate::token::{Agent, Transaction};
+use crate::token::{Agent, Grant, Transaction};
 
 pub struct Runtime {
     /// Verified agent tokens.
     pub cache: TokenCache<Agent>,
     /// Verified transaction tokens.
     pub transactions: TokenCache<Transaction>,
+    /// Verified grants.
+    pub grants: TokenCache<Grant>,
     pub keys: KeyStore,
     /// Agent-token cache lookups since the host last took them (for its metrics).
     pub cache_stats: CacheStats,
@@ -39,6 +41,7 @@ impl Runtime {
         Runtime {
             cache: TokenCache::default(),
             transactions: TokenCache::default(),
+            grants: TokenCache::default(),
             keys: KeyStore::new(remotes, vm_nonce),
             cache_stats: CacheStats::default(),
         }
@@ -78,6 +81,7 @@ impl Runtime {
         for issuer in &work.issuer_names_changed {
             self.cache.forget_issuer(issuer);
             self.transactions.forget_issuer(issuer);
+            self.grants.forget_issuer(issuer);
         }
     }
 }

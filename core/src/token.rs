@@ -150,11 +150,10 @@ pub fn verify_transaction(
     let Some(config) = &compiled.transaction_tokens else {
         return Err(Reason::TxnTokenInvalid);
     };
-    let first_index = compiled.issuers.len();
     let verified = verify(
         compiled,
         std::slice::from_ref(&config.issuer),
-        first_index,
+        compiled.transaction_key_index(),
         fetched,
         token,
         now_ms,
@@ -180,6 +179,94 @@ pub fn verify_transaction(
         },
     };
     Ok((transaction, verified.expired_from_s))
+}
+
+/// A verified just-in-time grant. Whether it applies to a request (its agent, its task,
+/// revocation, time left) is checked per request by attribution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    pub jti: String,
+    pub issuer: String,
+    /// `sub`: the agent the grant is for.
+    pub agent: String,
+    pub approver: String,
+    /// `txn`: the task the grant is bound to, if any.
+    pub task: Option<String>,
+    pub reason: Option<String>,
+    /// RFC 9396 `authorization_details`: what the grant permits, read by the policy.
+    pub authorization_details: Value,
+    pub not_before_ns: u64,
+    pub expires_at_ns: u64,
+}
+
+/// Verifies a grant against the grant issuer: signature, validity window (at most
+/// `max_validity_seconds`), and the claims a grant needs: `jti`, `sub`, `approver` (a string,
+/// or an object with a string `sub`), and `authorization_details` (objects with a `type`).
+pub fn verify_grant(
+    compiled: &Compiled,
+    fetched: &KeyStore,
+    token: &[u8],
+    now_ms: u64,
+) -> Result<(Grant, u64), Reason> {
+    let Some(config) = &compiled.grants else {
+        return Err(Reason::ClaimInvalid);
+    };
+    let verified = verify(
+        compiled,
+        std::slice::from_ref(&config.issuer),
+        compiled.grant_key_index(),
+        fetched,
+        token,
+        now_ms,
+    )?;
+    let claims = &verified.claims;
+    let text = |name: &str| match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(value)) if !value.is_empty() => Ok(Some(value.clone())),
+        Some(_) => Err(Reason::ClaimInvalid),
+    };
+    let approver = match claims.get("approver") {
+        Some(Value::String(approver)) if !approver.is_empty() => approver.clone(),
+        Some(Value::Object(approver)) => match approver.get("sub") {
+            Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
+            _ => return Err(Reason::ClaimInvalid),
+        },
+        _ => return Err(Reason::ClaimInvalid),
+    };
+    let details = match claims.get("authorization_details") {
+        Some(Value::Array(entries))
+            if !entries.is_empty()
+                && entries.iter().all(|e| {
+                    e.get("type")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| !t.is_empty())
+                }) =>
+        {
+            Value::Array(entries.clone())
+        }
+        _ => return Err(Reason::ClaimInvalid),
+    };
+    let seconds = |name: &str| {
+        claims
+            .get(name)
+            .and_then(Value::as_f64)
+            .map(|s| s.max(0.0) as u64)
+    };
+    let start_s = seconds("nbf")
+        .or_else(|| seconds("iat"))
+        .unwrap_or(now_ms / 1000);
+    let grant = Grant {
+        jti: text("jti")?.ok_or(Reason::ClaimInvalid)?,
+        issuer: config.issuer.issuer.clone(),
+        agent: text("sub")?.ok_or(Reason::ClaimInvalid)?,
+        approver,
+        task: text("txn")?,
+        reason: text("reason")?,
+        authorization_details: details,
+        not_before_ns: start_s.saturating_mul(1_000_000_000),
+        expires_at_ns: seconds("exp").unwrap_or(0).saturating_mul(1_000_000_000),
+    };
+    Ok((grant, verified.expired_from_s))
 }
 
 /// The JWS checks every token gets: shape and size, header, issuer among `issuers` (whose
