@@ -52,6 +52,14 @@ impl Args {
             .ok_or_else(|| format!("missing --{name}"))
     }
 
+    /// Removes `--name` (a switch without a value) and says whether it was there.
+    pub fn flag(&mut self, name: &str) -> bool {
+        let flag = format!("--{name}");
+        let before = self.rest.len();
+        self.rest.retain(|a| *a != flag);
+        self.rest.len() != before
+    }
+
     /// Anything left over is a mistake worth reporting.
     pub fn finish(&self) -> Result<(), String> {
         match self.rest.first() {

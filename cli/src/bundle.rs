@@ -14,13 +14,24 @@ pub struct Bundle {
     pub data: Value,
 }
 
+/// The ECDS resource Envoy watches (`envoy-config/ecds.yaml`), as shipped.
+const ECDS_TEMPLATE: &str = include_str!("../../envoy-config/ecds-chaperone.yaml");
+
 pub fn command(args: &mut Args) -> Result<ExitCode, String> {
+    let ecds = args.flag("ecds");
+    let wasm = args.optional("wasm")?;
     let dir = args.required_positional("DIR")?;
     let into = args.optional("into")?;
     args.finish()?;
     let bundle = load(Path::new(&dir))?;
     let policy = bundle.policy_object();
     let output = match into {
+        None if ecds => {
+            return Err(
+                "--ecds needs --into CONFIG.json: the resource holds the whole configuration"
+                    .to_owned(),
+            )
+        }
         None => policy,
         Some(path) => {
             let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
@@ -30,11 +41,38 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
             config
         }
     };
+    if ecds {
+        let wasm = wasm.ok_or("--ecds needs --wasm PATH: where Envoy finds chaperone.wasm")?;
+        // Refuse to write a resource Envoy would only reject.
+        chaperone_core::load(output.to_string().as_bytes()).map_err(|e| e.to_string())?;
+        print!("{}", ecds_resource(&output, &bundle.revision, &wasm)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&output).map_err(|e| e.to_string())?
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The shipped ECDS resource template with this configuration, version and module path. The
+/// configuration becomes a JSON string, which is also a valid YAML double-quoted scalar.
+fn ecds_resource(config: &Value, revision: &str, wasm: &str) -> Result<String, String> {
+    let quoted = serde_json::to_string(&config.to_string()).map_err(|e| e.to_string())?;
+    let version = if revision.is_empty() {
+        "unversioned"
+    } else {
+        revision
+    };
+    let mut text = ECDS_TEMPLATE.to_owned();
+    for (name, value) in [
+        ("${VERSION}", version.replace('"', "")),
+        ("${WASM_PATH}", wasm.to_owned()),
+        ("${PLUGIN_CONFIG}", quoted),
+    ] {
+        text = text.replace(name, &value);
+    }
+    Ok(text)
 }
 
 /// Puts the bundle into `config.policy`, keeping settings the bundle does not carry

@@ -8,7 +8,7 @@ use crate::args::Args;
 use serde_json::{json, Value};
 use std::process::ExitCode;
 
-const SCHEMA: &str = include_str!("../../chaperone.schema.json");
+pub const SCHEMA: &str = include_str!("../../chaperone.schema.json");
 
 /// One entry per `_<label>=<value>` segment of chaperone's metric names (Envoy `stats_tags`
 /// use the same regexes). Kong's exporter applies them as Lua patterns, not regexes, so they

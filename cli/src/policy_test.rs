@@ -16,6 +16,7 @@ struct TestCase {
 }
 
 pub fn command(args: &mut Args) -> Result<ExitCode, String> {
+    let coverage = args.flag("coverage");
     let root = args.required_positional("DIR")?;
     args.finish()?;
     let bundles = bundle_dirs(Path::new(&root))?;
@@ -24,7 +25,7 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
     }
     let (mut passed, mut failed) = (0usize, 0usize);
     for dir in bundles {
-        let (p, f) = run_bundle(&dir)?;
+        let (p, f) = run_bundle(&dir, coverage)?;
         passed += p;
         failed += f;
     }
@@ -56,9 +57,10 @@ fn bundle_dirs(root: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(dirs)
 }
 
-fn run_bundle(dir: &Path) -> Result<(usize, usize), String> {
+fn run_bundle(dir: &Path, coverage: bool) -> Result<(usize, usize), String> {
     let bundle = bundle::load(dir)?;
     let mut engine = Engine::new();
+    engine.set_enable_coverage(coverage);
     for (path, source) in &bundle.modules {
         engine
             .add_policy(format!("{}/{path}", dir.display()), source.clone())
@@ -99,7 +101,38 @@ fn run_bundle(dir: &Path) -> Result<(usize, usize), String> {
             }
         }
     }
+    if coverage {
+        print_coverage(&engine)?;
+    }
     Ok((passed, failed))
+}
+
+/// Lines of the bundle's policy files (tests excluded) the tests evaluated, per file, and
+/// the lines they never reached.
+fn print_coverage(engine: &Engine) -> Result<(), String> {
+    let report = engine.get_coverage_report().map_err(|e| e.to_string())?;
+    println!("  coverage (lines the tests evaluated):");
+    for file in report.files.iter().filter(|f| !is_test_module(&f.path)) {
+        let covered = file.covered.len();
+        let total = covered + file.not_covered.len();
+        let percent = if total == 0 {
+            100.0
+        } else {
+            100.0 * covered as f64 / total as f64
+        };
+        let missed: Vec<String> = file.not_covered.iter().map(u32::to_string).collect();
+        if missed.is_empty() {
+            println!("    {:5.1}% {}", percent, file.path);
+        } else {
+            println!(
+                "    {:5.1}% {} (not covered: lines {})",
+                percent,
+                file.path,
+                missed.join(", ")
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Test rules start a line with `test_`; partial definitions of one name count once.

@@ -149,6 +149,21 @@ impl DecisionRecord {
     }
 }
 
+/// A decision id: 16 random bytes (from the host) as a UUID version 4.
+pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 /// RFC 3339 UTC timestamp with nanoseconds, from Unix nanoseconds.
 pub fn rfc3339(unix_ns: u64) -> String {
     let secs = unix_ns / 1_000_000_000;
@@ -162,6 +177,53 @@ pub fn rfc3339(unix_ns: u64) -> String {
         (rem % 3600) / 60,
         rem % 60
     )
+}
+
+/// Unix nanoseconds from an RFC 3339 UTC timestamp (`2026-11-24T11:04:05Z`, with an optional
+/// fraction of up to nine digits): the inverse of [`rfc3339`]. Offsets other than `Z` are not
+/// accepted: records are written in UTC.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let (date, time) = text.split_once(['T', 't'])?;
+    let time = time.strip_suffix(['Z', 'z'])?;
+    let mut date_parts = date.splitn(3, '-').map(|p| p.parse::<u32>().ok());
+    let (year, month, day) = (
+        date_parts.next()??,
+        date_parts.next()??,
+        date_parts.next()??,
+    );
+    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let mut clock_parts = clock.splitn(3, ':').map(|p| p.parse::<u64>().ok());
+    let (hour, minute, second) = (
+        clock_parts.next()??,
+        clock_parts.next()??,
+        clock_parts.next()??,
+    );
+    let valid = (1970..=9999).contains(&year)
+        && (1..=12).contains(&month)
+        && (1..=31).contains(&day)
+        && hour < 24
+        && minute < 60
+        && second < 61
+        && fraction.len() <= 9
+        && fraction.bytes().all(|b| b.is_ascii_digit());
+    if !valid {
+        return None;
+    }
+    let nanos = format!("{fraction:0<9}").parse::<u64>().ok()?;
+    let days = u64::try_from(days_from_civil(i64::from(year), month, day)).ok()?;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
+    seconds.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// (year, month, day) to days since 1970-01-01 (Howard Hinnant's days-from-civil).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = i64::from((month + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
@@ -182,6 +244,29 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_parse_back() {
+        for ns in [0, 951_782_400_000_000_001, 1_795_518_245_123_456_789] {
+            assert_eq!(parse_rfc3339(&rfc3339(ns)), Some(ns));
+        }
+        assert_eq!(
+            parse_rfc3339("2026-11-24T11:04:05Z"),
+            Some(1_795_518_245_000_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-24T11:04:05.5Z"),
+            Some(1_795_518_245_500_000_000)
+        );
+        for bad in [
+            "2026-11-24",
+            "2026-11-24T11:04:05+01:00",
+            "2026-13-01T00:00:00Z",
+            "x",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn timestamps_are_rfc3339() {

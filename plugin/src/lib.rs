@@ -416,7 +416,7 @@ fn read_request_headers() -> HeaderPairs {
     headers
 }
 
-/// A random UUID (version 4). If the host has no randomness, time and sequence keep ids unique
+/// A random decision id. If the host has no randomness, time and sequence keep ids unique
 /// within this VM.
 fn new_decision_id(now_ns: u64, seq: u64) -> String {
     let mut bytes = [0u8; 16];
@@ -424,15 +424,5 @@ fn new_decision_id(now_ns: u64, seq: u64) -> String {
         bytes[..8].copy_from_slice(&now_ns.to_be_bytes());
         bytes[8..].copy_from_slice(&seq.to_be_bytes());
     }
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    chaperone_core::record::uuid_v4(bytes)
 }

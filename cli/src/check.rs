@@ -1,0 +1,116 @@
+//! `chaperone check`: the verdict `on_configure` would give a configuration, with the field at
+//! fault, after the same schema check Kong applies; or, for a bundle directory, whether every
+//! module compiles and the data has the shape bundles need.
+
+use crate::args::Args;
+use crate::bundle;
+use serde_json::Value;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn command(args: &mut Args) -> Result<ExitCode, String> {
+    let decision_path = args.optional("decision-path")?;
+    let path = args.required_positional("CONFIG.json or BUNDLE_DIR")?;
+    args.finish()?;
+    if Path::new(&path).is_dir() {
+        return check_bundle(&path, decision_path.as_deref());
+    }
+    let bytes = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+    let mut problems = schema_problems(&bytes)?;
+    match chaperone_core::load(&bytes) {
+        Ok(chaperone_core::Loaded::Empty) if problems.is_empty() => {
+            println!("{path}: ok (empty: every request is denied with 503 policy_unavailable)");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Ok(chaperone_core::Loaded::Ready(compiled)) if problems.is_empty() => {
+            println!(
+                "{path}: ok ({} issuer(s), policy `{}` revision `{}`, decision path `{}`)",
+                compiled.issuers.len(),
+                compiled.policy.name,
+                compiled.policy.revision,
+                compiled.policy.decision_path
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        Ok(_) => {}
+        Err(error) => problems.insert(0, error.to_string()),
+    }
+    for problem in problems {
+        eprintln!("{path}: {problem}");
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+/// Where the document breaks the published schema (`chaperone.schema.json`), as JSON
+/// Pointers: what Kong would refuse before chaperone sees it. Empty text is an empty
+/// configuration and JSON syntax errors are left to the parser, which gives their line.
+fn schema_problems(bytes: &[u8]) -> Result<Vec<String>, String> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    let Ok(document) = serde_json::from_slice::<Value>(bytes) else {
+        return Ok(Vec::new());
+    };
+    let schema: Value = serde_json::from_str(crate::kong::SCHEMA).map_err(|e| e.to_string())?;
+    let validator = jsonschema::draft4::new(&schema).map_err(|e| e.to_string())?;
+    Ok(validator
+        .iter_errors(&document)
+        .map(|error| {
+            let at = error.instance_path().to_string();
+            let at = if at.is_empty() { "/".to_owned() } else { at };
+            format!("schema: at {at}: {error}")
+        })
+        .collect())
+}
+
+/// Every module of the bundle (tests included) compiles, the data merges into one document,
+/// and, with `--decision-path`, the rule exists.
+fn check_bundle(dir: &str, decision_path: Option<&str>) -> Result<ExitCode, String> {
+    let loaded = bundle::load(Path::new(dir))?;
+    let mut engine = regorus::Engine::new();
+    let mut problems = Vec::new();
+    for (file, source) in &loaded.modules {
+        if let Err(error) = engine.add_policy(format!("{dir}/{file}"), source.clone()) {
+            problems.push(error.to_string());
+        }
+    }
+    if let Some(path) = decision_path.filter(|_| problems.is_empty()) {
+        let shipped = loaded.policy_object();
+        let modules = shipped["modules"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Err(error) = chaperone_core::policy::Policy::compile(
+            &modules,
+            loaded.data.clone(),
+            path,
+            loaded.name.clone(),
+            loaded.revision.clone(),
+            50,
+        ) {
+            problems.push(error.to_string());
+        }
+    }
+    if problems.is_empty() {
+        let tests = loaded
+            .modules
+            .iter()
+            .filter(|(file, _)| bundle::is_test_module(file))
+            .count();
+        println!(
+            "{dir}: ok (bundle `{}` revision `{}`, {} module(s), {tests} test file(s))",
+            loaded.name,
+            loaded.revision,
+            loaded.modules.len() - tests
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for problem in problems {
+        eprintln!("{problem}");
+    }
+    Ok(ExitCode::FAILURE)
+}

@@ -1,0 +1,428 @@
+//! The policy author's loop through the real CLI: check a bundle and a configuration, test
+//! with coverage (a deliberately failing test included), evaluate requests offline, pack an
+//! ECDS resource, and replay recorded decisions against a candidate bundle.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const ISSUER: &str = "https://idp.test";
+
+fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+fn chaperone(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chaperone"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("chaperone-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).display().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Copies a directory tree (bundles are small).
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// A key, a base configuration with the registry, and the shipped bundle packed into it.
+fn configured(scratch: &Scratch) -> (String, String) {
+    let keys = scratch.path("keys");
+    let out = chaperone(&[
+        "token", "keygen", "--alg", "ES256", "--kid", "k1", "--out", &keys,
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let jwks: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{keys}/jwks.json")).unwrap())
+            .unwrap();
+    let base = json!({"issuers": [{"issuer": ISSUER, "audiences": ["agents-api"], "local_jwks": jwks}],
+                      "policy": {"decision_path": "chaperone/authz/decision"},
+                      "registry": {}});
+    std::fs::write(scratch.path("base.json"), base.to_string()).unwrap();
+    let bundle = workspace().join("policies/agent-authz");
+    let packed = chaperone(&[
+        "bundle",
+        bundle.to_str().unwrap(),
+        "--into",
+        &scratch.path("base.json"),
+    ]);
+    assert!(packed.status.success(), "{}", text(&packed.stderr));
+    std::fs::write(scratch.path("config.json"), &packed.stdout).unwrap();
+    (scratch.path("config.json"), format!("{keys}/k1.key.pem"))
+}
+
+fn mint(key: &str, sub: &str) -> String {
+    let out = chaperone(&[
+        "token",
+        "mint",
+        "--key",
+        key,
+        "--alg",
+        "ES256",
+        "--kid",
+        "k1",
+        "--iss",
+        ISSUER,
+        "--aud",
+        "agents-api",
+        "--sub",
+        sub,
+        "--ttl",
+        "600",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_owned()
+}
+
+fn eval(config: &str, token: &str, request: &str, extra: &[&str]) -> (bool, Value) {
+    let mut args = vec![
+        "eval",
+        "--config",
+        config,
+        "--token",
+        token,
+        "--request",
+        request,
+        "--compact",
+    ];
+    args.extend_from_slice(extra);
+    let out = chaperone(&args);
+    assert!(
+        out.status.code().is_some_and(|c| c == 0 || c == 1),
+        "{}",
+        text(&out.stderr)
+    );
+    (
+        out.status.success(),
+        serde_json::from_str(text(&out.stdout).trim()).unwrap(),
+    )
+}
+
+#[test]
+fn check_reports_schema_positions_parser_fields_and_rego_locations() {
+    let scratch = Scratch::new("check");
+    let (config, _) = configured(&scratch);
+    let out = chaperone(&["check", &config]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("ok (1 issuer(s)"));
+
+    let mut broken: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    broken["issuers"][0]["clock_skew_seconds"] = json!(900);
+    std::fs::write(scratch.path("broken.json"), broken.to_string()).unwrap();
+    let out = chaperone(&["check", &scratch.path("broken.json")]);
+    assert_eq!(out.status.code(), Some(1));
+    let errors = text(&out.stderr);
+    assert!(errors.contains("issuers[0].clock_skew_seconds"), "{errors}");
+    assert!(
+        errors.contains("schema: at /issuers/0/clock_skew_seconds"),
+        "{errors}"
+    );
+
+    std::fs::write(
+        scratch.path("syntax.json"),
+        "{\"issuers\": [\n  {\"issuer\": }]}",
+    )
+    .unwrap();
+    let out = chaperone(&["check", &scratch.path("syntax.json")]);
+    assert!(
+        text(&out.stderr).contains("line 2 column"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A bundle directory: every module compiles, the decision rule exists.
+    let bundle = workspace().join("policies/agent-authz");
+    let out = chaperone(&[
+        "check",
+        bundle.to_str().unwrap(),
+        "--decision-path",
+        "chaperone/authz/decision",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let copy = scratch.0.join("bundle");
+    copy_tree(&bundle, &copy);
+    std::fs::write(
+        copy.join("broken.rego"),
+        "package chaperone.broken\n\nallow if {\n",
+    )
+    .unwrap();
+    let out = chaperone(&["check", copy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("broken.rego:"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_file(copy.join("broken.rego")).unwrap();
+    let out = chaperone(&[
+        "check",
+        copy.to_str().unwrap(),
+        "--decision-path",
+        "chaperone/authz/decison",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a misspelt decision path");
+}
+
+#[test]
+fn test_with_coverage_and_a_deliberately_failing_test() {
+    let scratch = Scratch::new("coverage");
+    let copy = scratch.0.join("agent-authz");
+    copy_tree(&workspace().join("policies/agent-authz"), &copy);
+    let out = chaperone(&["test", copy.to_str().unwrap(), "--coverage"]);
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}");
+    assert!(
+        report.contains("coverage (lines the tests evaluated)"),
+        "{report}"
+    );
+    assert!(report.contains('%'), "{report}");
+
+    // One failing test fails the run and says where it is.
+    std::fs::write(
+        copy.join("deliberately_failing_test.rego"),
+        "package chaperone.deliberately_failing_test\n\nimport data.chaperone.authz\n\n\
+         test_delete_is_allowed if {\n\tauthz.decision.allowed with input as {\"agent\": {\"id\": \"support-bot\"}, \
+         \"attributes\": {\"request\": {\"http\": {\"method\": \"DELETE\", \"path\": \"/tickets/1\"}}}, \
+         \"parsed_path\": [\"tickets\", \"1\"], \"now_ns\": 0}\n}\n",
+    )
+    .unwrap();
+    let out = chaperone(&["test", copy.to_str().unwrap()]);
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains("FAIL")
+            && report.contains("deliberately_failing_test.rego:5 test_delete_is_allowed"),
+        "{report}"
+    );
+}
+
+#[test]
+fn eval_prints_the_record_the_plugin_would_write() {
+    let scratch = Scratch::new("eval");
+    let (config, key) = configured(&scratch);
+    let token = mint(&key, "support-bot");
+    // In a minute, as RFC 3339: the record's timestamp is the decision time given.
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let at = chaperone_core::record::rfc3339((now_s + 60) * 1_000_000_000);
+    let (allowed, record) = eval(
+        &config,
+        &token,
+        "GET /tickets/42",
+        &["--header", "x-trace: t-1", "--at", &at],
+    );
+    assert!(allowed, "{record}");
+    assert_eq!(
+        record["result"],
+        json!({"allowed": true, "http_status": 200})
+    );
+    assert_eq!(record["agent"]["id"], "support-bot");
+    assert_eq!(
+        record["agent"]["owner"], "alice@example.com",
+        "the registry's owner"
+    );
+    assert_eq!(record["timestamp"], at.as_str());
+    assert_eq!(
+        record["input"]["attributes"]["request"]["http"]["headers"]["x-trace"],
+        "t-1"
+    );
+    assert_eq!(record["path"], "chaperone/authz/decision");
+
+    let (allowed, record) = eval(&config, &token, "DELETE /tickets/42", &[]);
+    assert!(!allowed);
+    assert_eq!(record["reason"], "no_permission");
+    let (allowed, record) = eval(&config, "not.a.token", "GET /tickets/42", &[]);
+    assert!(!allowed);
+    assert_eq!(record["reason"], "token_malformed");
+    // A token minted now is not valid an hour before it was issued.
+    let (_, record) = eval(&config, &token, "GET /tickets/42", &["--at", "1000000000"]);
+    assert_eq!(record["reason"], "token_not_yet_valid");
+}
+
+#[test]
+fn bundle_packs_an_ecds_resource_envoy_can_watch() {
+    let scratch = Scratch::new("ecds");
+    let (config, _) = configured(&scratch);
+    let _ = config;
+    let bundle = workspace().join("policies/agent-authz");
+    let out = chaperone(&[
+        "bundle",
+        bundle.to_str().unwrap(),
+        "--into",
+        &scratch.path("base.json"),
+        "--ecds",
+        "--wasm",
+        "/etc/envoy/chaperone.wasm",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let resource = text(&out.stdout);
+    assert!(
+        resource.contains("filename: /etc/envoy/chaperone.wasm"),
+        "{resource}"
+    );
+    assert!(resource.contains("version_info: \""), "{resource}");
+    assert!(
+        !resource.contains("${"),
+        "every placeholder filled: {resource}"
+    );
+    // The configuration inside is exactly what `chaperone check` accepts.
+    let line = resource
+        .lines()
+        .find(|l| l.trim_start().starts_with("value: \""))
+        .unwrap();
+    let inner: String =
+        serde_json::from_str(line.trim_start().trim_start_matches("value: ")).unwrap();
+    assert!(chaperone_core_accepts(&inner));
+    let out = chaperone(&[
+        "bundle",
+        bundle.to_str().unwrap(),
+        "--ecds",
+        "--wasm",
+        "x.wasm",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "--ecds needs --into");
+}
+
+fn chaperone_core_accepts(config: &str) -> bool {
+    let scratch = Scratch::new("ecds-inner");
+    std::fs::write(scratch.path("inner.json"), config).unwrap();
+    chaperone(&["check", &scratch.path("inner.json")])
+        .status
+        .success()
+}
+
+#[test]
+fn replay_reports_the_decisions_a_candidate_bundle_would_flip() {
+    let scratch = Scratch::new("replay");
+    let (config, key) = configured(&scratch);
+    let support = mint(&key, "support-bot");
+    // Recorded traffic: two reads, a comment, two deletes, and one unauthenticated request.
+    let mut log = String::new();
+    for (token, request) in [
+        (support.as_str(), "GET /tickets/1"),
+        (support.as_str(), "GET /tickets/2"),
+        (support.as_str(), "POST /tickets/1/comments"),
+        (support.as_str(), "DELETE /tickets/1"),
+        (support.as_str(), "DELETE /tickets/2"),
+        ("garbage", "GET /tickets/1"),
+    ] {
+        let (_, record) = eval(&config, token, request, &[]);
+        log.push_str(&format!("[info] wasm log chaperone chaperone: {record}\n"));
+    }
+    std::fs::write(scratch.path("records.log"), &log).unwrap();
+
+    // Candidate: support-bot may now delete tickets, and may no longer comment.
+    let candidate = scratch.0.join("candidate");
+    copy_tree(&workspace().join("policies/agent-authz"), &candidate);
+    let data_path = candidate.join("data.json");
+    let mut data: Value =
+        serde_json::from_str(&std::fs::read_to_string(&data_path).unwrap()).unwrap();
+    let permissions = data
+        .pointer_mut("/chaperone/registry/agents/support-bot/permissions")
+        .and_then(Value::as_array_mut)
+        .expect("support-bot has a permissions list");
+    let comment = permissions
+        .iter()
+        .position(|p| p.to_string().contains("comments"))
+        .expect("a comment permission");
+    let mut delete = permissions[comment].clone();
+    permissions.remove(comment);
+    delete["name"] = json!("tickets.delete");
+    delete["methods"] = json!(["DELETE"]);
+    delete["path"] = if delete["path"].is_array() {
+        json!(["tickets", "*"])
+    } else {
+        json!("/tickets/{id}")
+    };
+    permissions.push(delete);
+    std::fs::write(&data_path, data.to_string()).unwrap();
+
+    let out = chaperone(&[
+        "replay",
+        "--records",
+        &scratch.path("records.log"),
+        "--bundle",
+        candidate.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["records"], 6);
+    assert_eq!(report["replayed"], 5);
+    assert_eq!(
+        report["not_replayable"], 1,
+        "the unauthenticated request never reached the policy"
+    );
+    assert_eq!(report["flips"], 3, "{report}");
+    let groups: Vec<(String, String, u64)> = report["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["agent"].as_str().unwrap().to_owned(),
+                g["direction"].as_str().unwrap().to_owned(),
+                g["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        groups.contains(&("support-bot".into(), "deny -> allow".into(), 2)),
+        "{report}"
+    );
+    assert!(
+        groups.contains(&("support-bot".into(), "allow -> deny".into(), 1)),
+        "{report}"
+    );
+
+    let out = chaperone(&[
+        "replay",
+        "--records",
+        &scratch.path("records.log"),
+        "--bundle",
+        candidate.to_str().unwrap(),
+    ]);
+    assert!(
+        text(&out.stdout).contains("3 decisions would flip"),
+        "{}",
+        text(&out.stdout)
+    );
+}
