@@ -12,6 +12,7 @@ CLI           := target/release/chaperone
 
 export CHAPERONE_WASM := $(abspath $(WASM))
 export ENVOY_BIN      := $(abspath $(ENVOY))
+export CHAPERONE_CLI  := $(abspath $(CLI))
 
 .PHONY: help run test build cli unit policy-test e2e bench check-config tools lint clean
 
@@ -62,7 +63,7 @@ unit:
 policy-test: cli
 	$(CLI) test policies/
 
-e2e: tools build
+e2e: tools build cli
 	cargo nextest run -p chaperone-test-harness --no-fail-fast
 
 bench: tools build cli

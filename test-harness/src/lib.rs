@@ -22,7 +22,7 @@ pub use echo::EchoUpstream;
 pub use envoy::Envoy;
 pub use gateway::{Gateway, GatewayOptions};
 pub use http::{get, send, try_send, Response};
-pub use paths::{envoy_bin, wasm_path, workspace_root};
+pub use paths::{cli_path, envoy_bin, wasm_path, workspace_root};
 pub use ports::{free_port, free_ports};
 pub use records::decision_records;
 pub use scripted::{Answer, ScriptedServer};

@@ -26,6 +26,20 @@ pub fn try_envoy_bin() -> Result<PathBuf, String> {
     existing_file("ENVOY_BIN", ".venv/bin/envoy", "the Envoy binary")
 }
 
+/// `$CHAPERONE_CLI` or `<workspace>/target/release/chaperone`, if that file exists.
+pub fn try_cli_path() -> Result<PathBuf, String> {
+    existing_file(
+        "CHAPERONE_CLI",
+        "target/release/chaperone",
+        "the chaperone CLI",
+    )
+}
+
+/// Like [`try_cli_path`], panicking with instructions when the CLI is missing.
+pub fn cli_path() -> PathBuf {
+    try_cli_path().unwrap_or_else(|message| panic!("{message}"))
+}
+
 /// Like [`try_wasm_path`], panicking with instructions when the module is missing.
 pub fn wasm_path() -> PathBuf {
     try_wasm_path().unwrap_or_else(|message| panic!("{message}"))
