@@ -137,7 +137,7 @@ fn decide_compiled(
             );
             let logged_input = compiled.decision_log.input.then(|| input.clone());
             let policy_started = clock();
-            let verdict = compiled.policy.evaluate(input);
+            let verdict = compiled.policy.evaluate_value(input);
             let timer_rego_query_eval_ns = clock().saturating_sub(policy_started);
             let mut decision = if verdict.allowed {
                 allow(&agent, &verdict, facts)

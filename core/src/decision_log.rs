@@ -2,9 +2,9 @@
 //! input, labels), how large it may get, and where else it goes (an HTTP collector).
 
 use crate::config::{config_error, ConfigError};
+use crate::input::PolicyValue;
 use crate::remote::{upstream_for, HttpTarget, RawHttpUri};
 use serde::Deserialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Erased from every record's input unless `decision_log.erase` says otherwise: headers that
@@ -138,8 +138,8 @@ impl DecisionLog {
     }
 
     /// Removes every configured pointer from `input`; returns it and the pointers that were
-    /// present (OPA's `erased`).
-    pub fn erase_from(&self, mut input: Value) -> (Value, Vec<String>) {
+    /// present (OPA's `erased`). Only the objects on an erased path are copied.
+    pub fn erase_from(&self, mut input: PolicyValue) -> (PolicyValue, Vec<String>) {
         let mut erased = Vec::new();
         for (pointer, tokens) in &self.erase {
             if remove_at(&mut input, tokens) {
@@ -208,27 +208,57 @@ fn split_input_pointer(pointer: &str) -> Option<(String, Vec<String>)> {
     Some((pointer.to_owned(), tokens))
 }
 
-/// Removes the object member at `tokens`; true if it was there.
-fn remove_at(value: &mut Value, tokens: &[String]) -> bool {
+/// Removes the object member at `tokens`; true if it was there. Looks before it copies:
+/// a path that is absent leaves the (shared) input untouched.
+fn remove_at(value: &mut PolicyValue, tokens: &[String]) -> bool {
     let Some((last, parents)) = tokens.split_last() else {
         return false;
     };
+    let present = {
+        let mut current = &*value;
+        parents
+            .iter()
+            .all(|token| match member(current, token) {
+                Some(next) => {
+                    current = next;
+                    true
+                }
+                None => false,
+            })
+            && member(current, last).is_some()
+    };
+    if !present {
+        return false;
+    }
     let mut current = value;
     for token in parents {
-        match current.get_mut(token.as_str()) {
+        let PolicyValue::Object(object) = current else {
+            return false;
+        };
+        match regorus::Rc::make_mut(object).get_mut(&PolicyValue::from(token.as_str())) {
             Some(next) => current = next,
             None => return false,
         }
     }
-    current
-        .as_object_mut()
-        .is_some_and(|object| object.remove(last).is_some())
+    match current {
+        PolicyValue::Object(object) => regorus::Rc::make_mut(object)
+            .remove(&PolicyValue::from(last.as_str()))
+            .is_some(),
+        _ => false,
+    }
+}
+
+fn member<'a>(value: &'a PolicyValue, key: &str) -> Option<&'a PolicyValue> {
+    match value {
+        PolicyValue::Object(object) => object.get(&PolicyValue::from(key)),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn log(raw: Value) -> Result<DecisionLog, ConfigError> {
         DecisionLog::compile(serde_json::from_value(raw).unwrap())
@@ -236,13 +266,18 @@ mod tests {
 
     #[test]
     fn erasing_removes_what_is_there_and_reports_it() {
-        let input = json!({"attributes": {"request": {"http": {"headers": {"cookie": "s=1", "accept": "*/*"}}}},
-                           "agent": {"claims": {"email": "a@b", "sub": "x"}}});
+        let input = PolicyValue::from(json!({"attributes": {"request": {"http": {"headers": {"cookie": "s=1", "accept": "*/*"}}}},
+                           "agent": {"claims": {"email": "a@b", "sub": "x"}}}));
         let (erased_input, erased) = DecisionLog::default().erase_from(input.clone());
         assert_eq!(erased, ["/input/attributes/request/http/headers/cookie"]);
         assert_eq!(
             erased_input["attributes"]["request"]["http"]["headers"],
-            json!({"accept": "*/*"})
+            PolicyValue::from(json!({"accept": "*/*"}))
+        );
+        assert_eq!(
+            input["attributes"]["request"]["http"]["headers"]["cookie"],
+            PolicyValue::from("s=1"),
+            "the input the policy saw is not changed by erasing the record's copy"
         );
 
         let custom =
@@ -250,9 +285,13 @@ mod tests {
                 .unwrap();
         let (erased_input, erased) = custom.erase_from(input);
         assert_eq!(erased, ["/input/agent/claims/email"]);
-        assert_eq!(erased_input["agent"]["claims"], json!({"sub": "x"}));
-        assert!(
-            erased_input["attributes"]["request"]["http"]["headers"]["cookie"].is_string(),
+        assert_eq!(
+            erased_input["agent"]["claims"],
+            PolicyValue::from(json!({"sub": "x"}))
+        );
+        assert_eq!(
+            erased_input["attributes"]["request"]["http"]["headers"]["cookie"],
+            PolicyValue::from("s=1"),
             "explicit list replaces the defaults"
         );
     }

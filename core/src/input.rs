@@ -1,7 +1,8 @@
 //! The policy input document, OPA-Envoy compatible plus chaperone's own keys.
 
 use crate::token::{Agent, Grant};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 /// Header name and value pairs exactly as the host gave them: bytes, in order, repeats kept.
 pub type HeaderPairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -53,6 +54,26 @@ impl RequestFacts {
     }
 }
 
+/// The policy's own value type: inputs are built in it directly, with no JSON in between.
+pub type PolicyValue = regorus::Value;
+
+/// An object from string keys.
+fn object<const N: usize>(pairs: [(&str, PolicyValue); N]) -> PolicyValue {
+    pairs
+        .into_iter()
+        .map(|(key, value)| (PolicyValue::from(key), value))
+        .collect::<BTreeMap<_, _>>()
+        .into()
+}
+
+fn text(value: &str) -> PolicyValue {
+    PolicyValue::from(value)
+}
+
+fn optional(value: Option<&str>) -> PolicyValue {
+    value.map_or(PolicyValue::Null, PolicyValue::from)
+}
+
 /// Builds `input`. Credentials and chaperone's own headers never enter it; grants enter as
 /// their verified claims.
 pub fn build_input(
@@ -61,8 +82,8 @@ pub fn build_input(
     credential_headers: &[String],
     agent: &Agent,
     grants: &[Grant],
-) -> Value {
-    let mut headers = Map::new();
+) -> PolicyValue {
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in &facts.headers {
         let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value)) else {
             continue;
@@ -75,61 +96,96 @@ pub fn build_input(
             continue;
         }
         // Repeated headers are joined with a comma, as Envoy presents them to ext_authz.
-        match headers.get_mut(&name) {
-            Some(Value::String(existing)) => {
+        headers
+            .entry(name)
+            .and_modify(|existing| {
                 existing.push(',');
                 existing.push_str(value);
-            }
-            _ => {
-                headers.insert(name, Value::String(value.to_owned()));
-            }
-        }
+            })
+            .or_insert_with(|| value.to_owned());
     }
+    let headers: BTreeMap<PolicyValue, PolicyValue> = headers
+        .into_iter()
+        .map(|(name, value)| (PolicyValue::from(name), PolicyValue::from(value)))
+        .collect();
     let (path_only, query) = line
         .path
         .split_once('?')
         .unwrap_or((line.path.as_str(), ""));
-    json!({
-        "attributes": {"request": {"http": {
-            "method": line.method,
-            "path": line.path,
-            "host": line.host,
-            "scheme": line.scheme,
-            "headers": headers,
-        }}},
-        "parsed_path": parse_path(path_only),
-        "parsed_query": parse_query(query),
-        "agent": {
-            "id": agent.id,
-            "issuer": agent.issuer,
-            "owner": agent.owner,
-            "subject": agent.subject,
-            "on_behalf_of": agent.on_behalf_of,
-            "delegation": agent.delegation,
-            "task": agent.task,
-            "purpose": agent.purpose,
-            "task_context": agent.task_context,
-            "registered": agent.registered,
-            "claims": agent.claims,
-        },
-        "grants": grants.iter().map(|grant| grant_input(grant, facts.now_ns)).collect::<Vec<_>>(),
-        "now_ns": facts.now_ns,
-    })
+    let parsed_path: Vec<PolicyValue> = parse_path(path_only).into_iter().map(PolicyValue::from).collect();
+    let parsed_query: BTreeMap<PolicyValue, PolicyValue> = parse_query(query)
+        .into_iter()
+        .map(|(key, values)| (PolicyValue::from(key), PolicyValue::from(values)))
+        .collect();
+    let delegation: Vec<PolicyValue> = agent
+        .delegation
+        .iter()
+        .map(|actor| {
+            let mut fields = vec![(PolicyValue::from("sub"), text(&actor.sub))];
+            if let Some(iss) = &actor.iss {
+                fields.push((PolicyValue::from("iss"), text(iss)));
+            }
+            if let Some(client_id) = &actor.client_id {
+                fields.push((PolicyValue::from("client_id"), text(client_id)));
+            }
+            fields.into_iter().collect::<BTreeMap<_, _>>().into()
+        })
+        .collect();
+    let grants: Vec<PolicyValue> = grants.iter().map(|g| grant_input(g, facts.now_ns)).collect();
+    object([
+        (
+            "attributes",
+            object([(
+                "request",
+                object([(
+                    "http",
+                    object([
+                        ("method", text(&line.method)),
+                        ("path", text(&line.path)),
+                        ("host", text(&line.host)),
+                        ("scheme", text(&line.scheme)),
+                        ("headers", headers.into()),
+                    ]),
+                )]),
+            )]),
+        ),
+        ("parsed_path", parsed_path.into()),
+        ("parsed_query", parsed_query.into()),
+        (
+            "agent",
+            object([
+                ("id", text(&agent.id)),
+                ("issuer", text(&agent.issuer)),
+                ("owner", optional(agent.owner.as_deref())),
+                ("subject", text(&agent.subject)),
+                ("on_behalf_of", optional(agent.on_behalf_of.as_deref())),
+                ("delegation", delegation.into()),
+                ("task", optional(agent.task.as_deref())),
+                ("purpose", optional(agent.purpose.as_deref())),
+                ("task_context", agent.task_context.clone().unwrap_or(PolicyValue::Null)),
+                ("registered", agent.registered.map_or(PolicyValue::Null, PolicyValue::from)),
+                // Converted once when the token was verified; shared, not copied, per request.
+                ("claims", agent.claims.clone()),
+            ]),
+        ),
+        ("grants", grants.into()),
+        ("now_ns", PolicyValue::from(facts.now_ns)),
+    ])
 }
 
 /// A grant as the policy sees it, with the whole seconds it has left at `now_ns`.
-fn grant_input(grant: &Grant, now_ns: u64) -> Value {
-    json!({
-        "jti": grant.jti,
-        "issuer": grant.issuer,
-        "approver": grant.approver,
-        "task": grant.task,
-        "reason": grant.reason,
-        "authorization_details": grant.authorization_details,
-        "not_before_ns": grant.not_before_ns,
-        "expires_at_ns": grant.expires_at_ns,
-        "remaining_seconds": remaining_seconds(grant, now_ns),
-    })
+fn grant_input(grant: &Grant, now_ns: u64) -> PolicyValue {
+    object([
+        ("jti", text(&grant.jti)),
+        ("issuer", text(&grant.issuer)),
+        ("approver", text(&grant.approver)),
+        ("task", optional(grant.task.as_deref())),
+        ("reason", optional(grant.reason.as_deref())),
+        ("authorization_details", grant.authorization_details.clone()),
+        ("not_before_ns", PolicyValue::from(grant.not_before_ns)),
+        ("expires_at_ns", PolicyValue::from(grant.expires_at_ns)),
+        ("remaining_seconds", PolicyValue::from(remaining_seconds(grant, now_ns))),
+    ])
 }
 
 pub fn remaining_seconds(grant: &Grant, now_ns: u64) -> u64 {
@@ -187,6 +243,7 @@ fn percent_decode(text: &str, plus_is_space: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn paths_split_without_url_parsing() {

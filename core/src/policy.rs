@@ -3,13 +3,35 @@
 
 use crate::config::{config_error, ConfigError};
 use crate::reason::Reason;
+use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::vm::RegoVM;
 use regorus::utils::limits::{set_fallback_execution_timer_config, ExecutionTimerConfig};
 use regorus::{CompiledPolicy, Engine, Value};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 
+/// How the decision rule is evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvaluationEngine {
+    /// regorus's virtual machine: the rule compiled to a program once, run per request
+    /// without interpreter set-up. The default.
+    Vm,
+    /// regorus's interpreter: for a policy the VM cannot compile (configure time says so), or
+    /// when `policy.engine` asks for it.
+    Interpreter,
+}
+
+/// The VM may run this many instructions per decision; `max_eval_ms` is the real bound.
+const MAX_VM_INSTRUCTIONS: usize = 50_000_000;
+/// How many interpreter steps pass between two looks at the clock (every step is too often:
+/// a clock read costs more than a step).
+const TIMER_CHECK_INTERVAL: u32 = 64;
+
 pub struct Policy {
     compiled: CompiledPolicy,
+    /// The compiled program, with the VM reused by every request of this configuration.
+    vm: Option<RefCell<RegoVM>>,
     /// Slash form, as in OPA-Envoy's `path` option and OPA decision logs.
     pub decision_path: String,
     pub name: String,
@@ -59,6 +81,29 @@ impl Policy {
         revision: String,
         max_eval_ms: u64,
     ) -> Result<Policy, ConfigError> {
+        Self::compile_for(
+            modules,
+            data,
+            decision_path,
+            name,
+            revision,
+            max_eval_ms,
+            EvaluationEngine::Vm,
+        )
+    }
+
+    /// Like [`Policy::compile`], with the evaluation engine chosen. A policy the VM cannot
+    /// compile is evaluated by the interpreter; [`Policy::engine`] tells which one runs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn compile_for(
+        modules: &BTreeMap<String, String>,
+        data: serde_json::Value,
+        decision_path: &str,
+        name: String,
+        revision: String,
+        max_eval_ms: u64,
+        engine_choice: EvaluationEngine,
+    ) -> Result<Policy, ConfigError> {
         let rule = rule_reference(decision_path).ok_or_else(|| {
             config_error("policy.decision_path", "must look like `package/path/rule`")
         })?;
@@ -68,8 +113,9 @@ impl Policy {
                 .add_policy(file.clone(), source.clone())
                 .map_err(|e| config_error(format!("policy.modules[{file}]"), e.to_string()))?;
         }
+        let data = Value::from(data);
         engine
-            .add_data(Value::from(data))
+            .add_data(data.clone())
             .map_err(|e| config_error("policy.data", e.to_string()))?;
         // An entrypoint that no module declares is a typo, not a policy that is always undefined.
         let (package, rule_name) = rule.rsplit_once('.').unwrap_or(("data", rule.as_str()));
@@ -94,10 +140,15 @@ impl Policy {
             .map_err(|e| config_error("policy.modules", e.to_string()))?;
         let timer = ExecutionTimerConfig {
             limit: std::time::Duration::from_millis(max_eval_ms),
-            check_interval: NonZeroU32::MIN,
+            check_interval: NonZeroU32::new(TIMER_CHECK_INTERVAL).unwrap_or(NonZeroU32::MIN),
+        };
+        let vm = match engine_choice {
+            EvaluationEngine::Vm => virtual_machine(&compiled, &rule, data, timer),
+            EvaluationEngine::Interpreter => None,
         };
         Ok(Policy {
             compiled,
+            vm,
             decision_path: decision_path.trim_matches('/').to_owned(),
             name,
             revision,
@@ -106,17 +157,58 @@ impl Policy {
         })
     }
 
+    /// Which engine evaluates this policy.
+    pub fn engine(&self) -> EvaluationEngine {
+        if self.vm.is_some() {
+            EvaluationEngine::Vm
+        } else {
+            EvaluationEngine::Interpreter
+        }
+    }
+
     /// Evaluates the decision rule. Never fails: errors are denials with a reason.
     pub fn evaluate(&self, input: serde_json::Value) -> Verdict {
-        // The limit is process-wide in regorus; set it before every evaluation so two
-        // configurations sharing a VM each get their own.
-        set_fallback_execution_timer_config(Some(self.timer));
-        match self.compiled.eval_with_input(Value::from(input)) {
+        self.evaluate_value(Value::from(input))
+    }
+
+    /// [`Policy::evaluate`] for an input already in regorus's representation.
+    pub fn evaluate_value(&self, input: Value) -> Verdict {
+        let outcome = match self.vm.as_ref().map(RefCell::try_borrow_mut) {
+            Some(Ok(mut vm)) => {
+                vm.set_input(input);
+                vm.execute().map_err(|_| ())
+            }
+            // No VM, or (never expected: evaluation does not nest) one already busy.
+            _ => {
+                // The interpreter's limit is process-wide in regorus; set it before every
+                // evaluation so two configurations sharing a VM each get their own.
+                set_fallback_execution_timer_config(Some(self.timer));
+                self.compiled.eval_with_input(input).map_err(|_| ())
+            }
+        };
+        match outcome {
             Err(_) => Verdict::failed(Reason::PolicyError),
             Ok(Value::Undefined) => Verdict::failed(Reason::PolicyUndefined),
             Ok(result) => read_result(&result),
         }
     }
+}
+
+/// The decision rule compiled for regorus's VM, data loaded and limits set; `None` when the
+/// VM cannot compile this policy (the interpreter then evaluates it).
+fn virtual_machine(
+    compiled: &CompiledPolicy,
+    rule: &str,
+    data: Value,
+    timer: ExecutionTimerConfig,
+) -> Option<RefCell<RegoVM>> {
+    let program = Compiler::compile_from_policy(compiled, &[rule]).ok()?;
+    let mut vm = RegoVM::new_with_policy(compiled.clone());
+    vm.load_program(program);
+    vm.set_data(data).ok()?;
+    vm.set_max_instructions(MAX_VM_INSTRUCTIONS);
+    vm.set_execution_timer_config(Some(timer));
+    Some(RefCell::new(vm))
 }
 
 /// `a/b/c` (OPA-Envoy style) or `data.a.b.c` to regorus's `data.a.b.c`.
@@ -149,26 +241,35 @@ fn declares_rule(source: &str, name: &str) -> bool {
     })
 }
 
+/// Reads the rule's value by matching variants: no error values are built on the way (in
+/// regorus an `as_*` mismatch allocates an error).
 fn read_result(result: &Value) -> Verdict {
-    if let Ok(allowed) = result.as_bool() {
-        let reason = if *allowed {
-            Reason::PolicyAllowed
-        } else {
-            Reason::PolicyDenied
-        };
-        return Verdict {
-            allowed: *allowed,
-            ..Verdict::failed(reason)
-        };
+    match result {
+        Value::Bool(allowed) => {
+            let reason = if *allowed {
+                Reason::PolicyAllowed
+            } else {
+                Reason::PolicyDenied
+            };
+            Verdict {
+                allowed: *allowed,
+                ..Verdict::failed(reason)
+            }
+        }
+        Value::Object(object) => read_result_object(object)
+            .unwrap_or_else(|| Verdict::failed(Reason::PolicyResultInvalid)),
+        _ => Verdict::failed(Reason::PolicyResultInvalid),
     }
-    let Ok(object) = result.as_object() else {
-        return Verdict::failed(Reason::PolicyResultInvalid);
-    };
-    read_result_object(object).unwrap_or_else(|| Verdict::failed(Reason::PolicyResultInvalid))
+}
+
+fn text(value: &Value) -> Option<&str> {
+    match value {
+        Value::String(text) => Some(text),
+        _ => None,
+    }
 }
 
 fn read_result_object(object: &regorus::value::Object) -> Option<Verdict> {
-    let field = |name: &str| object.get(&Value::from(name));
     const KNOWN: [&str; 7] = [
         "allowed",
         "http_status",
@@ -180,15 +281,20 @@ fn read_result_object(object: &regorus::value::Object) -> Option<Verdict> {
     ];
     if object
         .keys()
-        .any(|k| k.as_string().map_or(true, |k| !KNOWN.contains(&k.as_ref())))
+        .any(|k| text(k).is_none_or(|k| !KNOWN.contains(&k)))
     {
         return None;
     }
-    let allowed = *field("allowed")?.as_bool().ok()?;
+    let field = |name: &str| object.get(&Value::from(name));
+    let allowed = match field("allowed")? {
+        Value::Bool(allowed) => *allowed,
+        _ => return None,
+    };
+    // Absent is fine; present must be a string.
     let optional_string = |name: &str| -> Option<Option<String>> {
         match field(name) {
             None => Some(None),
-            Some(value) => value.as_string().ok().map(|s| Some(s.to_string())),
+            Some(value) => text(value).map(|s| Some(s.to_owned())),
         }
     };
     let policy_reason = optional_string("reason")?;
@@ -196,31 +302,40 @@ fn read_result_object(object: &regorus::value::Object) -> Option<Verdict> {
     let body = optional_string("body")?;
     let http_status = match field("http_status") {
         None => None,
-        Some(value) => Some(value.as_u16().ok().filter(|s| (400..=599).contains(s))?),
+        Some(Value::Number(number)) => Some(
+            number
+                .as_u64()
+                .and_then(|s| u16::try_from(s).ok())
+                .filter(|s| (400..=599).contains(s))?,
+        ),
+        Some(_) => return None,
     };
     let mut headers = Vec::new();
-    if let Some(value) = field("headers") {
-        for (name, value) in value.as_object().ok()?.iter() {
-            let name = name.as_string().ok()?.to_ascii_lowercase();
-            let value = value.as_string().ok()?.to_string();
-            let valid_name = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if !valid_name || crate::decision::is_identity_header(&name) {
-                return None;
+    match field("headers") {
+        None => {}
+        Some(Value::Object(pairs)) => {
+            for (name, value) in pairs.iter() {
+                let name = text(name)?.to_ascii_lowercase();
+                let value = text(value)?;
+                let valid_name = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !valid_name || crate::decision::is_identity_header(&name) {
+                    return None;
+                }
+                headers.push((name, crate::encoding::header_safe(value)));
             }
-            headers.push((name, crate::encoding::header_safe(&value)));
         }
+        Some(_) => return None,
     }
     let grants_used = match field("grants_used") {
         None => Vec::new(),
-        Some(value) => value
-            .as_array()
-            .ok()?
+        Some(Value::Array(jtis)) => jtis
             .iter()
-            .map(|jti| jti.as_string().ok().map(|s| s.to_string()))
+            .map(|jti| text(jti).map(str::to_owned))
             .collect::<Option<Vec<_>>>()?,
+        Some(_) => return None,
     };
     let reason = if allowed {
         Reason::PolicyAllowed

@@ -23,7 +23,7 @@ pub struct DecisionRecord {
     /// The policy input, with `decision_log.erase` applied (absent when the policy did not
     /// run or `decision_log.input` is off). Replay re-evaluates it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub input: Option<serde_json::Value>,
+    pub input: Option<crate::input::PolicyValue>,
     /// JSON Pointers erased from the record (OPA's `erased`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub erased: Vec<String>,

@@ -4,6 +4,7 @@
 use crate::config::{normalize_type, Compiled, Issuer, KeySource};
 use crate::encoding::{base64url_decode, parse_json_strict};
 use crate::identity::{identify, Actor};
+use crate::input::PolicyValue;
 use crate::jwks::{Algorithm, VerifyingKey};
 use crate::reason::Reason;
 use crate::remote::{KeyLookup, KeyStore};
@@ -27,11 +28,12 @@ pub struct Agent {
     pub task: Option<String>,
     pub purpose: Option<String>,
     /// The transaction token's context (`tctx`), when one was presented.
-    pub task_context: Option<Value>,
+    pub task_context: Option<PolicyValue>,
     /// `Some(false)` for an unregistered agent let through by `registry.unregistered: flag`;
     /// `None` without a registry.
     pub registered: Option<bool>,
-    pub claims: Map<String, Value>,
+    /// Every verified claim, converted once for the policy input.
+    pub claims: PolicyValue,
 }
 
 /// A verified transaction token (draft-ietf-oauth-transaction-tokens), reduced to what the
@@ -46,7 +48,7 @@ pub struct Transaction {
     /// `scope`: the purpose.
     pub purpose: Option<String>,
     /// `tctx`.
-    pub context: Option<Value>,
+    pub context: Option<PolicyValue>,
 }
 
 /// Finds the agent token among the request headers. Exactly one configured header may carry
@@ -133,7 +135,7 @@ pub fn authenticate(
         purpose: identity.purpose,
         task_context: None,
         registered: None,
-        claims: verified.claims,
+        claims: PolicyValue::from(Value::Object(verified.claims)),
     };
     Ok((agent, verified.expired_from_s))
 }
@@ -174,7 +176,7 @@ pub fn verify_transaction(
         purpose: text("scope")?,
         context: match verified.claims.get("tctx") {
             None => None,
-            Some(context @ Value::Object(_)) => Some(context.clone()),
+            Some(context @ Value::Object(_)) => Some(PolicyValue::from(context.clone())),
             Some(_) => return Err(Reason::TxnTokenInvalid),
         },
     };
@@ -194,7 +196,7 @@ pub struct Grant {
     pub task: Option<String>,
     pub reason: Option<String>,
     /// RFC 9396 `authorization_details`: what the grant permits, read by the policy.
-    pub authorization_details: Value,
+    pub authorization_details: PolicyValue,
     pub not_before_ns: u64,
     pub expires_at_ns: u64,
 }
@@ -242,7 +244,7 @@ pub fn verify_grant(
                         .is_some_and(|t| !t.is_empty())
                 }) =>
         {
-            Value::Array(entries.clone())
+            PolicyValue::from(Value::Array(entries.clone()))
         }
         _ => return Err(Reason::ClaimInvalid),
     };

@@ -149,7 +149,7 @@ fn a_grant_elevates_the_exact_request_inside_its_window() {
         ("g-1", "bob@example.com", 290, true)
     );
     // The policy saw the grant's claims, never the grant token.
-    let input = d.record.input.as_ref().unwrap();
+    let input = serde_json::to_value(d.record.input.as_ref().unwrap()).unwrap();
     assert_eq!(input["grants"][0]["remaining_seconds"], 290);
     assert_eq!(input["grants"][0]["reason"], "release 1.2");
     assert!(input["attributes"]["request"]["http"]["headers"]

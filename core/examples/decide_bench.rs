@@ -1,0 +1,185 @@
+//! Per-request cost of `decide`, by stage, with the shipped bundle: the cached-token path every
+//! request after the first takes, and first-seen tokens per signature algorithm. Built natively
+//! and for `wasm32-wasip1` (run under Node's WASI, which is V8: the runtime Envoy embeds), so
+//! the figures tell what the plugin pays inside the gateway. `make bench` runs both.
+//!
+//! The policy is read from standard input, as `chaperone bundle` prints it:
+//!
+//! `chaperone bundle policies/agent-authz | cargo run --release -p chaperone-core --example decide_bench [-- ITERATIONS [cached]]`
+//! (`cached`: the steady state only, for profiling).
+
+use chaperone_core::encoding::base64url_encode;
+use chaperone_core::{decide, load, Loaded, RequestFacts, Runtime};
+use jwt_simple::prelude::*;
+use serde_json::{json, Value};
+use std::time::Instant;
+
+const ISSUER: &str = "https://idp.bench.test";
+
+fn main() {
+    let iterations: u32 = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2000);
+    let mut policy = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut policy).expect("a policy on stdin");
+    let policy: Value =
+        serde_json::from_str(&policy).expect("the policy object of `chaperone bundle`");
+    run(iterations, policy);
+}
+
+fn run(iterations: u32, policy: Value) {
+    let es = ES256KeyPair::generate().with_key_id("es");
+    let rs = RS256KeyPair::generate(2048)
+        .expect("RSA key")
+        .with_key_id("rs");
+    let ed = Ed25519KeyPair::generate().with_key_id("ed");
+    let loaded = configuration(&es, &rs, &ed, policy);
+    let now = Clock::now_since_epoch().as_secs();
+
+    let claims = |sub: &str| {
+        let mut claims = Claims::create(Duration::from_secs(600))
+            .with_issuer(ISSUER)
+            .with_audience("agents-api")
+            .with_subject(sub);
+        claims.issued_at = Some(Duration::from_secs(now - 5));
+        claims
+    };
+    let es_token = es.sign(claims("support-bot")).expect("sign");
+    println!(
+        "chaperone decide, {} (per request; median of {iterations})",
+        target()
+    );
+
+    // Steady state: the token was seen before.
+    let mut runtime = Runtime::new(&loaded, 1);
+    let cached = measure(iterations, |_| {
+        decide(
+            &loaded,
+            &mut runtime,
+            &facts(&es_token, "GET", "/tickets/42", now),
+        )
+    });
+    println!("  cached ES256 token, allowed         {cached:>9.1} us");
+    let denied = measure(iterations, |_| {
+        decide(
+            &loaded,
+            &mut runtime,
+            &facts(&es_token, "DELETE", "/tickets/42", now),
+        )
+    });
+    println!("  cached ES256 token, policy denial   {denied:>9.1} us");
+    if std::env::args().nth(2).as_deref() == Some("cached") {
+        return; // profiling the steady state alone
+    }
+
+    // First sight: a fresh token every time (signature verified), cache off.
+    let first_sight = |label: &str, mint: &dyn Fn(u32) -> String, rounds: u32| {
+        // One token per call, warm-up calls included.
+        let tokens: Vec<String> = (0..rounds + rounds / 10 + 1).map(mint).collect();
+        let mut index = 0usize;
+        let us = measure(rounds, |_| {
+            let mut runtime = Runtime::new(&loaded, 1);
+            index += 1;
+            decide(
+                &loaded,
+                &mut runtime,
+                &facts(&tokens[index - 1], "GET", "/tickets/42", now),
+            )
+        });
+        println!("  first-seen {label:<25}{us:>9.1} us");
+    };
+    let rounds = (iterations / 10).max(20);
+    first_sight(
+        "ES256 token",
+        &|i| {
+            es.sign(claims("support-bot").with_jwt_id(i.to_string()))
+                .expect("sign")
+        },
+        rounds,
+    );
+    first_sight(
+        "RS256 token (2048)",
+        &|i| {
+            rs.sign(claims("support-bot").with_jwt_id(i.to_string()))
+                .expect("sign")
+        },
+        rounds,
+    );
+    first_sight(
+        "EdDSA token",
+        &|i| {
+            ed.sign(claims("support-bot").with_jwt_id(i.to_string()))
+                .expect("sign")
+        },
+        rounds,
+    );
+}
+
+fn target() -> &'static str {
+    if cfg!(target_arch = "wasm32") {
+        "wasm32 (run it under V8 to see the plugin's cost)"
+    } else {
+        "native"
+    }
+}
+
+/// Median microseconds of `iterations` runs of `f`, after a warm-up.
+fn measure<T>(iterations: u32, mut f: impl FnMut(u32) -> T) -> f64 {
+    for i in 0..(iterations / 10).max(1) {
+        std::hint::black_box(f(i));
+    }
+    let mut samples: Vec<f64> = (0..iterations)
+        .map(|i| {
+            let started = Instant::now();
+            std::hint::black_box(f(i));
+            started.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn facts(token: &str, method: &str, path: &str, now: u64) -> RequestFacts {
+    RequestFacts {
+        headers: vec![
+            (b":method".to_vec(), method.as_bytes().to_vec()),
+            (b":path".to_vec(), path.as_bytes().to_vec()),
+            (b":authority".to_vec(), b"gateway".to_vec()),
+            (b":scheme".to_vec(), b"http".to_vec()),
+            (b"user-agent".to_vec(), b"agent-sdk/1.0".to_vec()),
+            (
+                b"x-request-id".to_vec(),
+                b"5f1c2a9e-1d3b-4c6a-9e8f-0a1b2c3d4e5f".to_vec(),
+            ),
+            (
+                b"authorization".to_vec(),
+                format!("Bearer {token}").into_bytes(),
+            ),
+        ],
+        decision_id: "bench".to_owned(),
+        now_ns: now * 1_000_000_000,
+    }
+}
+
+fn configuration(
+    es: &ES256KeyPair,
+    rs: &RS256KeyPair,
+    ed: &Ed25519KeyPair,
+    mut policy: Value,
+) -> Loaded {
+    let point = es.public_key().public_key().to_bytes_uncompressed();
+    let rsa = rs.public_key().to_components();
+    let jwks = json!({"keys": [
+        {"kty": "EC", "crv": "P-256", "kid": "es", "x": base64url_encode(&point[1..33]), "y": base64url_encode(&point[33..65])},
+        {"kty": "RSA", "kid": "rs", "n": base64url_encode(&rsa.n), "e": base64url_encode(&rsa.e)},
+        {"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": base64url_encode(&ed.public_key().to_bytes())},
+    ]});
+    policy["decision_path"] = json!("chaperone/authz/decision");
+    let config = json!({
+        "issuers": [{"issuer": ISSUER, "audiences": ["agents-api"], "local_jwks": jwks}],
+        "policy": policy,
+        "registry": {},
+    });
+    load(config.to_string().as_bytes()).expect("the bench configuration loads")
+}
