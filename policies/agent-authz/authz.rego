@@ -19,11 +19,13 @@ import data.chaperone.elevation
 import data.chaperone.guards.payment
 import data.chaperone.guards.protected_branch
 import data.chaperone.lib.grants
+import data.chaperone.lib.paths
 import data.chaperone.lib.permissions
 
 default decision := {"allowed": false, "reason": "no_permission", "rule": "default_deny"}
 
 decision := registry_denial if {
+	not registry_ok
 	registry_denial
 } else := allowed if {
 	allowed
@@ -33,14 +35,14 @@ decision := registry_denial if {
 	near_miss
 }
 
-# What the library's functions see of the request.
+# What the library's functions see of the request. chaperone always sends these keys.
 request := {
 	"agent": input.agent.id,
 	"method": input.attributes.request.http.method,
 	"segments": input.parsed_path,
-	"query": object.get(input, "parsed_query", {}),
-	"purpose": object.get(input.agent, "purpose", null),
-	"now_ns": object.get(input, "now_ns", 0),
+	"query": input.parsed_query,
+	"purpose": input.agent.purpose,
+	"now_ns": input.now_ns,
 }
 
 # Verified grants; none when chaperone passes none.
@@ -52,7 +54,21 @@ agent := data.chaperone.registry.agents[input.agent.id]
 
 deny(reason, rule) := {"allowed": false, "reason": reason, "rule": rule}
 
-# 1. The registry.
+# 1. The registry. registry_ok is the quick check every request takes; registry_denial
+# says why it failed.
+
+registry_ok if {
+	agent.owner != ""
+	object.get(agent, "status", "active") == "active"
+	not data.chaperone.registry.owners[agent.owner].status == "offboarded"
+	not purpose_unlisted
+}
+
+# As chaperone: a request without a purpose passes, one with an unlisted purpose not.
+purpose_unlisted if {
+	is_string(input.agent.purpose)
+	not input.agent.purpose in object.get(agent, "purposes", [input.agent.purpose])
+}
 
 registry_denial := deny("agent_unregistered", "registry.agent") if {
 	not agent
@@ -67,10 +83,7 @@ registry_denial := deny("agent_unregistered", "registry.agent") if {
 } else := deny("owner_offboarded", "registry.owner") if {
 	data.chaperone.registry.owners[agent.owner].status == "offboarded"
 } else := deny("purpose_not_allowed", "registry.purposes") if {
-	# As chaperone: a request without a purpose passes, one with an unlisted purpose not.
-	is_string(request.purpose)
-	is_array(agent.purposes)
-	not request.purpose in agent.purposes
+	purpose_unlisted
 }
 
 owned if {
@@ -80,7 +93,13 @@ owned if {
 
 # 2. What covers the request, best first.
 
-standing := [p | some p in agent.permissions; permissions.covers(p, request)]
+# permissions.covers, spelt out so the method test (cheap) comes before the path test.
+standing := [p |
+	some p in agent.permissions
+	request.method in p.methods
+	paths.matches(p.path, request.segments)
+	permissions.serves(p, request.purpose)
+]
 
 http_grants := grants.covering(presented, request)
 
@@ -109,46 +128,55 @@ hold_set contains h if h := protected_branch.hold(request, presented)
 
 hold_set contains h if h := payment.hold(request, presented)
 
-holds := [h | some h in hold_set]
-
-lifted(h) if count(h.grants) > 0
+lifted(h) if h.grants != []
 
 lifted(h) if {
 	h.break_glass
-	count(active_break_glass) > 0
+	active_break_glass != []
 }
 
-unlifted := [h | some h in holds; not lifted(h)]
+unlifted := [h | some h in hold_set; not lifted(h)]
 
-hold_grants := [jti | some h in holds; some jti in h.grants]
-
-allowed := finish(basis) if {
+# The common case first and cheapest: covered, nothing held.
+allowed := {"allowed": true, "reason": c.reason, "rule": c.rule} if {
+	c := coverage
+	registry_ok
+	count(hold_set) == 0
+	c.grants == []
+} else := {"allowed": true, "reason": c.reason, "rule": c.rule, "grants_used": c.grants} if {
+	c := coverage
+	registry_ok
+	count(hold_set) == 0
+} else := finish(lifted_basis) if {
 	coverage
-	count(unlifted) == 0
-	basis := allow_basis
+	registry_ok
+	unlifted == []
 }
 
-allow_basis := coverage if {
-	count(holds) == 0
-} else := {
+# Every hold is lifted: by break-glass when one of them had no grant, else by grants.
+lifted_basis := {
 	"reason": "break_glass",
 	"rule": sprintf("break_glass:%s", [active_break_glass[0]]),
 	"grants": array.concat(coverage.grants, hold_grants),
 } if {
-	some h in holds
-	count(h.grants) == 0
+	some h in hold_set
+	h.grants == []
 } else := {
-	"reason": holds[0].approved,
-	"rule": holds[0].rule,
+	"reason": first_hold.approved,
+	"rule": first_hold.rule,
 	"grants": array.concat(coverage.grants, hold_grants),
 }
 
+first_hold := [h | some h in hold_set][0]
+
+hold_grants := [jti | some h in hold_set; some jti in h.grants]
+
 finish(basis) := {"allowed": true, "reason": basis.reason, "rule": basis.rule} if {
-	count(basis.grants) == 0
+	basis.grants == []
 }
 
 finish(basis) := {"allowed": true, "reason": basis.reason, "rule": basis.rule, "grants_used": sort({jti | some jti in basis.grants})} if {
-	count(basis.grants) > 0
+	basis.grants != []
 }
 
 # 3. Covered but held. When break-glass could have lifted the hold, its defect is the answer.

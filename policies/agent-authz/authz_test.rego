@@ -133,10 +133,14 @@ test_grants_are_not_used_when_a_permission_suffices if {
 	decide(i) == {"allowed": true, "reason": "permitted", "rule": "permission:tickets.read"}
 }
 
-test_input_without_grants_or_clock if {
-	i := object.remove(req("bot", "GET", ["tickets", "7"]), ["grants", "now_ns", "parsed_query"])
+test_input_without_grants if {
+	i := object.remove(req("bot", "GET", ["tickets", "7"]), ["grants"])
 	decide(i).rule == "permission:tickets.read"
 	decide(object.union(i, {"grants": "none"})).allowed
+}
+
+test_input_missing_what_chaperone_always_sends_is_denied if {
+	decide(object.remove(req("bot", "GET", ["tickets", "7"]), ["now_ns"])).allowed == false
 }
 
 test_every_outcome_has_the_result_shape if {

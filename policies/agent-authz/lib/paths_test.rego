@@ -22,7 +22,9 @@ test_placeholder_takes_a_decoded_slash_as_one_segment if {
 	paths.matches("/branches/{branch}", ["branches", "release/1.2"])
 }
 
-test_placeholder_never_matches_dot_segments if {
+test_paths_with_dot_segments_match_nothing if {
+	not paths.matches("/a/./b", ["a", ".", "b"])
+	not paths.matches("/", ["."])
 	not paths.matches("/tickets/{id}/comments", ["tickets", "..", "comments"])
 	not paths.matches("/tickets/{id}", ["tickets", "."])
 	not paths.matches("/files/{path...}", ["files", "a", "..", "b"])
@@ -40,18 +42,28 @@ test_root_template if {
 	not paths.matches("/", ["x"])
 }
 
-test_empty_template_segments_are_dropped_like_path_segments if {
-	paths.matches("/tickets//{id}/", ["tickets", "7"])
+test_non_canonical_templates_match_nothing if {
+	not paths.matches("/tickets//{id}", ["tickets", "7"])
+	not paths.matches("/tickets/{id}/", ["tickets", "7"])
+	not paths.matches("", [])
+	not paths.valid("/tickets//{id}")
+	not paths.valid("/tickets/")
 }
 
-test_malformed_templates_match_nothing if {
+test_templates_without_leading_slash_or_with_a_brace_inside_a_segment_match_nothing if {
 	not paths.matches("tickets/{id}", ["tickets", "1"])
-	not paths.matches("/tickets/{id", ["tickets", "1"])
-	not paths.matches("/tickets/{}", ["tickets", "1"])
+	not paths.matches("tickets", ["tickets"])
 	not paths.matches("/tickets/x{id}", ["tickets", "x1"])
-	not paths.matches("/{rest...}/x", ["a", "x"])
-	not paths.matches("/a/{id}/b/{id}", ["a", "1", "b", "2"])
-	not paths.matches(42, ["a"])
+}
+
+test_repeated_names_match_but_give_no_params if {
+	paths.matches("/a/{id}/b/{id}", ["a", "1", "b", "2"])
+	not paths.params("/a/{id}/b/{id}", ["a", "1", "b", "2"])
+}
+
+test_literal_dot_segments_are_not_valid if {
+	not paths.valid("/a/../b")
+	not paths.valid("/a/./b")
 }
 
 test_valid if {

@@ -19,13 +19,10 @@ targets(permission, request) if {
 	paths.matches(permission.path, request.segments)
 }
 
-serves(permission, _) if count(object.get(permission, "purposes", [])) == 0
+# Without "purposes" the default list holds the request's own purpose, so it passes.
+serves(permission, purpose) if purpose in object.get(permission, "purposes", [purpose])
 
-serves(permission, purpose) if {
-	is_string(purpose)
-	is_array(permission.purposes)
-	purpose in permission.purposes
-}
+serves(permission, _) if permission.purposes == []
 
 covers(permission, request) if {
 	targets(permission, request)
