@@ -1,36 +1,219 @@
-# Least privilege for agents: a request is allowed only when a permission of the
-# registered agent names its method and path. Everything else is denied.
-# The registry (data.chaperone.registry) is also enforced by chaperone itself before this
-# policy runs: unregistered, suspended and decommissioned agents never get here unless the
-# configuration flags unregistered agents instead of denying them.
+# The decision, at data.chaperone.authz.decision. Deny by default.
+#
+# Every result is {"allowed": bool, "reason": "...", "rule": "..."}, plus
+# "grants_used": [jti, ...] when the decision relied on grants. Reasons and rules are
+# listed in policies/README.md; they are stable, dashboards and alerts key on them.
+#
+# In order:
+#   1. the registry (chaperone checks it too, but lets flagged unregistered agents through);
+#   2. allow when something covers the request (a standing permission, an agent_http
+#      grant, an active break-glass entry, an active maintenance window) and no guard
+#      holds it, or every hold is lifted;
+#   3. deny with the first hold nothing lifted;
+#   4. deny with the nearest miss (a defective break-glass or maintenance entry, a
+#      permission for another purpose, grants that did not match);
+#   5. otherwise no_permission.
 package chaperone.authz
 
-# Deny by default.
+import data.chaperone.elevation
+import data.chaperone.guards.payment
+import data.chaperone.guards.protected_branch
+import data.chaperone.lib.grants
+import data.chaperone.lib.paths
+import data.chaperone.lib.permissions
+
 default decision := {"allowed": false, "reason": "no_permission", "rule": "default_deny"}
 
-decision := {"allowed": false, "reason": "agent_unregistered", "rule": "registry"} if {
-	not data.chaperone.registry.agents[input.agent.id]
+decision := registry_denial if {
+	not registry_ok
+	registry_denial
+} else := allowed if {
+	allowed
+} else := held if {
+	held
+} else := near_miss if {
+	near_miss
 }
 
-decision := {"allowed": true, "reason": "permitted", "rule": matched[0]} if {
-	count(matched) > 0
+# What the library's functions see of the request. chaperone always sends these keys.
+request := {
+	"agent": input.agent.id,
+	"method": input.attributes.request.http.method,
+	"segments": input.parsed_path,
+	"query": input.parsed_query,
+	"purpose": input.agent.purpose,
+	"now_ns": input.now_ns,
 }
 
-# Names of the agent's permissions that cover this request, in data order.
-matched := [permission.name |
-	some permission in data.chaperone.registry.agents[input.agent.id].permissions
-	input.attributes.request.http.method in permission.methods
-	path_matches(permission.path, input.parsed_path)
+# Verified grants; none when chaperone passes none.
+presented := input.grants if {
+	is_array(input.grants)
+} else := []
+
+agent := data.chaperone.registry.agents[input.agent.id]
+
+deny(reason, rule) := {"allowed": false, "reason": reason, "rule": rule}
+
+# 1. The registry. registry_ok is the quick check every request takes; registry_denial
+# says why it failed.
+
+registry_ok if {
+	agent.owner != ""
+	object.get(agent, "status", "active") == "active"
+	not data.chaperone.registry.owners[agent.owner].status == "offboarded"
+	not purpose_unlisted
+}
+
+# As chaperone: a request without a purpose passes, one with an unlisted purpose not.
+purpose_unlisted if {
+	is_string(input.agent.purpose)
+	not input.agent.purpose in object.get(agent, "purposes", [input.agent.purpose])
+}
+
+registry_denial := deny("agent_unregistered", "registry.agent") if {
+	not agent
+} else := deny("agent_suspended", "registry.status") if {
+	agent.status == "suspended"
+} else := deny("agent_decommissioned", "registry.status") if {
+	agent.status == "decommissioned"
+} else := deny("agent_inactive", "registry.status") if {
+	object.get(agent, "status", "active") != "active"
+} else := deny("owner_missing", "registry.owner") if {
+	not owned
+} else := deny("owner_offboarded", "registry.owner") if {
+	data.chaperone.registry.owners[agent.owner].status == "offboarded"
+} else := deny("purpose_not_allowed", "registry.purposes") if {
+	purpose_unlisted
+}
+
+owned if {
+	is_string(agent.owner)
+	agent.owner != ""
+}
+
+# 2. What covers the request, best first.
+
+# permissions.covers, spelt out so the method test (cheap) comes before the path test.
+standing := [p |
+	some p in agent.permissions
+	request.method in p.methods
+	paths.matches(p.path, request.segments)
+	permissions.serves(p, request.purpose)
 ]
 
-# A pattern is a list of segments; "*" matches exactly one segment.
-path_matches(pattern, segments) if {
-	count(pattern) == count(segments)
-	every i, part in pattern {
-		segment_matches(part, segments[i])
-	}
+http_grants := grants.covering(presented, request)
+
+break_glass := elevation.break_glass(request)
+
+active_break_glass := [c.id | some c in break_glass; c.state == "active"]
+
+maintenance := elevation.maintenance(request)
+
+active_maintenance := [c.id | some c in maintenance; c.state == "active"]
+
+coverage := {"reason": "permitted", "rule": sprintf("permission:%v", [standing[0].name]), "grants": []} if {
+	count(standing) > 0
+} else := {"reason": "granted", "rule": "grant.agent_http", "grants": [http_grants[0]]} if {
+	count(http_grants) > 0
+} else := {"reason": "break_glass", "rule": sprintf("break_glass:%s", [active_break_glass[0]]), "grants": []} if {
+	count(active_break_glass) > 0
+} else := {"reason": "maintenance_window", "rule": sprintf("maintenance:%s", [active_maintenance[0]]), "grants": []} if {
+	count(active_maintenance) > 0
 }
 
-segment_matches("*", _) := true
+# Guards that hold this request back. A hold is
+#   {"rule", "denied": reason, "approved": reason, "grants": [jti] lifting it, "break_glass": bool}
+# To add a guard: a package with hold(request, presented), and one line here.
+hold_set contains h if h := protected_branch.hold(request, presented)
 
-segment_matches(part, segment) if part == segment
+hold_set contains h if h := payment.hold(request, presented)
+
+lifted(h) if h.grants != []
+
+lifted(h) if {
+	h.break_glass
+	active_break_glass != []
+}
+
+unlifted := [h | some h in hold_set; not lifted(h)]
+
+# The common case first and cheapest: covered, nothing held.
+allowed := {"allowed": true, "reason": c.reason, "rule": c.rule} if {
+	c := coverage
+	registry_ok
+	count(hold_set) == 0
+	c.grants == []
+} else := {"allowed": true, "reason": c.reason, "rule": c.rule, "grants_used": c.grants} if {
+	c := coverage
+	registry_ok
+	count(hold_set) == 0
+} else := finish(lifted_basis) if {
+	coverage
+	registry_ok
+	unlifted == []
+}
+
+# Every hold is lifted: by break-glass when one of them had no grant, else by grants.
+lifted_basis := {
+	"reason": "break_glass",
+	"rule": sprintf("break_glass:%s", [active_break_glass[0]]),
+	"grants": array.concat(coverage.grants, hold_grants),
+} if {
+	some h in hold_set
+	h.grants == []
+} else := {
+	"reason": first_hold.approved,
+	"rule": first_hold.rule,
+	"grants": array.concat(coverage.grants, hold_grants),
+}
+
+first_hold := [h | some h in hold_set][0]
+
+hold_grants := [jti | some h in hold_set; some jti in h.grants]
+
+finish(basis) := {"allowed": true, "reason": basis.reason, "rule": basis.rule} if {
+	basis.grants == []
+}
+
+finish(basis) := {"allowed": true, "reason": basis.reason, "rule": basis.rule, "grants_used": sort({jti | some jti in basis.grants})} if {
+	basis.grants != []
+}
+
+# 3. Covered but held. When break-glass could have lifted the hold, its defect is the answer.
+
+held := break_glass_problem if {
+	coverage
+	h := unlifted[0]
+	h.break_glass
+	break_glass_problem
+} else := deny(h.denied, h.rule) if {
+	coverage
+	h := unlifted[0]
+}
+
+# 4. The nearest miss.
+
+# The first defective candidate (in id order) speaks for all.
+break_glass_problem := deny(concat("_", ["break_glass", c.state]), sprintf("break_glass:%s", [c.id])) if {
+	c := [x | some x in break_glass; x.state != "active"][0]
+}
+
+maintenance_problem := deny(concat("_", ["maintenance", c.state]), sprintf("maintenance:%s", [c.id])) if {
+	c := [x | some x in maintenance; x.state != "active"][0]
+}
+
+purpose_misses := [p |
+	some p in agent.permissions
+	permissions.targets(p, request)
+	not permissions.serves(p, request.purpose)
+]
+
+near_miss := break_glass_problem if {
+	break_glass_problem
+} else := maintenance_problem if {
+	maintenance_problem
+} else := deny("purpose_not_permitted", sprintf("permission:%v", [purpose_misses[0].name])) if {
+	count(purpose_misses) > 0
+} else := deny("no_matching_grant", "grant.unmatched") if {
+	count(presented) > 0
+}

@@ -1,0 +1,145 @@
+# Path templates, matched segment by segment against input.parsed_path (percent-decoded,
+# empty segments dropped). No glob, no regex: a split and a few comparisons.
+#
+#   /tickets/{id}/comments    literal segments match exactly (case-sensitive);
+#                             {id} matches exactly one segment
+#   /files/{path...}          a last {name...} matches one or more remaining segments
+#   /                         the root, no segment at all
+#
+# A path with a "." or ".." segment matches no template: an upstream may resolve them.
+# Templates are canonical: a leading "/", no empty segment, no trailing "/" (except the
+# root), placeholders named with letters, digits, "_" or "-", names not repeated, literal
+# segments without braces and other than "." or "..". valid() checks exactly that, and
+# chaperone.lint runs it on every template in the data (chaperone test fails otherwise).
+# matches() runs per request and per permission, so it trusts the template to be
+# canonical and only compares: a part starting with "{" is taken for a placeholder.
+# Empty and trailing segments still never match; a repeated name is not checked there,
+# only params() refuses it.
+package chaperone.lib.paths
+
+matches("/", []) := true
+
+# Without {name...}: one part per segment, each equal or a placeholder.
+matches(template, segments) if {
+	not endswith(template, "...}")
+	parts := split(template, "/")
+	count(parts) == count(segments) + 1
+	template != ""
+	parts[0] == ""
+	not "." in segments
+	not ".." in segments
+	count([i |
+		some i, segment in segments
+		part := parts[i + 1]
+		part != segment
+		not startswith(part, "{")
+	]) == 0
+}
+
+# With a last {name...}: the parts before it, then at least one more segment.
+matches(template, segments) if {
+	endswith(template, "...}")
+	parts := split(template, "/")
+	fixed := count(parts) - 2
+	count(segments) > fixed
+	parts[0] == ""
+	not "." in segments
+	not ".." in segments
+	count([i |
+		some i, segment in array.slice(segments, 0, fixed)
+		part := parts[i + 1]
+		part != segment
+		not startswith(part, "{")
+	]) == 0
+}
+
+# A template with no placeholder names one path exactly.
+exact(template) if {
+	is_string(template)
+	not contains(template, "{")
+}
+
+# Segments of a canonical template: "/tickets/{id}" gives ["tickets", "{id}"].
+parts(template) := [] if template == "/"
+
+parts(template) := array.slice(ps, 1, count(ps)) if {
+	is_string(template)
+	template != "/"
+	ps := split(template, "/")
+	ps[0] == ""
+}
+
+# "{id}" gives "id".
+placeholder(part) := name if {
+	startswith(part, "{")
+	endswith(part, "}")
+	not endswith(part, "...}")
+	name := substring(part, 1, count(part) - 2)
+	identifier(name)
+}
+
+# "{path...}" gives "path".
+rest_placeholder(part) := name if {
+	startswith(part, "{")
+	endswith(part, "...}")
+	name := substring(part, 1, count(part) - 5)
+	identifier(name)
+}
+
+identifier(name) if {
+	name != ""
+	trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == ""
+}
+
+literal(part) if {
+	part != ""
+	not contains(part, "{")
+	not contains(part, "}")
+	not part in {".", ".."}
+}
+
+# Canonical, as described at the top.
+valid(template) if {
+	ps := parts(template)
+	unique_names(ps)
+	last := count(ps) - 1
+	every i, part in ps {
+		well_formed_part(part, i, last)
+	}
+}
+
+well_formed_part(part, _, _) if literal(part)
+
+well_formed_part(part, _, _) if placeholder(part)
+
+well_formed_part(part, i, last) if {
+	i == last
+	rest_placeholder(part)
+}
+
+unique_names(ps) if {
+	names := [name | some part in ps; name := part_name(part)]
+	count(names) == count({name | some name in names})
+}
+
+part_name(part) := placeholder(part)
+
+part_name(part) := rest_placeholder(part)
+
+# The values a matching path gives the placeholders: {"id": "42"}; a {name...} gets the
+# remaining segments joined with "/". Undefined when the path does not match, or when the
+# template repeats a name.
+params(template, segments) := {name: value |
+	some i, part in ps
+	[name, value] := binding(part, i, segments)
+} if {
+	matches(template, segments)
+	ps := parts(template)
+	unique_names(ps)
+}
+
+binding(part, i, segments) := [name, segments[i]] if name := placeholder(part)
+
+binding(part, i, segments) := [name, concat("/", array.slice(segments, i, count(segments)))] if {
+	name := rest_placeholder(part)
+}
