@@ -34,6 +34,9 @@ fn run(iterations: u32, policy: Value) {
         .expect("RSA key")
         .with_key_id("rs");
     let ed = Ed25519KeyPair::generate().with_key_id("ed");
+    let mut on_vm = policy.clone();
+    on_vm["engine"] = json!("vm");
+    let vm = configuration(&es, &rs, &ed, on_vm);
     let loaded = configuration(&es, &rs, &ed, policy);
     let now = Clock::now_since_epoch().as_secs();
 
@@ -69,6 +72,15 @@ fn run(iterations: u32, policy: Value) {
         )
     });
     println!("  cached ES256 token, policy denial   {denied:>9.1} us");
+    let mut vm_runtime = Runtime::new(&vm, 1);
+    let on_vm = measure(iterations, |_| {
+        decide(
+            &vm,
+            &mut vm_runtime,
+            &facts(&es_token, "GET", "/tickets/42", now),
+        )
+    });
+    println!("  cached ES256 token, allowed, vm     {on_vm:>9.1} us");
     if std::env::args().nth(2).as_deref() == Some("cached") {
         return; // profiling the steady state alone
     }

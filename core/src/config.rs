@@ -4,7 +4,7 @@
 use crate::decision_log::{DecisionLog, RawDecisionLog};
 use crate::identity::{ClaimMapping, RawClaimMapping, DEFAULT_MAX_DELEGATION_DEPTH};
 use crate::jwks::{admit_key_set, Algorithm, VerifyingKey};
-use crate::policy::Policy;
+use crate::policy::{EvaluationEngine, Policy};
 use crate::registry::{RawRegistry, Registry};
 use crate::remote::{RawRemoteJwks, RemoteJwks};
 use crate::revocation::{RawRevocations, Revocations};
@@ -137,6 +137,9 @@ pub struct RawPolicy {
     /// Shadow mode for this policy's denials only (authentication is still enforced).
     #[serde(default)]
     pub dry_run: bool,
+    /// `interpreter` (default) or `vm`.
+    #[serde(default)]
+    pub engine: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -691,7 +694,16 @@ fn compile_policy(raw: RawPolicy) -> Result<Policy, ConfigError> {
     if !data.is_object() {
         return Err(config_error("policy.data", "must be a JSON object"));
     }
-    let mut policy = Policy::compile(
+    let engine = match raw.engine.as_deref() {
+        None => EvaluationEngine::Interpreter,
+        Some(name) => EvaluationEngine::from_name(name).ok_or_else(|| {
+            config_error(
+                "policy.engine",
+                format!("`{name}` is neither `interpreter` nor `vm`"),
+            )
+        })?,
+    };
+    let mut policy = Policy::compile_for(
         &raw.modules,
         data,
         raw.decision_path
@@ -700,6 +712,7 @@ fn compile_policy(raw: RawPolicy) -> Result<Policy, ConfigError> {
         raw.name.unwrap_or_else(|| "policy".to_owned()),
         raw.revision.unwrap_or_default(),
         raw.max_eval_ms,
+        engine,
     )?;
     policy.dry_run = raw.dry_run;
     Ok(policy)

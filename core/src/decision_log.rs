@@ -216,16 +216,13 @@ fn remove_at(value: &mut PolicyValue, tokens: &[String]) -> bool {
     };
     let present = {
         let mut current = &*value;
-        parents
-            .iter()
-            .all(|token| match member(current, token) {
-                Some(next) => {
-                    current = next;
-                    true
-                }
-                None => false,
-            })
-            && member(current, last).is_some()
+        parents.iter().all(|token| match member(current, token) {
+            Some(next) => {
+                current = next;
+                true
+            }
+            None => false,
+        }) && member(current, last).is_some()
     };
     if !present {
         return false;
@@ -266,8 +263,10 @@ mod tests {
 
     #[test]
     fn erasing_removes_what_is_there_and_reports_it() {
-        let input = PolicyValue::from(json!({"attributes": {"request": {"http": {"headers": {"cookie": "s=1", "accept": "*/*"}}}},
-                           "agent": {"claims": {"email": "a@b", "sub": "x"}}}));
+        let input = PolicyValue::from(
+            json!({"attributes": {"request": {"http": {"headers": {"cookie": "s=1", "accept": "*/*"}}}},
+                           "agent": {"claims": {"email": "a@b", "sub": "x"}}}),
+        );
         let (erased_input, erased) = DecisionLog::default().erase_from(input.clone());
         assert_eq!(erased, ["/input/attributes/request/http/headers/cookie"]);
         assert_eq!(

@@ -112,7 +112,10 @@ pub fn build_input(
         .path
         .split_once('?')
         .unwrap_or((line.path.as_str(), ""));
-    let parsed_path: Vec<PolicyValue> = parse_path(path_only).into_iter().map(PolicyValue::from).collect();
+    let parsed_path: Vec<PolicyValue> = parse_path(path_only)
+        .into_iter()
+        .map(PolicyValue::from)
+        .collect();
     let parsed_query: BTreeMap<PolicyValue, PolicyValue> = parse_query(query)
         .into_iter()
         .map(|(key, values)| (PolicyValue::from(key), PolicyValue::from(values)))
@@ -131,7 +134,10 @@ pub fn build_input(
             fields.into_iter().collect::<BTreeMap<_, _>>().into()
         })
         .collect();
-    let grants: Vec<PolicyValue> = grants.iter().map(|g| grant_input(g, facts.now_ns)).collect();
+    let grants: Vec<PolicyValue> = grants
+        .iter()
+        .map(|g| grant_input(g, facts.now_ns))
+        .collect();
     object([
         (
             "attributes",
@@ -162,8 +168,16 @@ pub fn build_input(
                 ("delegation", delegation.into()),
                 ("task", optional(agent.task.as_deref())),
                 ("purpose", optional(agent.purpose.as_deref())),
-                ("task_context", agent.task_context.clone().unwrap_or(PolicyValue::Null)),
-                ("registered", agent.registered.map_or(PolicyValue::Null, PolicyValue::from)),
+                (
+                    "task_context",
+                    agent.task_context.clone().unwrap_or(PolicyValue::Null),
+                ),
+                (
+                    "registered",
+                    agent
+                        .registered
+                        .map_or(PolicyValue::Null, PolicyValue::from),
+                ),
                 // Converted once when the token was verified; shared, not copied, per request.
                 ("claims", agent.claims.clone()),
             ]),
@@ -184,7 +198,10 @@ fn grant_input(grant: &Grant, now_ns: u64) -> PolicyValue {
         ("authorization_details", grant.authorization_details.clone()),
         ("not_before_ns", PolicyValue::from(grant.not_before_ns)),
         ("expires_at_ns", PolicyValue::from(grant.expires_at_ns)),
-        ("remaining_seconds", PolicyValue::from(remaining_seconds(grant, now_ns))),
+        (
+            "remaining_seconds",
+            PolicyValue::from(remaining_seconds(grant, now_ns)),
+        ),
     ])
 }
 
