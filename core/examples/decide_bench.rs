@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark: failing loudly is right
 //! Per-request cost of `decide`, by stage, with the shipped bundle: the cached-token path every
 //! request after the first takes, and first-seen tokens per signature algorithm. Built natively
 //! and for `wasm32-wasip1` (run under Node's WASI, which is V8: the runtime Envoy embeds), so
