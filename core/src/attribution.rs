@@ -11,7 +11,8 @@ use crate::remote::{KeyLookup, KeyStore};
 use crate::revocation::{Presented, Revoked};
 use crate::runtime::Runtime;
 use crate::token::{
-    authenticate, extract_token, verify_grant, verify_transaction, Agent, Grant, Transaction,
+    authenticate, extract_token, unverified_text_claim, verify_grant, verify_transaction, Agent,
+    Grant, Transaction,
 };
 
 /// The grants a request presented: those that apply to it, and those dropped, with why.
@@ -245,8 +246,16 @@ pub fn collect_grants(
         let grant = match verified {
             Ok((grant, _)) => grant,
             Err(reason) => {
+                // A grant refused only for its window was signed by the approval service, so
+                // its `jti` is worth recording; any other failure leaves nothing to trust.
+                let window_only = matches!(
+                    reason,
+                    Reason::TokenExpired | Reason::TokenNotYetValid | Reason::TokenLifetimeExceeded
+                );
                 set.dropped.push(DroppedGrant {
-                    jti: None,
+                    jti: window_only
+                        .then(|| unverified_text_claim(token, "jti"))
+                        .flatten(),
                     reason: grant_drop_reason(reason),
                 });
                 continue;

@@ -159,7 +159,7 @@ fn a_grant_elevates_the_exact_request_inside_its_window() {
     // At the end of the window the same request is refused, the grant dropped as expired.
     let d = push(&loaded, &keys, &[grant(&keys, json!({}))], NOW + 290);
     assert!(!d.allowed);
-    assert_eq!(dropped(&d), [(None, "expired")]);
+    assert_eq!(dropped(&d), [(Some("g-1".to_owned()), "expired")]);
     // A grant for another location does not apply; unused grants are recorded as such.
     let elsewhere = grant(
         &keys,
@@ -199,19 +199,19 @@ fn grants_that_do_not_apply_are_dropped_with_their_reason() {
         (
             "longer than max_validity_seconds",
             grant(&keys, json!({"iat": NOW - 10, "exp": NOW + 1000})),
-            None,
+            Some("g-1"),
             "too_long",
         ),
         (
             "not yet valid",
             grant(&keys, json!({"nbf": NOW + 60})),
-            None,
+            Some("g-1"),
             "not_yet_valid",
         ),
         (
             "expired",
             grant(&keys, json!({"exp": NOW - 1})),
-            None,
+            Some("g-1"),
             "expired",
         ),
         (

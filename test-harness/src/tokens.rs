@@ -54,6 +54,33 @@ pub fn now() -> u64 {
         .unwrap_or_default()
 }
 
+/// `unix_seconds` as an RFC 3339 UTC timestamp (`2026-11-25T10:15:00Z`), for data that
+/// carries windows.
+pub fn rfc3339_utc(unix_seconds: u64) -> String {
+    let (days, rest) = (unix_seconds / 86_400, unix_seconds % 86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian, 400-year eras).
+    let shifted = days + 719_468;
+    let era = shifted / 146_097;
+    let day_of_era = shifted % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
 enum KeyPair {
     Es256(ES256KeyPair),
     // Boxed: an RSA key pair is twice the size of the others.
@@ -426,5 +453,12 @@ mod tests {
             .unwrap()
             .verify_token::<Value>(&token, Some(verification()))
             .unwrap();
+    }
+
+    #[test]
+    fn rfc3339_utc_formats_known_instants() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_795_647_599), "2026-11-25T22:59:59Z");
     }
 }
