@@ -20,7 +20,7 @@ help:
 	@echo "make run     Envoy on 127.0.0.1:10000 with chaperone, the example policy and demo keys"
 	@echo "make test    unit tests, policy tests and end-to-end tests against a real Envoy"
 	@echo "make build   dist/chaperone.wasm (and chaperone.meta.json beside it)"
-	@echo "make bench   bare Envoy vs jwt_authn+RBAC vs chaperone (wrk), see BENCHMARKS.md"
+	@echo "make bench   decision cost by stage (native, V8), then bare Envoy vs jwt_authn+RBAC vs chaperone (wrk); see BENCHMARKS.md"
 	@echo "make check-config CONFIG=file.json   validate a plugin configuration offline"
 
 # --- tools (installed on demand; a fresh machine has none of them) -------------------------
@@ -66,8 +66,19 @@ policy-test: cli
 e2e: tools build cli
 	cargo nextest run -p chaperone-test-harness --no-fail-fast
 
+# Per-request cost of the decision by stage, natively and in V8 (Node's WASI), then the three
+# gateways under wrk.
 bench: tools build cli
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
+	@command -v node >/dev/null || { apt-get update -q && apt-get install -y -q nodejs; }
+	@mkdir -p build
+	$(CLI) bundle policies/agent-authz > build/bench-policy.json
+	cargo build --release --quiet -p chaperone-core --example decide_bench
+	cargo build --release --quiet -p chaperone-core --example decide_bench --target $(WASM_TARGET)
+	@echo "== decide, native"
+	target/release/examples/decide_bench < build/bench-policy.json
+	@echo "== decide, V8 (Node WASI)"
+	node test-harness/bench/run-wasi.mjs target/$(WASM_TARGET)/release/examples/decide_bench.wasm < build/bench-policy.json
 	cargo run --release --quiet -p chaperone-test-harness --bin bench
 
 lint: .wasm-target.stamp
