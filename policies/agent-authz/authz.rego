@@ -14,10 +14,11 @@
 #      permission for another purpose, grants that did not match);
 #   5. otherwise no_permission.
 #
-# The decision runs on every request, so the two most common outcomes are decided first,
-# from the fewest rules: a standing permission covering a request no guard watches, and a
-# request nothing so much as aims at. Both give exactly what steps 2 to 5 would give; any
-# other request takes those steps in full.
+# The decision runs on every request, and regorus's interpreter charges for every rule,
+# function call, builtin and data lookup. So the two most common outcomes are settled first
+# by one rule body: a standing permission covering a request no guard watches, and a request
+# nothing so much as aims at. The shortcut only answers when its answer is the one of steps
+# 1 to 5 (complete_decision, tests check both agree); any other request takes those steps.
 package chaperone.authz
 
 import data.chaperone.elevation
@@ -29,20 +30,95 @@ import data.chaperone.lib.permissions
 
 default decision := {"allowed": false, "reason": "no_permission", "rule": "default_deny"}
 
-decision := registry_denial if {
-	not aimed
-	registry_denial
-} else := {"allowed": true, "reason": "permitted", "rule": sprintf("permission:%v", [p.name])} if {
-	# A standing permission covers the request and no guard watches it: nothing else can
-	# change the answer (the first covering permission in data order is named).
-	p := [q | some q in aimed; permissions.serves(q, input.agent.purpose)][0]
-	not watched
+decision := settled(aimed) if {
+	# The registry lets the agent act (as registry_ok, with a purpose that is not a string
+	# or null left to the full steps).
+	registry := data.chaperone.registry
+	entry := registry.agents[input.agent.id]
+	entry.owner != ""
+	not entry.status != "active"
+	not registry.owners[entry.owner].status == "offboarded"
+	purpose := input.agent.purpose
+	not [purpose != null, purpose in entry.purposes] == [true, false]
+
+	# A complete request with a path of one or more segments, none "." or "..".
+	[input.parsed_query, input.now_ns]
+	method := input.attributes.request.http.method
+	segments := input.parsed_path
+	segments[0]
+	n := count(segments)
+	not "." in segments
+	not ".." in segments
+
+	# The agent's permissions for this method and path, whatever their purposes: aimed
+	# below, with paths.matches spelt out (a call per permission would cost more than
+	# the comparisons). A part starting with "{" is a placeholder ("{" <= part < "|").
+	aimed := [p |
+		some p in entry.permissions
+		method in p.methods
+		parts := split(p.path, "/")
+		parts[0] == ""
+		not parts[n + 1]
+		rest := to_number(endswith(p.path, "...}"))
+		parts[n * (1 - rest)]
+		[i |
+			some i, segment in segments
+			parts[(i + 1) + rest]
+			part := parts[i + 1]
+			part != segment
+			true in [part < "{", part >= "|"]
+		] == []
+	]
+} else := complete_decision
+
+# The common cases, given the permissions aimed at the request. Undefined otherwise.
+settled(aimed) := {"allowed": true, "reason": "permitted", "rule": sprintf("permission:%v", [p.name])} if {
+	# The first permission aimed at the request serves its purpose (permissions.serves)
+	# and no guard watches the request: that permission is the answer.
+	p := aimed[0]
+	not [p.purposes != [], input.agent.purpose in p.purposes] == [true, false]
+	method := input.attributes.request.http.method
+	segments := input.parsed_path
+	[e |
+		some e in data.chaperone.protected_branches.endpoints
+		method in e.methods
+		paths.matches(e.path, segments)
+	] == []
+	[e |
+		some e in data.chaperone.payments.endpoints
+		method in e.methods
+		paths.matches(e.path, segments)
+	] == []
 } else := deny("no_permission", "default_deny") if {
-	# Nothing aims at the request: no permission of the agent for this method and path
-	# (whatever its purposes), no grant, no break-glass or maintenance entry of the agent.
+	# Nothing aims at the request: no permission, no grant, no break-glass or maintenance
+	# entry of the agent for this method and path.
 	aimed == []
 	input.grants == []
-	not elevation.aims_at(input.agent.id, input.attributes.request.http.method, input.parsed_path)
+	agent_id := input.agent.id
+	method := input.attributes.request.http.method
+	segments := input.parsed_path
+	[id |
+		some id, entry in data.chaperone.break_glass
+		entry.agent == agent_id
+		some q in entry.permissions
+		method in q.methods
+		paths.matches(q.path, segments)
+	] == []
+	[id |
+		some id, entry in data.chaperone.maintenance
+		agent_id in entry.agents
+		some q in entry.permissions
+		method in q.methods
+		paths.matches(q.path, segments)
+	] == []
+}
+
+# Steps 1 to 5, for every request.
+default complete_decision := {"allowed": false, "reason": "no_permission", "rule": "default_deny"}
+
+complete_decision := registry_denial if {
+	not registry_ok
+	registry_denial
 } else := allowed if {
 	allowed
 } else := held if {
@@ -126,20 +202,6 @@ aimed := [p |
 	not [is_string(input.agent.purpose), input.agent.purpose in object.get(entry, "purposes", [input.agent.purpose])] == [true, false]
 }
 
-# Some guard watches the method and path of the request (whether it holds it back is the
-# guard's business). A new guard adds its endpoints here, beside its hold_set line.
-watched if {
-	some endpoint in data.chaperone.protected_branches.endpoints
-	input.attributes.request.http.method in endpoint.methods
-	paths.matches(endpoint.path, input.parsed_path)
-}
-
-watched if {
-	some endpoint in data.chaperone.payments.endpoints
-	input.attributes.request.http.method in endpoint.methods
-	paths.matches(endpoint.path, input.parsed_path)
-}
-
 standing := [p | some p in aimed; permissions.serves(p, request.purpose)]
 
 http_grants := grants.covering(presented, request)
@@ -164,8 +226,8 @@ coverage := {"reason": "permitted", "rule": sprintf("permission:%v", [standing[0
 
 # Guards that hold this request back. A hold is
 #   {"rule", "denied": reason, "approved": reason, "grants": [jti] lifting it, "break_glass": bool}
-# To add a guard: a package with hold(request, presented), one line here, and its
-# endpoints in watched above.
+# To add a guard: a package with hold(request, presented), one line here, and a check of
+# its endpoints in settled above (a request no guard endpoint matches skips the guards).
 hold_set contains h if h := protected_branch.hold(request, presented)
 
 hold_set contains h if h := payment.hold(request, presented)

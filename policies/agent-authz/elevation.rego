@@ -14,7 +14,6 @@
 # or why not. Only an active entry grants; the others explain a denial.
 package chaperone.elevation
 
-import data.chaperone.lib.paths
 import data.chaperone.lib.permissions
 import data.chaperone.lib.windows
 
@@ -45,25 +44,6 @@ maintenance(request) := [{"id": id, "state": maintenance_state(entry, request.no
 	request.agent in entry.agents
 	applies(entry, request)
 ]
-
-# Some break-glass entry or maintenance window of the agent has a permission for this method
-# and path, whatever its purposes or state. When none has, neither list above can have a
-# candidate: the common denial checks this and skips the windows.
-aims_at(agent_id, method, segments) if {
-	some entry in data.chaperone.break_glass
-	entry.agent == agent_id
-	some permission in entry.permissions
-	method in permission.methods
-	paths.matches(permission.path, segments)
-}
-
-aims_at(agent_id, method, segments) if {
-	some entry in data.chaperone.maintenance
-	agent_id in entry.agents
-	some permission in entry.permissions
-	method in permission.methods
-	paths.matches(permission.path, segments)
-}
 
 applies(entry, request) if {
 	some permission in entry.permissions
