@@ -28,8 +28,8 @@ import data.chaperone.lib.grants
 import data.chaperone.lib.paths
 import data.chaperone.lib.permissions
 
-default decision := {"allowed": false, "reason": "no_permission", "rule": "default_deny"}
-
+# No default: complete_decision has one, so decision is always defined (and a default
+# would be processed on every request).
 decision := settled(aimed) if {
 	# The registry lets the agent act (as registry_ok, with a purpose that is not a string
 	# or null left to the full steps).
@@ -89,7 +89,7 @@ settled(aimed) := {"allowed": true, "reason": "permitted", "rule": sprintf("perm
 		method in e.methods
 		paths.matches(e.path, segments)
 	] == []
-} else := deny("no_permission", "default_deny") if {
+} else := {"allowed": false, "reason": "no_permission", "rule": "default_deny"} if {
 	# Nothing aims at the request: no permission, no grant, no break-glass or maintenance
 	# entry of the agent for this method and path.
 	aimed == []
