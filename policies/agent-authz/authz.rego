@@ -89,6 +89,12 @@ settled(aimed) := {"allowed": true, "reason": "permitted", "rule": sprintf("perm
 		method in e.methods
 		paths.matches(e.path, segments)
 	] == []
+} else := {"allowed": true, "reason": "permitted", "rule": sprintf("permission:%v", [p.name])} if {
+	# A guard watches the request but holds nothing back (an ordinary branch, a payment
+	# within the threshold): the same answer.
+	p := aimed[0]
+	not [p.purposes != [], input.agent.purpose in p.purposes] == [true, false]
+	count(hold_set) == 0
 } else := {"allowed": false, "reason": "no_permission", "rule": "default_deny"} if {
 	# Nothing aims at the request: no permission, no grant, no break-glass or maintenance
 	# entry of the agent for this method and path.

@@ -118,28 +118,37 @@ well_formed_part(part, i, last) if {
 }
 
 unique_names(ps) if {
-	names := [name | some part in ps; name := part_name(part)]
-	count(names) == count({name | some name in names})
+	named := named_parts(ps)
+	count(named) == count({name | some [_, name, _] in named})
 }
 
-part_name(part) := placeholder(part)
+# [index, name, rest] of each placeholder among the parts, rest true for {name...}. Only a
+# part starting with "{" ("{" <= part < "|") can be one: the others cost no call.
+named_parts(ps) := [[i, name, rest] |
+	some i, part in ps
+	part >= "{"
+	part < "|"
+	[name, rest] := placeholder_name(part)
+]
 
-part_name(part) := rest_placeholder(part)
+# placeholder and rest_placeholder at once, for a part starting with "{": "{id}" gives
+# ["id", false], "{path...}" gives ["path", true].
+placeholder_name(part) := [name, rest] if {
+	endswith(part, "}")
+	rest := endswith(part, "...}")
+	name := substring(part, 1, count(part) - {false: 2, true: 5}[rest])
+	identifier(name)
+}
 
 # The values a matching path gives the placeholders: {"id": "42"}; a {name...} gets the
 # remaining segments joined with "/". Undefined when the path does not match, or when the
 # template repeats a name.
-params(template, segments) := {name: value |
-	some i, part in ps
-	[name, value] := binding(part, i, segments)
-} if {
+params(template, segments) := {name: bound(segments, i, rest) | some [i, name, rest] in named} if {
 	matches(template, segments)
-	ps := parts(template)
-	unique_names(ps)
+	named := named_parts(parts(template))
+	count(named) == count({name | some [_, name, _] in named})
 }
 
-binding(part, i, segments) := [name, segments[i]] if name := placeholder(part)
+bound(segments, i, false) := segments[i]
 
-binding(part, i, segments) := [name, concat("/", array.slice(segments, i, count(segments)))] if {
-	name := rest_placeholder(part)
-}
+bound(segments, i, true) := concat("/", array.slice(segments, i, count(segments)))
