@@ -19,38 +19,26 @@ package chaperone.lib.paths
 
 matches("/", []) := true
 
-# Without {name...}: one part per segment, each equal or a placeholder.
+# Every other template: one part per segment, or fewer parts when the last is {name...}
+# (rest is 1), which is not compared and takes the remaining segments. A part starting
+# with "{" ("{" <= part < "|") is a placeholder.
 matches(template, segments) if {
-	not endswith(template, "...}")
 	parts := split(template, "/")
-	count(parts) == count(segments) + 1
+	n := count(segments)
 	template != ""
 	parts[0] == ""
 	not "." in segments
 	not ".." in segments
-	count([i |
+	not parts[n + 1]
+	rest := to_number(endswith(template, "...}"))
+	parts[n * (1 - rest)]
+	[i |
 		some i, segment in segments
+		parts[(i + 1) + rest]
 		part := parts[i + 1]
 		part != segment
-		not startswith(part, "{")
-	]) == 0
-}
-
-# With a last {name...}: the parts before it, then at least one more segment.
-matches(template, segments) if {
-	endswith(template, "...}")
-	parts := split(template, "/")
-	fixed := count(parts) - 2
-	count(segments) > fixed
-	parts[0] == ""
-	not "." in segments
-	not ".." in segments
-	count([i |
-		some i, segment in array.slice(segments, 0, fixed)
-		part := parts[i + 1]
-		part != segment
-		not startswith(part, "{")
-	]) == 0
+		true in [part < "{", part >= "|"]
+	] == []
 }
 
 # A template with no placeholder names one path exactly.
@@ -60,11 +48,10 @@ exact(template) if {
 }
 
 # Segments of a canonical template: "/tickets/{id}" gives ["tickets", "{id}"].
-parts(template) := [] if template == "/"
-
-parts(template) := array.slice(ps, 1, count(ps)) if {
+parts(template) := [] if {
+	template == "/"
+} else := array.slice(ps, 1, count(ps)) if {
 	is_string(template)
-	template != "/"
 	ps := split(template, "/")
 	ps[0] == ""
 }
@@ -134,10 +121,13 @@ named_parts(ps) := [[i, name, rest] |
 # placeholder and rest_placeholder at once, for a part starting with "{": "{id}" gives
 # ["id", false], "{path...}" gives ["path", true].
 placeholder_name(part) := [name, rest] if {
-	endswith(part, "}")
-	rest := endswith(part, "...}")
-	name := substring(part, 1, count(part) - {false: 2, true: 5}[rest])
-	identifier(name)
+	inner := trim_suffix(part, "}")
+	inner != part
+	core := trim_suffix(inner, "...")
+	rest := core != inner
+	name := trim_prefix(core, "{")
+	name != ""
+	trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == ""
 }
 
 # The values a matching path gives the placeholders: {"id": "42"}; a {name...} gets the
