@@ -41,8 +41,7 @@ decision := settled(aimed) if {
 	purpose := input.agent.purpose
 	not [purpose != null, purpose in entry.purposes] == [true, false]
 
-	# A complete request with a path of one or more segments, none "." or "..".
-	[input.parsed_query, input.now_ns]
+	# A path of one or more segments, none "." or "..".
 	method := input.attributes.request.http.method
 	segments := input.parsed_path
 	segments[0]
@@ -77,6 +76,7 @@ settled(aimed) := {"allowed": true, "reason": "permitted", "rule": sprintf("perm
 	# and no guard watches the request: that permission is the answer.
 	p := aimed[0]
 	not [p.purposes != [], input.agent.purpose in p.purposes] == [true, false]
+	[input.parsed_query, input.now_ns] # a complete request (the full steps need every key)
 	method := input.attributes.request.http.method
 	segments := input.parsed_path
 	[e |
@@ -94,6 +94,7 @@ settled(aimed) := {"allowed": true, "reason": "permitted", "rule": sprintf("perm
 	# within the threshold): the same answer.
 	p := aimed[0]
 	not [p.purposes != [], input.agent.purpose in p.purposes] == [true, false]
+	[input.parsed_query, input.now_ns]
 	count(hold_set) == 0
 } else := {"allowed": false, "reason": "no_permission", "rule": "default_deny"} if {
 	# Nothing aims at the request: no permission, no grant, no break-glass or maintenance
