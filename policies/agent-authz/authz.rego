@@ -14,11 +14,12 @@
 #      permission for another purpose, grants that did not match);
 #   5. otherwise no_permission.
 #
-# The decision runs on every request, and regorus's interpreter charges for every rule,
-# function call, builtin and data lookup. So the two most common outcomes are settled first
-# by one rule body: a standing permission covering a request no guard watches, and a request
-# nothing so much as aims at. The shortcut only answers when its answer is the one of steps
-# 1 to 5 (complete_decision, tests check both agree); any other request takes those steps.
+# complete_decision takes these steps. The decision runs on every request, and regorus's
+# interpreter charges for every rule, function call, builtin call and data lookup, so
+# decision first settles the common cases in one rule body: a standing permission that no
+# guard holds back, and a request nothing so much as aims at. It answers only when its
+# answer is the one of complete_decision (authz_test checks both agree on many requests);
+# any other request takes the steps.
 package chaperone.authz
 
 import data.chaperone.elevation
@@ -31,8 +32,9 @@ import data.chaperone.lib.permissions
 # No default: complete_decision has one, so decision is always defined (and a default
 # would be processed on every request).
 decision := settled(aimed) if {
-	# The registry lets the agent act (as registry_ok, with a purpose that is not a string
-	# or null left to the full steps).
+	# The registry lets the agent act, as registry_ok: a non-empty owner not offboarded,
+	# status absent or active, a purpose among the entry's purposes when it lists some
+	# (a purpose neither a string nor null is left to the full steps).
 	registry := data.chaperone.registry
 	entry := registry.agents[input.agent.id]
 	entry.owner != ""
@@ -41,7 +43,8 @@ decision := settled(aimed) if {
 	purpose := input.agent.purpose
 	not [purpose != null, purpose in entry.purposes] == [true, false]
 
-	# A path of one or more segments, none "." or "..".
+	# A path of one or more segments, none "." or ".." (paths.matches refuses those; the
+	# root and such paths take the full steps).
 	method := input.attributes.request.http.method
 	segments := input.parsed_path
 	segments[0]
@@ -49,9 +52,10 @@ decision := settled(aimed) if {
 	not "." in segments
 	not ".." in segments
 
-	# The agent's permissions for this method and path, whatever their purposes: aimed
-	# below, with paths.matches spelt out (a call per permission would cost more than
-	# the comparisons). A part starting with "{" is a placeholder ("{" <= part < "|").
+	# The agent's permissions for this method and path, whatever their purposes, in data
+	# order (aimed below), with the comparison of paths.matches spelt out: a call per
+	# permission would cost more than the comparison. A part starting with "{" is a
+	# placeholder ("{" <= part < "|"); rest is 1 for a last {name...}.
 	aimed := [p |
 		some p in entry.permissions
 		method in p.methods
@@ -100,6 +104,8 @@ settled(aimed) := {"allowed": false, "reason": "no_permission", "rule": "default
 	p := aimed[0]
 	not [p.purposes != [], input.agent.purpose in p.purposes] == [true, false]
 	[input.parsed_query, input.now_ns] # a complete request (the full steps need every key)
+
+	# The endpoints of every guard (a new guard adds its own here).
 	method := input.attributes.request.http.method
 	segments := input.parsed_path
 	[e |
