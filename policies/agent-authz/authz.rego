@@ -13,6 +13,13 @@
 #   4. deny with the nearest miss (a defective break-glass or maintenance entry, a
 #      permission for another purpose, grants that did not match);
 #   5. otherwise no_permission.
+#
+# complete_decision takes these steps. The decision runs on every request, and regorus's
+# interpreter charges for every rule, function call, builtin call and data lookup, so
+# decision first settles the common cases in one rule body: a standing permission that no
+# guard holds back, and a request nothing so much as aims at. It answers only when its
+# answer is the one of complete_decision (authz_test checks both agree on many requests);
+# any other request takes the steps.
 package chaperone.authz
 
 import data.chaperone.elevation
@@ -22,9 +29,108 @@ import data.chaperone.lib.grants
 import data.chaperone.lib.paths
 import data.chaperone.lib.permissions
 
-default decision := {"allowed": false, "reason": "no_permission", "rule": "default_deny"}
+# No default: complete_decision has one, so decision is always defined (and a default
+# would be processed on every request).
+decision := settled(aimed) if {
+	# The registry lets the agent act, as registry_ok: a non-empty owner not offboarded,
+	# status absent or active, a purpose among the entry's purposes when it lists some
+	# (a purpose neither a string nor null is left to the full steps).
+	registry := data.chaperone.registry
+	entry := registry.agents[input.agent.id]
+	entry.owner != ""
+	not entry.status != "active"
+	not registry.owners[entry.owner].status == "offboarded"
+	purpose := input.agent.purpose
+	not [purpose != null, purpose in entry.purposes] == [true, false]
 
-decision := registry_denial if {
+	# A path of one or more segments, none "." or ".." (paths.matches refuses those; the
+	# root and such paths take the full steps).
+	method := input.attributes.request.http.method
+	segments := input.parsed_path
+	segments[0]
+	n := count(segments)
+	not "." in segments
+	not ".." in segments
+
+	# The agent's permissions for this method and path, whatever their purposes, in data
+	# order (aimed below), with the comparison of paths.matches spelt out: a call per
+	# permission would cost more than the comparison. A part starting with "{" is a
+	# placeholder ("{" <= part < "|"); rest is 1 for a last {name...}.
+	aimed := [p |
+		some p in entry.permissions
+		method in p.methods
+		parts := split(p.path, "/")
+		parts[0] == ""
+		not parts[n + 1]
+		rest := to_number(endswith(p.path, "...}"))
+		parts[n * (1 - rest)]
+		[i |
+			some i, segment in segments
+			parts[(i + 1) + rest]
+			part := parts[i + 1]
+			part != segment
+			true in [part < "{", part >= "|"]
+		] == []
+	]
+} else := complete_decision
+
+# The common cases, given the permissions aimed at the request (the bodies exclude each
+# other; the denial, the cheapest to reach, comes first). Undefined otherwise.
+settled(aimed) := {"allowed": false, "reason": "no_permission", "rule": "default_deny"} if {
+	# Nothing aims at the request: no permission, no grant, no break-glass or maintenance
+	# entry of the agent for this method and path.
+	aimed == []
+	input.grants == []
+	agent_id := input.agent.id
+	method := input.attributes.request.http.method
+	segments := input.parsed_path
+	[id |
+		some id, entry in data.chaperone.break_glass
+		entry.agent == agent_id
+		some q in entry.permissions
+		method in q.methods
+		paths.matches(q.path, segments)
+	] == []
+	[id |
+		some id, entry in data.chaperone.maintenance
+		agent_id in entry.agents
+		some q in entry.permissions
+		method in q.methods
+		paths.matches(q.path, segments)
+	] == []
+} else := {"allowed": true, "reason": "permitted", "rule": sprintf("permission:%v", [p.name])} if {
+	# The first permission aimed at the request serves its purpose (permissions.serves)
+	# and no guard watches the request: that permission is the answer.
+	p := aimed[0]
+	not [p.purposes != [], input.agent.purpose in p.purposes] == [true, false]
+	[input.parsed_query, input.now_ns] # a complete request (the full steps need every key)
+
+	# The endpoints of every guard (a new guard adds its own here).
+	method := input.attributes.request.http.method
+	segments := input.parsed_path
+	[e |
+		some e in data.chaperone.protected_branches.endpoints
+		method in e.methods
+		paths.matches(e.path, segments)
+	] == []
+	[e |
+		some e in data.chaperone.payments.endpoints
+		method in e.methods
+		paths.matches(e.path, segments)
+	] == []
+} else := {"allowed": true, "reason": "permitted", "rule": sprintf("permission:%v", [p.name])} if {
+	# A guard watches the request but holds nothing back (an ordinary branch, a payment
+	# within the threshold): the same answer.
+	p := aimed[0]
+	not [p.purposes != [], input.agent.purpose in p.purposes] == [true, false]
+	[input.parsed_query, input.now_ns]
+	count(hold_set) == 0
+}
+
+# Steps 1 to 5, for every request.
+default complete_decision := {"allowed": false, "reason": "no_permission", "rule": "default_deny"}
+
+complete_decision := registry_denial if {
 	not registry_ok
 	registry_denial
 } else := allowed if {
@@ -54,15 +160,10 @@ agent := data.chaperone.registry.agents[input.agent.id]
 
 deny(reason, rule) := {"allowed": false, "reason": reason, "rule": rule}
 
-# 1. The registry. registry_ok is the quick check every request takes; registry_denial
-# says why it failed.
+# 1. The registry. aimed (below) is defined exactly when the registry lets the agent act;
+# registry_denial says why it does not.
 
-registry_ok if {
-	agent.owner != ""
-	object.get(agent, "status", "active") == "active"
-	not data.chaperone.registry.owners[agent.owner].status == "offboarded"
-	not purpose_unlisted
-}
+registry_ok if aimed
 
 # As chaperone: a request without a purpose passes, one with an unlisted purpose not.
 purpose_unlisted if {
@@ -93,13 +194,29 @@ owned if {
 
 # 2. What covers the request, best first.
 
-# permissions.covers, spelt out so the method test (cheap) comes before the path test.
-standing := [p |
-	some p in agent.permissions
-	request.method in p.methods
-	paths.matches(p.path, request.segments)
-	permissions.serves(p, request.purpose)
-]
+# The agent's permissions whose methods and path match the request, whatever their
+# purposes, in data order. Defined only when the registry lets the agent act (the same
+# checks as chaperone's, read once: registry_denial explains a failure); empty when the
+# request lacks one of the keys chaperone always sends.
+aimed := [p |
+	[input.agent.id, input.parsed_query, input.agent.purpose, input.now_ns]
+	method := input.attributes.request.http.method
+	segments := input.parsed_path
+	some p in entry.permissions
+	method in p.methods
+	paths.matches(p.path, segments)
+] if {
+	registry := data.chaperone.registry
+	entry := registry.agents[input.agent.id]
+	entry.owner != ""
+	object.get(entry, "status", "active") == "active"
+	not registry.owners[entry.owner].status == "offboarded"
+
+	# not purpose_unlisted, without a second lookup of the entry
+	not [is_string(input.agent.purpose), input.agent.purpose in object.get(entry, "purposes", [input.agent.purpose])] == [true, false]
+}
+
+standing := [p | some p in aimed; permissions.serves(p, request.purpose)]
 
 http_grants := grants.covering(presented, request)
 
@@ -123,7 +240,8 @@ coverage := {"reason": "permitted", "rule": sprintf("permission:%v", [standing[0
 
 # Guards that hold this request back. A hold is
 #   {"rule", "denied": reason, "approved": reason, "grants": [jti] lifting it, "break_glass": bool}
-# To add a guard: a package with hold(request, presented), and one line here.
+# To add a guard: a package with hold(request, presented), one line here, and a check of
+# its endpoints in settled above (a request no guard endpoint matches skips the guards).
 hold_set contains h if h := protected_branch.hold(request, presented)
 
 hold_set contains h if h := payment.hold(request, presented)
@@ -137,7 +255,7 @@ lifted(h) if {
 
 unlifted := [h | some h in hold_set; not lifted(h)]
 
-# The common case first and cheapest: covered, nothing held.
+# Covered, nothing held (the common case is decided above, before this).
 allowed := {"allowed": true, "reason": c.reason, "rule": c.rule} if {
 	c := coverage
 	registry_ok
@@ -202,11 +320,7 @@ maintenance_problem := deny(concat("_", ["maintenance", c.state]), sprintf("main
 	c := [x | some x in maintenance; x.state != "active"][0]
 }
 
-purpose_misses := [p |
-	some p in agent.permissions
-	permissions.targets(p, request)
-	not permissions.serves(p, request.purpose)
-]
+purpose_misses := [p | some p in aimed; not permissions.serves(p, request.purpose)]
 
 near_miss := break_glass_problem if {
 	break_glass_problem

@@ -164,3 +164,117 @@ test_every_outcome_has_the_result_shape if {
 		}
 	}
 }
+
+# Cases the quick path of the decision must hand to the full steps, or answer as they would.
+
+quirks := {
+	"agents": {
+		"bot": {"owner": "olga@example.com", "purposes": ["support", "triage"], "permissions": [
+			{"name": "home", "methods": ["GET"], "path": "/"},
+			{"name": "tickets.support", "methods": ["GET"], "path": "/tickets/{id}", "purposes": ["support"]},
+			{"name": "tickets.any", "methods": ["GET"], "path": "/tickets/{id}"},
+			{"name": "files", "methods": ["GET"], "path": "/files/{path...}"},
+		]},
+		"lax-bot": {"owner": "olga@example.com", "status": "active", "permissions": [{"name": "all", "methods": ["GET"], "path": "/{rest...}"}]},
+	},
+	"owners": {},
+}
+
+decide_quirks(i) := d if {
+	d := authz.decision with input as i with data.chaperone.registry as quirks
+}
+
+test_the_root_path_has_its_own_template if {
+	decide_quirks(req("bot", "GET", [])) == {"allowed": true, "reason": "permitted", "rule": "permission:home"}
+	decide_quirks(req("lax-bot", "GET", [])).reason == "no_permission"
+}
+
+test_a_permission_for_another_purpose_gives_way_to_a_later_one if {
+	i := req("bot", "GET", ["tickets", "7"])
+	decide_quirks(with_purpose(i, "support")).rule == "permission:tickets.support"
+	decide_quirks(with_purpose(i, "triage")).rule == "permission:tickets.any"
+	decide_quirks(i).rule == "permission:tickets.any"
+}
+
+test_a_rest_template_takes_the_remaining_segments if {
+	decide_quirks(req("bot", "GET", ["files", "a", "b.txt"])).rule == "permission:files"
+	decide_quirks(req("bot", "GET", ["files"])).reason == "no_permission"
+}
+
+test_dot_segments_match_no_permission if {
+	decide_quirks(req("lax-bot", "GET", ["a", "..", "b"])) == {"allowed": false, "reason": "no_permission", "rule": "default_deny"}
+	decide_quirks(req("lax-bot", "GET", ["."])).reason == "no_permission"
+}
+
+test_a_guard_watching_reads_applies_to_reads if {
+	d := authz.decision with input as req("bot", "GET", ["tickets", "7"])
+		with data.chaperone.registry as quirks
+		with data.chaperone.payments.endpoints as [{"methods": ["GET"], "path": "/tickets/{id}"}]
+	d == {"allowed": false, "reason": "payment_invalid", "rule": "guard.payment_request"}
+}
+
+test_an_elevation_entry_aimed_at_the_request_is_reported if {
+	window := {"agents": ["lax-bot"], "start": "2026-11-24T11:00:00Z", "end": "2026-11-24T12:00:00Z", "permissions": [{"name": "x", "methods": ["DELETE"], "path": "/tickets/{id}"}]}
+	i := req("lax-bot", "DELETE", ["tickets", "7"])
+	d := authz.decision with input as i with data.chaperone.registry as quirks with data.chaperone.maintenance as {"later": window}
+	d == {"allowed": false, "reason": "maintenance_outside_window", "rule": "maintenance:later"}
+}
+
+test_a_request_without_a_purpose_key_is_covered_by_nothing if {
+	i := req("lax-bot", "GET", ["tickets", "7"])
+	j := object.union(object.remove(i, ["agent"]), {"agent": object.remove(i.agent, ["purpose"])})
+	decide_quirks(i).allowed
+	decide_quirks(j) == {"allowed": false, "reason": "no_permission", "rule": "default_deny"}
+	decide_quirks(with_grants(j, [grant("g-1", [{"type": "agent_http", "actions": ["GET"], "locations": ["/tickets/7"]}])])).reason == "no_matching_grant"
+}
+
+test_a_purpose_that_is_not_a_string_passes_the_registry if {
+	decide_quirks(with_purpose(req("lax-bot", "GET", ["x"]), 7)).allowed
+	decide_quirks(with_purpose(req("bot", "GET", ["tickets", "7"]), 7)).rule == "permission:tickets.any"
+}
+
+# The quick path of the decision answers exactly as the full steps (complete_decision) for
+# every request it answers. A sample of requests over a few data sets.
+
+sample_data := [
+	{"registry": quirks, "maintenance": {}, "break_glass": {}, "payments": {"endpoints": [{"methods": ["POST"], "path": "/payments"}], "thresholds": {}}},
+	{"registry": registry, "maintenance": {}, "break_glass": {"inc": {
+		"agent": "bot", "reason": "r", "approver": "erin@example.com", "start": "2026-11-24T09:50:00Z", "end": "2026-11-24T10:10:00Z",
+		"permissions": [{"name": "x", "methods": ["DELETE"], "path": "/tickets/{id}"}],
+	}}, "payments": {"endpoints": [{"methods": ["GET"], "path": "/tickets/{id}/history"}], "thresholds": {}}},
+	{"registry": registry, "maintenance": {"m": {
+		"agents": ["bot", "lax-bot"], "start": "2026-11-24T09:00:00Z", "end": "2026-11-24T09:30:00Z",
+		"permissions": [{"name": "y", "methods": ["POST", "DELETE"], "path": "/tickets/{id}/close"}],
+	}}, "break_glass": {}, "payments": {"endpoints": [], "thresholds": {}}},
+]
+
+sample_requests := [with_grants(with_purpose(req(agent, method, path), purpose), grants) |
+	some agent in ["bot", "lax-bot", "bob-bot", "shadow"]
+	some method in ["GET", "POST", "DELETE"]
+	some path in [[], ["tickets"], ["tickets", "7"], ["tickets", "7", "close"], ["tickets", "7", "history"], ["tickets", ".."], ["files", "a/b"], ["repos", "acme", "shop", "branches", "main", "commits"]]
+	some purpose in [null, "support", "marketing", 7]
+	some grants in [[], [grant("g-1", [{"type": "agent_http", "actions": ["DELETE"], "locations": ["/tickets/7"]}])]]
+]
+
+agree(i, d) if {
+	quick := authz.decision with input as i
+		with data.chaperone.registry as d.registry
+		with data.chaperone.maintenance as d.maintenance
+		with data.chaperone.break_glass as d.break_glass
+		with data.chaperone.payments as d.payments
+	full := authz.complete_decision with input as i
+		with data.chaperone.registry as d.registry
+		with data.chaperone.maintenance as d.maintenance
+		with data.chaperone.break_glass as d.break_glass
+		with data.chaperone.payments as d.payments
+	quick == full
+}
+
+test_the_quick_path_agrees_with_the_full_steps if {
+	count(sample_requests) == 768
+	every d in sample_data {
+		every i in sample_requests {
+			agree(i, d)
+		}
+	}
+}

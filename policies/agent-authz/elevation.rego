@@ -31,16 +31,18 @@ maintenance_max_seconds := s if {
 
 # [{"id", "state"}] in id order.
 break_glass(request) := [{"id": id, "state": break_glass_state(entry, request.now_ns)} |
-	some id in sort(object.keys(data.chaperone.break_glass))
-	entry := data.chaperone.break_glass[id]
+	entries := data.chaperone.break_glass
+	some id in sort(object.keys(entries))
+	entry := entries[id]
 	entry.agent == request.agent
 	applies(entry, request)
 ]
 
 # [{"id", "state"}] in id order.
 maintenance(request) := [{"id": id, "state": maintenance_state(entry, request.now_ns)} |
-	some id in sort(object.keys(data.chaperone.maintenance))
-	entry := data.chaperone.maintenance[id]
+	entries := data.chaperone.maintenance
+	some id in sort(object.keys(entries))
+	entry := entries[id]
 	request.agent in entry.agents
 	applies(entry, request)
 ]
@@ -55,20 +57,17 @@ break_glass_state(entry, now_ns) := "without_reason" if {
 	not text(entry, "reason")
 } else := "without_approver" if {
 	not text(entry, "approver")
-} else := "window_invalid" if {
-	not windows.span(entry)
-} else := "window_too_long" if {
-	windows.longer_than(windows.span(entry), break_glass_max_seconds)
-} else := "outside_window" if {
-	not windows.open(windows.span(entry), now_ns)
-} else := "active"
+} else := window_state([s | s := windows.span(entry)], now_ns, break_glass_max_seconds)
 
-maintenance_state(entry, now_ns) := "window_invalid" if {
-	not windows.span(entry)
-} else := "window_too_long" if {
-	windows.longer_than(windows.span(entry), maintenance_max_seconds)
+maintenance_state(entry, now_ns) := window_state([s | s := windows.span(entry)], now_ns, maintenance_max_seconds)
+
+# The window is read once: [] when it is malformed, [span] otherwise.
+window_state([], _, _) := "window_invalid"
+
+window_state([s], now_ns, max_seconds) := "window_too_long" if {
+	windows.longer_than(s, max_seconds)
 } else := "outside_window" if {
-	not windows.open(windows.span(entry), now_ns)
+	not windows.open(s, now_ns)
 } else := "active"
 
 text(entry, key) if {

@@ -22,7 +22,7 @@ import data.chaperone.lib.paths
 
 hold(request, presented) := h if {
 	is_payment(request)
-	h := payment_hold(request, presented)
+	h := payment_hold(request, presented, [t | t := terms(request)])
 }
 
 is_payment(request) if {
@@ -31,23 +31,21 @@ is_payment(request) if {
 	paths.matches(endpoint.path, request.segments)
 }
 
-payment_hold(request, _) := {
+# The terms are read once: [] when they are missing or malformed, [terms] otherwise.
+payment_hold(_, _, []) := {
 	"rule": "guard.payment_request",
 	"denied": "payment_invalid",
 	"grants": [],
 	"break_glass": false,
-} if {
-	not terms(request)
 }
 
-payment_hold(request, presented) := {
+payment_hold(request, presented, [t]) := {
 	"rule": "guard.payment_threshold",
 	"denied": "payment_requires_approval",
 	"approved": "payment_approved",
 	"grants": array.slice(approving(request, t, presented), 0, 1),
 	"break_glass": false,
 } if {
-	t := terms(request)
 	not within_threshold(request.agent, t)
 }
 

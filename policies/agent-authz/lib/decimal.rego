@@ -8,19 +8,24 @@
 # A JSON number (data written by hand) is accepted too and rounded to thousandths.
 package chaperone.lib.decimal
 
-thousandths(text) := (integer(whole) * 1000) + integer(padded) if {
-	is_string(text)
-	pieces := split(text, ".")
+thousandths(amount) := integer(concat("", [whole, padded])) if {
+	is_string(amount)
+	pieces := split(amount, ".")
+	n := count(pieces)
 	whole := pieces[0]
 	digits(whole)
 	count(whole) <= 12
-	padded := fraction(pieces)
-}
 
-thousandths(number) := round(number * 1000) if {
-	is_number(number)
-	number >= 0
-	number < 1000000000000
+	# No fraction, or one to three digits after the dot: padded to three ("5" gives "500").
+	fraction := concat("", array.slice(pieces, 1, n))
+	[n, fraction == ""] in {[1, true], [2, false]}
+	trim(fraction, "0123456789") == ""
+	count(fraction) <= 3
+	padded := substring(concat("", [fraction, "000"]), 0, 3)
+} else := round(amount * 1000) if {
+	is_number(amount)
+	amount >= 0
+	amount < 1000000000000
 }
 
 digits(text) if {
@@ -28,20 +33,9 @@ digits(text) if {
 	trim(text, "0123456789") == ""
 }
 
-# The fraction padded to three digits: "5" gives "500".
-fraction(pieces) := "000" if count(pieces) == 1
-
-fraction(pieces) := concat("", [f, substring("000", 0, 3 - count(f))]) if {
-	count(pieces) == 2
-	f := pieces[1]
-	digits(f)
-	count(f) <= 3
-}
-
-# Digits to a number; leading zeros stripped first (to_number refuses them).
-integer(text) := 0 if trim_left(text, "0") == ""
-
+# Digits to a number; leading zeros stripped first (to_number refuses them). The whole
+# part and the padded fraction are read as one number of thousandths.
 integer(text) := to_number(stripped) if {
 	stripped := trim_left(text, "0")
 	stripped != ""
-}
+} else := 0

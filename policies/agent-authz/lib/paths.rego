@@ -19,38 +19,26 @@ package chaperone.lib.paths
 
 matches("/", []) := true
 
-# Without {name...}: one part per segment, each equal or a placeholder.
+# Every other template: one part per segment, or fewer parts when the last is {name...}
+# (rest is 1), which is not compared and takes the remaining segments. A part starting
+# with "{" ("{" <= part < "|") is a placeholder.
 matches(template, segments) if {
-	not endswith(template, "...}")
 	parts := split(template, "/")
-	count(parts) == count(segments) + 1
+	n := count(segments)
 	template != ""
 	parts[0] == ""
 	not "." in segments
 	not ".." in segments
-	count([i |
+	not parts[n + 1]
+	rest := to_number(endswith(template, "...}"))
+	parts[n * (1 - rest)]
+	[i |
 		some i, segment in segments
+		parts[(i + 1) + rest]
 		part := parts[i + 1]
 		part != segment
-		not startswith(part, "{")
-	]) == 0
-}
-
-# With a last {name...}: the parts before it, then at least one more segment.
-matches(template, segments) if {
-	endswith(template, "...}")
-	parts := split(template, "/")
-	fixed := count(parts) - 2
-	count(segments) > fixed
-	parts[0] == ""
-	not "." in segments
-	not ".." in segments
-	count([i |
-		some i, segment in array.slice(segments, 0, fixed)
-		part := parts[i + 1]
-		part != segment
-		not startswith(part, "{")
-	]) == 0
+		true in [part < "{", part >= "|"]
+	] == []
 }
 
 # A template with no placeholder names one path exactly.
@@ -60,11 +48,10 @@ exact(template) if {
 }
 
 # Segments of a canonical template: "/tickets/{id}" gives ["tickets", "{id}"].
-parts(template) := [] if template == "/"
-
-parts(template) := array.slice(ps, 1, count(ps)) if {
+parts(template) := [] if {
+	template == "/"
+} else := array.slice(ps, 1, count(ps)) if {
 	is_string(template)
-	template != "/"
 	ps := split(template, "/")
 	ps[0] == ""
 }
@@ -118,28 +105,40 @@ well_formed_part(part, i, last) if {
 }
 
 unique_names(ps) if {
-	names := [name | some part in ps; name := part_name(part)]
-	count(names) == count({name | some name in names})
+	named := named_parts(ps)
+	count(named) == count({name | some [_, name, _] in named})
 }
 
-part_name(part) := placeholder(part)
+# [index, name, rest] of each placeholder among the parts, rest true for {name...}. Only a
+# part starting with "{" ("{" <= part < "|") can be one: the others cost no call.
+named_parts(ps) := [[i, name, rest] |
+	some i, part in ps
+	part >= "{"
+	part < "|"
+	[name, rest] := placeholder_name(part)
+]
 
-part_name(part) := rest_placeholder(part)
+# placeholder and rest_placeholder at once, for a part starting with "{": "{id}" gives
+# ["id", false], "{path...}" gives ["path", true].
+placeholder_name(part) := [name, rest] if {
+	inner := trim_suffix(part, "}")
+	inner != part
+	core := trim_suffix(inner, "...")
+	rest := core != inner
+	name := trim_prefix(core, "{")
+	name != ""
+	trim(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == ""
+}
 
 # The values a matching path gives the placeholders: {"id": "42"}; a {name...} gets the
 # remaining segments joined with "/". Undefined when the path does not match, or when the
 # template repeats a name.
-params(template, segments) := {name: value |
-	some i, part in ps
-	[name, value] := binding(part, i, segments)
-} if {
+params(template, segments) := {name: bound(segments, i, rest) | some [i, name, rest] in named} if {
 	matches(template, segments)
-	ps := parts(template)
-	unique_names(ps)
+	named := named_parts(parts(template))
+	count(named) == count({name | some [_, name, _] in named})
 }
 
-binding(part, i, segments) := [name, segments[i]] if name := placeholder(part)
+bound(segments, i, false) := segments[i]
 
-binding(part, i, segments) := [name, concat("/", array.slice(segments, i, count(segments)))] if {
-	name := rest_placeholder(part)
-}
+bound(segments, i, true) := concat("/", array.slice(segments, i, count(segments)))

@@ -9,38 +9,61 @@ package chaperone.lib.windows
 
 timestamp_ns(text) := time.parse_rfc3339_ns(text) if valid_timestamp(text)
 
+# The shape first, every digit read as 0 (one builtin call where a regular expression would
+# be compiled on every call): "0000-00-00T00:00:00", an optional fraction of one to nine
+# digits, then "Z" or "+00:00" / "-00:00". Then the values.
 valid_timestamp(text) if {
 	is_string(text)
-	[m] := regex.find_all_string_submatch_n(`^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?(Z|[+-]([0-9]{2}):([0-9]{2}))$`, text, 1)
+	shape := strings.replace_n({"1": "0", "2": "0", "3": "0", "4": "0", "5": "0", "6": "0", "7": "0", "8": "0", "9": "0"}, text)
+	tail := trim_prefix(shape, "0000-00-00T00:00:00")
+	tail != shape
+	[fraction, zone] := fraction_and_zone(tail, text)
+	fraction in {"", ".0", ".00", ".000", ".0000", ".00000", ".000000", ".0000000", ".00000000", ".000000000"}
+
+	# "2026-11-24T10:00:00" gives ["2026", "11", "24", "10", "00", "00"].
+	[year, month, day, hour, minute, second] := split(strings.replace_n({"T": "-", ":": "-"}, substring(text, 0, 19)), "-")
 
 	# Fixed-width digit strings compare like the numbers they spell.
-	m[1] >= "1970"
-	m[1] <= "2261"
-	m[2] >= "01"
-	m[2] <= "12"
-	m[3] >= "01"
-	m[3] <= days_in_month(to_number(m[1]), m[2])
-	m[4] <= "23"
-	m[5] <= "59"
-	m[6] <= "59"
-	offset_ok(m[8], m[9], m[10])
+	year >= "1970"
+	year <= "2261"
+	month >= "01"
+	month <= "12"
+	day >= "01"
+	day <= days_in_month(to_number(year), month)
+	hour <= "23"
+	minute <= "59"
+	second <= "59"
+	offset_ok(zone)
 }
 
-offset_ok("Z", _, _) := true
+# The fraction (in the shape) and the zone (in the text) ending a timestamp.
+fraction_and_zone(tail, text) := [trim_suffix(tail, "Z"), "Z"] if {
+	endswith(tail, "Z")
+} else := [substring(tail, 0, n - 6), substring(text, count(text) - 6, 6)] if {
+	n := count(tail)
+	n >= 6
+	substring(tail, n - 6, 6) in {"+00:00", "-00:00"}
+}
 
-offset_ok(zone, hours, minutes) if {
+offset_ok("Z") := true
+
+# "+05:30"
+offset_ok(zone) if {
 	zone != "Z"
-	hours <= "23"
-	minutes <= "59"
+	substring(zone, 1, 2) <= "23"
+	substring(zone, 4, 2) <= "59"
 }
 
-days_in_month(_, month) := "31" if month in {"01", "03", "05", "07", "08", "10", "12"}
-
-days_in_month(_, month) := "30" if month in {"04", "06", "09", "11"}
-
-days_in_month(year, "02") := "29" if leap(year)
-
-days_in_month(year, "02") := "28" if not leap(year)
+days_in_month(year, month) := "31" if {
+	month in {"01", "03", "05", "07", "08", "10", "12"}
+} else := "30" if {
+	month in {"04", "06", "09", "11"}
+} else := "29" if {
+	month == "02"
+	leap(year)
+} else := "28" if {
+	month == "02"
+}
 
 leap(year) if {
 	year % 4 == 0

@@ -52,3 +52,18 @@ test_longer_than if {
 	not windows.longer_than(s, 1800)
 	windows.longer_than(s, 1799)
 }
+
+test_fractions_and_offsets if {
+	windows.timestamp_ns("2026-11-24T10:00:00.123456789Z") == ten + 123456789
+	windows.timestamp_ns("2026-11-24T15:30:00+05:30") == ten
+	windows.timestamp_ns("2026-11-24T04:31:00-05:29") == ten
+	not windows.timestamp_ns("2026-11-24T10:00:00.1234567890Z")
+	not windows.timestamp_ns("2026-11-24T10:00:00.Z")
+	not windows.timestamp_ns("2026-11-24T10:00:00+05:60")
+	not windows.timestamp_ns("2026-11-24T10:00:00+0530")
+	not windows.timestamp_ns("2026-11-24T10:00:00Z ")
+	not windows.timestamp_ns(" 2026-11-24T10:00:00Z")
+	not windows.timestamp_ns("2026-11-24T10:00:00ZZ")
+	not windows.timestamp_ns("2026-11-24T1:00:00Z")
+	not windows.timestamp_ns("٢٠٢٦-11-24T10:00:00Z")
+}
