@@ -9,6 +9,8 @@ VENV          := .venv
 ENVOY         := $(VENV)/bin/envoy
 WASM          := dist/chaperone.wasm
 CLI           := target/release/chaperone
+BINARYEN_VERSION := 132.0.0
+WASM_OPT      := build/tools/node_modules/.bin/wasm-opt
 
 export CHAPERONE_WASM := $(abspath $(WASM))
 export ENVOY_BIN      := $(abspath $(ENVOY))
@@ -70,7 +72,7 @@ e2e: tools build cli
 # gateways under wrk.
 bench: tools build cli
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
-	@command -v node >/dev/null || { apt-get update -q && apt-get install -y -q nodejs; }
+	@command -v node >/dev/null && command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q nodejs npm; }
 	@mkdir -p build
 	$(CLI) bundle policies/agent-authz > build/bench-policy.json
 	cargo build --release --quiet -p chaperone-core --example decide_bench
@@ -80,6 +82,10 @@ bench: tools build cli
 	@echo "== decide, V8 (Node WASI)"
 	node test-harness/bench/run-wasi.mjs target/$(WASM_TARGET)/release/examples/decide_bench.wasm < build/bench-policy.json
 	cargo run --release --quiet -p chaperone-test-harness --bin bench
+	@echo "== module size after wasm-opt (binaryen $(BINARYEN_VERSION))"
+	@test -x $(WASM_OPT) || npm install --silent --no-audit --no-fund --prefix build/tools binaryen@$(BINARYEN_VERSION)
+	$(WASM_OPT) -Oz --strip-debug --strip-producers $(WASM) -o build/chaperone.opt.wasm
+	@wc -c $(WASM) build/chaperone.opt.wasm
 
 lint: .wasm-target.stamp
 	cargo fmt --all --check

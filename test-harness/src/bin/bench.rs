@@ -1,6 +1,8 @@
 //! `make bench`: one run, one Envoy worker, wrk on loopback, the same request for every setup:
-//! bare Envoy, Envoy's native jwt_authn + RBAC, Envoy + chaperone. Prints requests/s, p50, p99
-//! and ratios. Every setup answers with a direct response, so upstream cost is the same.
+//! bare Envoy, Envoy's native jwt_authn + RBAC, Envoy + chaperone with ES256, RS256 and EdDSA
+//! agent tokens (the shipped bundle, 1,000 registered agents, registry enforced, records on).
+//! Prints requests/s, p50, p99, ratios and Envoy's resident memory after the load. Every setup
+//! answers with a direct response, so upstream cost is the same.
 
 use chaperone_test_harness::paths::{try_envoy_bin, try_wasm_path, workspace_root};
 use chaperone_test_harness::{free_ports, render_template, try_send, Envoy};
@@ -10,30 +12,55 @@ use std::time::Duration;
 
 const ISSUER: &str = "https://idp.bench.example";
 const AUDIENCE: &str = "agents-api";
-const KID: &str = "bench-es256";
 const PATH: &str = "/tickets/42";
+/// Agents in the registry besides the shipped examples: the scale issue 8 names.
+const REGISTERED_AGENTS: usize = 1000;
+
+/// The signing algorithms of the agent tokens, with the `kid` of each benchmark key.
+const ALGORITHMS: [(&str, &str); 3] = [
+    ("ES256", "bench-es256"),
+    ("RS256", "bench-rs256"),
+    ("EdDSA", "bench-eddsa"),
+];
 
 struct Setup {
     name: &'static str,
     template: &'static str,
+    /// The algorithm of the token wrk sends (an index into [`ALGORITHMS`]).
+    algorithm: usize,
     /// Whether a request without a token must be rejected (it must, for the auth setups).
     authenticates: bool,
 }
 
-const SETUPS: [Setup; 3] = [
+const SETUPS: [Setup; 5] = [
     Setup {
         name: "bare Envoy (direct response)",
         template: "bare.yaml",
+        algorithm: 0,
         authenticates: false,
     },
     Setup {
-        name: "jwt_authn (cache on) + RBAC",
+        name: "jwt_authn (ES256, cache on) + RBAC",
         template: "jwt_authn_rbac.yaml",
+        algorithm: 0,
         authenticates: true,
     },
     Setup {
-        name: "chaperone (ES256, example bundle)",
+        name: "chaperone (ES256)",
         template: "chaperone.yaml",
+        algorithm: 0,
+        authenticates: true,
+    },
+    Setup {
+        name: "chaperone (RS256)",
+        template: "chaperone.yaml",
+        algorithm: 1,
+        authenticates: true,
+    },
+    Setup {
+        name: "chaperone (EdDSA)",
+        template: "chaperone.yaml",
+        algorithm: 2,
         authenticates: true,
     },
 ];
@@ -42,6 +69,8 @@ struct Measurement {
     requests_per_s: f64,
     p50_us: f64,
     p99_us: f64,
+    /// Envoy's resident set after the load, in KiB (`VmRSS`).
+    rss_kib: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -74,21 +103,24 @@ fn run() -> Result<(), String> {
     let wasm = try_wasm_path()?;
 
     let work_text = work.display().to_string();
-    cli_output(
-        &cli,
-        &[
-            "token", "keygen", "--alg", "ES256", "--kid", KID, "--out", &work_text,
-        ],
-    )?;
+    for (alg, kid) in ALGORITHMS {
+        cli_output(
+            &cli,
+            &[
+                "token", "keygen", "--alg", alg, "--kid", kid, "--out", &work_text,
+            ],
+        )?;
+    }
     let jwks = std::fs::read_to_string(work.join("jwks.json")).map_err(|e| e.to_string())?;
     let jwks_value: serde_json::Value = serde_json::from_str(&jwks).map_err(|e| e.to_string())?;
     let base = serde_json::json!({
         "issuers": [{"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": jwks_value}],
+        "registry": {},
         "policy": {"decision_path": "chaperone/authz/decision"},
     });
     std::fs::write(work.join("base.json"), base.to_string()).map_err(|e| e.to_string())?;
     let bundle = root.join("policies/agent-authz").display().to_string();
-    let plugin_config = cli_output(
+    let packed = cli_output(
         &cli,
         &[
             "bundle",
@@ -97,31 +129,35 @@ fn run() -> Result<(), String> {
             &format!("{work_text}/base.json"),
         ],
     )?;
-    let key = format!("{work_text}/{KID}.key.pem");
-    let token = cli_output(
-        &cli,
-        &[
-            "token",
-            "mint",
-            "--key",
-            &key,
-            "--alg",
-            "ES256",
-            "--kid",
-            KID,
-            "--iss",
-            ISSUER,
-            "--aud",
-            AUDIENCE,
-            "--sub",
-            "support-bot",
-            "--owner",
-            "alice@example.com",
-            "--ttl",
-            "3600",
-        ],
-    )?;
-    let token = token.trim().to_owned();
+    let plugin_config = with_registered_agents(&packed, REGISTERED_AGENTS)?;
+    let mut tokens = Vec::new();
+    for (alg, kid) in ALGORITHMS {
+        let key = format!("{work_text}/{kid}.key.pem");
+        let token = cli_output(
+            &cli,
+            &[
+                "token",
+                "mint",
+                "--key",
+                &key,
+                "--alg",
+                alg,
+                "--kid",
+                kid,
+                "--iss",
+                ISSUER,
+                "--aud",
+                AUDIENCE,
+                "--sub",
+                "support-bot",
+                "--owner",
+                "alice@example.com",
+                "--ttl",
+                "3600",
+            ],
+        )?;
+        tokens.push(token.trim().to_owned());
+    }
 
     let quote = |text: &str| serde_json::to_string(text).unwrap_or_default();
     let mut results = Vec::new();
@@ -146,10 +182,12 @@ fn run() -> Result<(), String> {
         let dir = work.join(setup.template.trim_end_matches(".yaml"));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let process = Envoy::start_in(&envoy, &dir, &config, admin, 1)?;
-        check_behaviour(setup, listen, &token)?;
+        let token = &tokens[setup.algorithm];
+        check_behaviour(setup, listen, token)?;
         eprintln!("measuring {} for {seconds} s ...", setup.name);
-        let _warm_up = wrk(listen, &token, 3)?;
-        let measurement = wrk(listen, &token, seconds)?;
+        let _warm_up = wrk(listen, token, 3)?;
+        let mut measurement = wrk(listen, token, seconds)?;
+        measurement.rss_kib = resident_kib(process.pid());
         drop(process);
         results.push(measurement);
     }
@@ -161,6 +199,35 @@ fn run() -> Result<(), String> {
         seconds,
     );
     Ok(())
+}
+
+/// The packed configuration with `count` more agents in the registry, each owned and with
+/// the support bot's permissions, so the benchmark looks agents up among many.
+fn with_registered_agents(packed: &str, count: usize) -> Result<String, String> {
+    let mut config: serde_json::Value = serde_json::from_str(packed).map_err(|e| e.to_string())?;
+    let agents = config
+        .pointer_mut("/policy/data/chaperone/registry/agents")
+        .and_then(serde_json::Value::as_object_mut)
+        .ok_or("the bundle has no chaperone.registry.agents")?;
+    let template = agents
+        .get("support-bot")
+        .cloned()
+        .ok_or("the bundle has no support-bot")?;
+    for index in 0..count {
+        let mut agent = template.clone();
+        agent["owner"] = serde_json::json!(format!("owner-{index:04}@example.com"));
+        agents.insert(format!("bench-agent-{index:04}"), agent);
+    }
+    Ok(config.to_string())
+}
+
+/// `VmRSS` of a process, in KiB.
+fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn cli_output(cli: &Path, args: &[&str]) -> Result<String, String> {
@@ -232,6 +299,7 @@ fn parse_wrk(text: &str) -> Option<Measurement> {
         requests_per_s: value_after("Requests/sec:")?.parse().ok()?,
         p50_us: micros(value_after("50%")?)?,
         p99_us: micros(value_after("99%")?)?,
+        rss_kib: None,
     })
 }
 
@@ -275,11 +343,19 @@ fn print_table(
 ) {
     let bare = results.first().map_or(1.0, |m| m.requests_per_s);
     let native = results.get(1).map_or(1.0, |m| m.requests_per_s);
-    println!("| setup | req/s | p50 | p99 | req/s vs bare | req/s vs jwt_authn+RBAC |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    let bare_rss = results.first().and_then(|m| m.rss_kib);
+    println!("| setup | req/s | p50 | p99 | req/s vs bare | req/s vs jwt_authn+RBAC | Envoy RSS | RSS vs bare |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (setup, m) in SETUPS.iter().zip(results) {
+        let rss = m.rss_kib.map_or("?".to_owned(), |kib| {
+            format!("{:.1} MiB", kib as f64 / 1024.0)
+        });
+        let rss_ratio = match (m.rss_kib, bare_rss) {
+            (Some(kib), Some(bare)) if bare > 0 => format!("{:.2}", kib as f64 / bare as f64),
+            _ => "?".to_owned(),
+        };
         println!(
-            "| {} | {:.0} | {:.0} us | {:.0} us | {:.2} | {:.2} |",
+            "| {} | {:.0} | {:.0} us | {:.0} us | {:.2} | {:.2} | {rss} | {rss_ratio} |",
             setup.name,
             m.requests_per_s,
             m.p50_us,
@@ -294,7 +370,8 @@ fn print_table(
     println!(
         "per setup: envoy -c <setup>.yaml --concurrency 1, then wrk -t1 -c8 -d3s (warm-up) and"
     );
-    println!("  wrk -t1 -c8 -d{seconds}s --latency -H 'authorization: Bearer <ES256 token>' http://127.0.0.1:<port>{PATH}");
+    println!("  wrk -t1 -c8 -d{seconds}s --latency -H 'authorization: Bearer <token>' http://127.0.0.1:<port>{PATH}");
+    println!("chaperone: policies/agent-authz with {REGISTERED_AGENTS} more registered agents, registry enforced, records on");
     println!("envoy: {envoy_version}");
     // Other work on the machine skews every figure; say how busy it was before we started.
     if let Some(load) = load_before {
