@@ -6,6 +6,7 @@
 //! Everything talks to 127.0.0.1 only. Every wait is bounded; every process started here is
 //! stopped by the guard that started it.
 
+pub mod cli;
 pub mod echo;
 pub mod envoy;
 pub mod gateway;

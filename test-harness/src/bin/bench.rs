@@ -4,6 +4,7 @@
 //! Prints requests/s, p50, p99, ratios and Envoy's resident memory after the load. Every setup
 //! answers with a direct response, so upstream cost is the same.
 
+use chaperone_test_harness::cli::{mint_support_bot_token, run_cli, TokenSpec};
 use chaperone_test_harness::paths::{try_envoy_bin, try_wasm_path, workspace_root};
 use chaperone_test_harness::{free_ports, render_template, try_send, Envoy};
 use std::path::Path;
@@ -104,7 +105,7 @@ fn run() -> Result<(), String> {
 
     let work_text = work.display().to_string();
     for (alg, kid) in ALGORITHMS {
-        cli_output(
+        run_cli(
             &cli,
             &[
                 "token", "keygen", "--alg", alg, "--kid", kid, "--out", &work_text,
@@ -120,7 +121,7 @@ fn run() -> Result<(), String> {
     });
     std::fs::write(work.join("base.json"), base.to_string()).map_err(|e| e.to_string())?;
     let bundle = root.join("policies/agent-authz").display().to_string();
-    let packed = cli_output(
+    let packed = run_cli(
         &cli,
         &[
             "bundle",
@@ -132,31 +133,15 @@ fn run() -> Result<(), String> {
     let plugin_config = with_registered_agents(&packed, REGISTERED_AGENTS)?;
     let mut tokens = Vec::new();
     for (alg, kid) in ALGORITHMS {
-        let key = format!("{work_text}/{kid}.key.pem");
-        let token = cli_output(
-            &cli,
-            &[
-                "token",
-                "mint",
-                "--key",
-                &key,
-                "--alg",
-                alg,
-                "--kid",
-                kid,
-                "--iss",
-                ISSUER,
-                "--aud",
-                AUDIENCE,
-                "--sub",
-                "support-bot",
-                "--owner",
-                "alice@example.com",
-                "--ttl",
-                "3600",
-            ],
-        )?;
-        tokens.push(token.trim().to_owned());
+        let key_path = format!("{work_text}/{kid}.key.pem");
+        let spec = TokenSpec {
+            key_path: &key_path,
+            alg,
+            kid,
+            issuer: ISSUER,
+            audience: AUDIENCE,
+        };
+        tokens.push(mint_support_bot_token(&cli, &spec)?);
     }
 
     let quote = |text: &str| serde_json::to_string(text).unwrap_or_default();
@@ -228,21 +213,6 @@ fn resident_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-fn cli_output(cli: &Path, args: &[&str]) -> Result<String, String> {
-    let output = Command::new(cli)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{}: {e} (run `make cli`)", cli.display()))?;
-    if !output.status.success() {
-        return Err(format!(
-            "chaperone {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    String::from_utf8(output.stdout).map_err(|e| e.to_string())
 }
 
 /// The benchmark must measure the allow path, never an error path.

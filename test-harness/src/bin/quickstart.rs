@@ -1,11 +1,12 @@
 //! `make run`: Envoy on 127.0.0.1:10000 with chaperone, the example bundle, a demo key set
 //! generated here, and a loopback upstream that echoes what it received. Ctrl-C stops it all.
 
+use chaperone_test_harness::cli::{mint_support_bot_token, run_cli, TokenSpec};
 use chaperone_test_harness::paths::{try_envoy_bin, try_wasm_path, workspace_root};
 use chaperone_test_harness::template::QuickstartPorts;
 use chaperone_test_harness::{render_quickstart, EchoUpstream, Envoy};
 use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 
 const LISTEN_PORT: u16 = 10000;
 const ADMIN_PORT: u16 = 9901;
@@ -34,7 +35,7 @@ fn run() -> Result<(), String> {
     let wasm = try_wasm_path()?;
 
     // Keys, then the plugin configuration: the issuer's JWKS plus the packed example bundle.
-    chaperone(
+    run_cli(
         &cli,
         &[
             "token",
@@ -55,7 +56,7 @@ fn run() -> Result<(), String> {
         "registry": {"data_path": "chaperone/registry"},
     });
     write(&work.join("base.json"), base.to_string().as_bytes())?;
-    let config = chaperone(
+    let config = run_cli(
         &cli,
         &[
             "bundle",
@@ -65,7 +66,7 @@ fn run() -> Result<(), String> {
         ],
     )?;
     write(&work.join("chaperone.json"), config.as_bytes())?;
-    chaperone(&cli, &["check", &display(&work.join("chaperone.json"))])?;
+    run_cli(&cli, &["check", &display(&work.join("chaperone.json"))])?;
 
     let envoy_yaml = render_quickstart(
         &root,
@@ -87,30 +88,17 @@ fn run() -> Result<(), String> {
     let access_log = envoy.access_log_path();
 
     let key = display(&work.join(format!("{KID}.key.pem")));
-    let token = chaperone(
+    let token = mint_support_bot_token(
         &cli,
-        &[
-            "token",
-            "mint",
-            "--key",
-            &key,
-            "--alg",
-            "ES256",
-            "--kid",
-            KID,
-            "--iss",
-            ISSUER,
-            "--aud",
-            AUDIENCE,
-            "--sub",
-            "support-bot",
-            "--owner",
-            "alice@example.com",
-            "--ttl",
-            "3600",
-        ],
+        &TokenSpec {
+            key_path: &key,
+            alg: "ES256",
+            kid: KID,
+            issuer: ISSUER,
+            audience: AUDIENCE,
+        },
     )?;
-    let token = token.trim();
+    let token = token.as_str();
     let url = format!("http://127.0.0.1:{LISTEN_PORT}/tickets/42");
     println!(
         "\nchaperone is enforcing on 127.0.0.1:{LISTEN_PORT} (agent `support-bot`, owner alice@example.com, token valid 1 h)\n\n\
@@ -143,20 +131,4 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 
 fn write(path: &Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Runs the chaperone CLI and returns its stdout.
-fn chaperone(cli: &Path, args: &[&str]) -> Result<String, String> {
-    let output = Command::new(cli)
-        .args(args)
-        .output()
-        .map_err(|e| format!("{}: {e}", cli.display()))?;
-    if !output.status.success() {
-        return Err(format!(
-            "chaperone {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    String::from_utf8(output.stdout).map_err(|e| e.to_string())
 }
