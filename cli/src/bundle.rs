@@ -2,7 +2,8 @@
 //! directory is their place in `data`. Test files stay out of what ships to the gateway.
 
 use crate::args::Args;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -93,13 +94,17 @@ pub fn merge_policy(config: &mut Value, policy: Value) -> Result<(), String> {
 impl Bundle {
     /// The `policy` configuration object: shipped modules only, no tests.
     pub fn policy_object(&self) -> Value {
-        let modules: Map<String, Value> = self
-            .modules
+        json!({"name": self.name, "revision": self.revision,
+               "modules": self.shipped_modules(), "data": self.data})
+    }
+
+    /// The modules a gateway gets, by path: `*_test.rego` left out.
+    pub fn shipped_modules(&self) -> BTreeMap<String, String> {
+        self.modules
             .iter()
             .filter(|(path, _)| !is_test_module(path))
-            .map(|(path, source)| (path.clone(), Value::String(source.clone())))
-            .collect();
-        json!({"name": self.name, "revision": self.revision, "modules": modules, "data": self.data})
+            .cloned()
+            .collect()
     }
 }
 

@@ -75,17 +75,8 @@ fn check_bundle(dir: &str, decision_path: Option<&str>) -> Result<ExitCode, Stri
         }
     }
     if let Some(path) = decision_path.filter(|_| problems.is_empty()) {
-        let shipped = loaded.policy_object();
-        let modules = shipped["modules"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default();
         if let Err(error) = chaperone_core::policy::Policy::compile(
-            &modules,
+            &loaded.shipped_modules(),
             loaded.data.clone(),
             path,
             loaded.name.clone(),

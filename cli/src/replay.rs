@@ -46,15 +46,6 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
         return Err(format!("{records_path}: no decision records"));
     }
     let candidate = bundle::load(Path::new(&bundle_dir))?;
-    let policy_object = candidate.policy_object();
-    let modules: BTreeMap<String, String> = policy_object["modules"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
     // The rule the recorded traffic was decided by, unless told otherwise.
     let path = decision_path
         .or_else(|| {
@@ -67,7 +58,7 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
         })
         .ok_or("the records name no decision path: pass --decision-path")?;
     let policy = Policy::compile_for(
-        &modules,
+        &candidate.shipped_modules(),
         candidate.data.clone(),
         &path,
         candidate.name.clone(),

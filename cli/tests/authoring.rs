@@ -280,8 +280,8 @@ fn eval_prints_the_record_the_plugin_would_write() {
 #[test]
 fn bundle_packs_an_ecds_resource_envoy_can_watch() {
     let scratch = Scratch::new("ecds");
-    let (config, _) = configured(&scratch);
-    let _ = config;
+    // Writes base.json (keys, issuer) into the scratch directory.
+    configured(&scratch);
     let bundle = workspace().join("policies/agent-authz");
     let out = chaperone(&[
         "bundle",

@@ -29,8 +29,13 @@ impl Metrics {
             return None;
         }
         let mut ids = self.ids.try_borrow_mut().ok()?;
-        *ids.entry(name.to_owned())
-            .or_insert_with(|| host::define_metric(metric_type, name).ok())
+        if let Some(id) = ids.get(name) {
+            return *id;
+        }
+        // First use: define it once (a name the host refuses stays refused).
+        let id = host::define_metric(metric_type, name).ok();
+        ids.insert(name.to_owned(), id);
+        id
     }
 
     pub fn add(&self, name: &str, by: u64) {

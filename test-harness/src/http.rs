@@ -33,11 +33,7 @@ impl Response {
 
     /// Every value of header `name`, in order.
     pub fn header_values(&self, name: &str) -> Vec<&[u8]> {
-        self.headers
-            .iter()
-            .filter(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_slice())
-            .collect()
+        values_of(&self.headers, name)
     }
 
     pub fn body_text(&self) -> String {
@@ -133,6 +129,15 @@ fn parse_status(start_line: &str) -> Result<u16, String> {
 pub(crate) enum BodyWithoutLength {
     UntilClose,
     Empty,
+}
+
+/// Every value of header `name` (case-insensitive) in a parsed header list, in order.
+pub(crate) fn values_of<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Vec<&'a [u8]> {
+    headers
+        .iter()
+        .filter(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value.as_slice())
+        .collect()
 }
 
 /// A request or response: its first line (lossy text), headers (names lower-cased) and body

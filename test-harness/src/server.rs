@@ -28,11 +28,7 @@ pub struct SeenRequest {
 impl SeenRequest {
     /// Every value of header `name` (case-insensitive), in order.
     pub fn header_values(&self, name: &str) -> Vec<&[u8]> {
-        self.headers
-            .iter()
-            .filter(|(candidate, _)| candidate.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_slice())
-            .collect()
+        crate::http::values_of(&self.headers, name)
     }
 
     /// Every value of header `name` as text (lossy UTF-8).

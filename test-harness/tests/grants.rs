@@ -37,9 +37,8 @@ fn keys() -> Keys {
 }
 
 /// The shipped library packed by `chaperone bundle --into` around this test's issuers, grants
-/// (no clock skew, windows up to 10 minutes) and revocations, with `break_glass` entries added
-/// to its data.
-fn config(keys: &Keys, break_glass: Value) -> Value {
+/// (no clock skew, windows up to 10 minutes) and revocations.
+fn config(keys: &Keys) -> Value {
     let base = json!({
         "issuers": [{"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": jwks(&[&keys.agent])}],
         "transaction_tokens": {"issuer": TTS, "audiences": [TRUST_DOMAIN],
@@ -68,9 +67,14 @@ fn config(keys: &Keys, break_glass: Value) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     std::fs::remove_dir_all(&work).ok();
-    let mut config: Value = serde_json::from_slice(&out.stdout).expect("a JSON configuration");
-    config["policy"]["data"]["chaperone"]["break_glass"] = break_glass;
-    config
+    serde_json::from_slice(&out.stdout).expect("a JSON configuration")
+}
+
+/// `config` with these `break_glass` entries in the library's data.
+fn with_break_glass(config: &Value, entries: Value) -> String {
+    let mut config = config.clone();
+    config["policy"]["data"]["chaperone"]["break_glass"] = entries;
+    config.to_string()
 }
 
 /// Who sends a request: the agent, and the task and purpose its transaction token names.
@@ -190,7 +194,7 @@ fn dropped(record: &Value) -> Vec<(String, String)> {
 #[test]
 fn a_push_to_main_waits_for_a_grant_naming_it_and_the_grant_ends_by_itself() {
     let keys = keys();
-    let gateway = Gateway::start(&config(&keys, json!({})).to_string());
+    let gateway = Gateway::start(&config(&keys).to_string());
 
     // Standing permission covers ordinary branches.
     let response = push(&gateway, &keys, PUSH_TO_FEATURE, &[], None);
@@ -250,7 +254,7 @@ fn a_push_to_main_waits_for_a_grant_naming_it_and_the_grant_ends_by_itself() {
 #[test]
 fn grants_for_another_agent_task_or_window_and_revoked_grants_are_dropped_with_their_reason() {
     let keys = keys();
-    let gateway = Gateway::start(&config(&keys, json!({})).to_string());
+    let gateway = Gateway::start(&config(&keys).to_string());
     let forged = AgentKey::es256(keys.approvals.kid());
 
     let cases: Vec<(String, &str)> = vec![
@@ -319,23 +323,21 @@ fn grants_for_another_agent_task_or_window_and_revoked_grants_are_dropped_with_t
 fn break_glass_goes_live_through_ecds_and_is_refused_without_a_reason() {
     let keys = keys();
     let now = now();
-    let entry = |reason: &str| {
+    let entry = |reason: &str, start: u64, end: u64| {
         json!({"INC-2041": {
             "agent": CODER, "reason": reason, "approver": APPROVER,
-            "start": rfc3339_utc(now - 60), "end": rfc3339_utc(now + 600),
+            "start": rfc3339_utc(start), "end": rfc3339_utc(end),
             "permissions": [{"name": "hotfix.push", "methods": ["POST"], "path": PUSH_TO_MAIN}],
         }})
     };
-    let gateway = Gateway::start_with(
-        &GatewayOptions::ecds(),
-        &config(&keys, json!({})).to_string(),
-    );
+    let config = config(&keys);
+    let gateway = Gateway::start_with(&GatewayOptions::ecds(), &config.to_string());
     let response = push(&gateway, &keys, PUSH_TO_MAIN, &[], None);
     assert_denied(&gateway, &response, 403, "protected_branch_requires_grant");
 
     // An entry without a reason lifts nothing and says why.
     assert!(
-        gateway.reconfigure(&config(&keys, entry("")).to_string()),
+        gateway.reconfigure(&with_break_glass(&config, entry("", now - 60, now + 600))),
         "update accepted"
     );
     let response = push(&gateway, &keys, PUSH_TO_MAIN, &[], None);
@@ -345,7 +347,10 @@ fn break_glass_goes_live_through_ecds_and_is_refused_without_a_reason() {
     // With its reason it opens the push at once, attributed to the entry.
     let reason = "INC-2041: checkout down, approval service unreachable";
     assert!(
-        gateway.reconfigure(&config(&keys, entry(reason)).to_string()),
+        gateway.reconfigure(&with_break_glass(
+            &config,
+            entry(reason, now - 60, now + 600)
+        )),
         "update accepted"
     );
     let response = push(&gateway, &keys, PUSH_TO_MAIN, &[], None);
@@ -354,13 +359,9 @@ fn break_glass_goes_live_through_ecds_and_is_refused_without_a_reason() {
     assert_eq!(record["rule"], "break_glass:INC-2041", "record: {record}");
 
     // An entry whose window is over grants nothing.
-    let closed = json!({"INC-2041": {
-        "agent": CODER, "reason": reason, "approver": APPROVER,
-        "start": rfc3339_utc(now - 900), "end": rfc3339_utc(now - 300),
-        "permissions": [{"name": "hotfix.push", "methods": ["POST"], "path": PUSH_TO_MAIN}],
-    }});
+    let closed = entry(reason, now - 900, now - 300);
     assert!(
-        gateway.reconfigure(&config(&keys, closed).to_string()),
+        gateway.reconfigure(&with_break_glass(&config, closed)),
         "update accepted"
     );
     let response = push(&gateway, &keys, PUSH_TO_MAIN, &[], None);
@@ -370,7 +371,7 @@ fn break_glass_goes_live_through_ecds_and_is_refused_without_a_reason() {
 #[test]
 fn a_payment_above_the_threshold_needs_a_human_approval_for_exactly_its_terms() {
     let keys = keys();
-    let gateway = Gateway::start(&config(&keys, json!({})).to_string());
+    let gateway = Gateway::start(&config(&keys).to_string());
     let finance = Caller {
         agent: "finance-agent",
         owner: "dave@example.com",
