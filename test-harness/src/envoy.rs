@@ -244,24 +244,19 @@ impl Envoy {
 
     /// The record with this `decision_id`, waiting up to `timeout` for Envoy to write it.
     pub fn wait_for_record(&self, decision_id: &str, timeout: Duration) -> Result<Value, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let found = self
+        let found = poll(timeout, || {
+            Ok(self
                 .decision_records()?
                 .into_iter()
-                .find(|record| record["decision_id"] == decision_id);
-            if let Some(record) = found {
-                return Ok(record);
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "no decision record with decision_id {decision_id:?} within {} ms; log tail:\n{}",
-                    timeout.as_millis(),
-                    self.log_tail(LOG_TAIL_LINES)
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+                .find(|record| record["decision_id"] == decision_id))
+        })?;
+        found.ok_or_else(|| {
+            format!(
+                "no decision record with decision_id {decision_id:?} within {} ms; log tail:\n{}",
+                timeout.as_millis(),
+                self.log_tail(LOG_TAIL_LINES)
+            )
+        })
     }
 
     /// The access-log line (one JSON object per line on stdout) whose `decision_id` matches,
@@ -271,25 +266,20 @@ impl Envoy {
         decision_id: &str,
         timeout: Duration,
     ) -> Result<Value, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let found = self
+        let found = poll(timeout, || {
+            Ok(self
                 .access_log_text()
                 .lines()
                 .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-                .find(|entry| entry["decision_id"] == decision_id);
-            if let Some(entry) = found {
-                return Ok(entry);
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "no access-log line with decision_id {decision_id:?} within {} ms:\n{}",
-                    timeout.as_millis(),
-                    self.access_log_text()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+                .find(|entry| entry["decision_id"] == decision_id))
+        })?;
+        found.ok_or_else(|| {
+            format!(
+                "no access-log line with decision_id {decision_id:?} within {} ms:\n{}",
+                timeout.as_millis(),
+                self.access_log_text()
+            )
+        })
     }
 
     /// Waits for Envoy to exit on its own (for example after Ctrl-C).
@@ -328,6 +318,23 @@ impl Drop for Envoy {
             return;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Calls `find` every 20 ms until it finds something, or `timeout` passes (then `None`).
+fn poll<T>(
+    timeout: Duration,
+    mut find: impl FnMut() -> Result<Option<T>, String>,
+) -> Result<Option<T>, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = find()? {
+            return Ok(Some(found));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -8,7 +8,7 @@ use chaperone_test_harness::template::OBSERVABILITY;
 use chaperone_test_harness::{AgentKey, Answer, Gateway, GatewayOptions, Response, ScriptedServer};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod support;
 use support::*;
@@ -80,14 +80,6 @@ fn collected(collector: &ScriptedServer) -> Vec<String> {
             Some(record["decision_id"].as_str()?.to_owned())
         })
         .collect()
-}
-
-fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "not within {timeout:?}: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn decision_id(response: &Response) -> String {

@@ -39,15 +39,6 @@ fn serve(server: &ScriptedServer, keys: &[&AgentKey]) {
     server.set(JWKS_PATH, Answer::json(jwks(keys)));
 }
 
-/// Polls `check` every 50 ms until it holds; panics with `what` after `timeout`.
-fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "not within {timeout:?}: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn status_of(gateway: &Gateway, token: &str) -> u16 {
     gateway.with_token("GET", "/tickets/1", token).status
 }

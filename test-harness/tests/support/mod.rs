@@ -6,6 +6,7 @@ use chaperone_test_harness::tokens::now;
 use chaperone_test_harness::{jwks, AgentKey, Gateway, Response};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 pub const ISSUER: &str = "https://idp.e2e.test";
 pub const AUDIENCE: &str = "agents-api";
@@ -232,4 +233,13 @@ pub fn assert_allowed(
         "record: {record}"
     );
     record
+}
+
+/// Polls `check` every 50 ms until it holds; panics with `what` after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "not within {timeout:?}: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
