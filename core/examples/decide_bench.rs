@@ -6,16 +6,46 @@
 //!
 //! The policy is read from standard input, as `chaperone bundle` prints it:
 //!
-//! `chaperone bundle policies/agent-authz | cargo run --release -p chaperone-core --example decide_bench [-- ITERATIONS [cached]]`
-//! (`cached`: the steady state only, for profiling).
+//! `chaperone bundle policies/agent-authz | cargo run --release -p chaperone-core --example decide_bench [-- ITERATIONS [cached|no-scale]]`
+//! (`cached`: the steady state only, for profiling; `no-scale`: without the registry sizes).
 
 use chaperone_core::encoding::base64url_encode;
 use chaperone_core::{decide, load, Loaded, RequestFacts, Runtime};
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 const ISSUER: &str = "https://idp.bench.test";
+
+/// Registry sizes for the scale figures: issue 8 asks for a flat cost from 10 to 100,000
+/// registered agents and a 10,000-agent reload under a second.
+const REGISTRY_SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
+
+/// The system allocator, counting live bytes: what a configuration occupies on the heap.
+struct Counting;
+
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
 
 fn main() {
     let iterations: u32 = std::env::args()
@@ -38,7 +68,7 @@ fn run(iterations: u32, policy: Value) {
     let mut on_vm = policy.clone();
     on_vm["engine"] = json!("vm");
     let vm = configuration(&es, &rs, &ed, on_vm);
-    let loaded = configuration(&es, &rs, &ed, policy);
+    let loaded = configuration(&es, &rs, &ed, policy.clone());
     let now = Clock::now_since_epoch().as_secs();
 
     let claims = |sub: &str| {
@@ -82,8 +112,12 @@ fn run(iterations: u32, policy: Value) {
         )
     });
     println!("  cached ES256 token, allowed, vm     {on_vm:>9.1} us");
-    if std::env::args().nth(2).as_deref() == Some("cached") {
+    let mode = std::env::args().nth(2);
+    if mode.as_deref() == Some("cached") {
         return; // profiling the steady state alone
+    }
+    if mode.as_deref() != Some("no-scale") {
+        scale(iterations, &es, &rs, &ed, &policy, &es_token, now);
     }
 
     // First sight: a fresh token every time (signature verified), cache off.
@@ -127,6 +161,51 @@ fn run(iterations: u32, policy: Value) {
         },
         rounds,
     );
+}
+
+/// The bundle with its registry grown to each of `REGISTRY_SIZES` (copies of `support-bot`
+/// under other names and owners): the configuration's load time (what a reload costs the
+/// VM), the heap it occupies, and the cached-token allow.
+#[allow(clippy::too_many_arguments)]
+fn scale(
+    iterations: u32,
+    es: &ES256KeyPair,
+    rs: &RS256KeyPair,
+    ed: &Ed25519KeyPair,
+    policy: &Value,
+    token: &str,
+    now: u64,
+) {
+    println!("  registry size: load (ms), heap after load (MiB), cached allow (us)");
+    for size in REGISTRY_SIZES {
+        let mut grown = policy.clone();
+        let agents = grown["data"]["chaperone"]["registry"]["agents"]
+            .as_object_mut()
+            .expect("the bundle's registry");
+        let template = agents["support-bot"].clone();
+        for i in agents.len()..size {
+            let mut agent = template.clone();
+            agent["owner"] = json!(format!("owner-{i}@example.com"));
+            agents.insert(format!("scale-agent-{i:06}"), agent);
+        }
+        let text = config_text(es, rs, ed, grown);
+        let heap_before = LIVE_BYTES.load(Ordering::Relaxed);
+        let started = Instant::now();
+        let loaded = load(text.as_bytes()).expect("the grown configuration loads");
+        let load_ms = started.elapsed().as_secs_f64() * 1e3;
+        let heap_mib =
+            LIVE_BYTES.load(Ordering::Relaxed).saturating_sub(heap_before) as f64 / 1048576.0;
+        drop(text);
+        let mut runtime = Runtime::new(&loaded, 1);
+        let allowed = measure(iterations, |_| {
+            decide(
+                &loaded,
+                &mut runtime,
+                &facts(token, "GET", "/tickets/42", now),
+            )
+        });
+        println!("  {size:>13} {load_ms:>9.1} {heap_mib:>9.1} {allowed:>9.1}");
+    }
 }
 
 fn target() -> &'static str {
@@ -179,8 +258,18 @@ fn configuration(
     es: &ES256KeyPair,
     rs: &RS256KeyPair,
     ed: &Ed25519KeyPair,
-    mut policy: Value,
+    policy: Value,
 ) -> Loaded {
+    load(config_text(es, rs, ed, policy).as_bytes()).expect("the bench configuration loads")
+}
+
+/// The plugin configuration: one issuer with the three keys, the bundle, the registry on.
+fn config_text(
+    es: &ES256KeyPair,
+    rs: &RS256KeyPair,
+    ed: &Ed25519KeyPair,
+    mut policy: Value,
+) -> String {
     let point = es.public_key().public_key().to_bytes_uncompressed();
     let rsa = rs.public_key().to_components();
     let jwks = json!({"keys": [
@@ -189,10 +278,10 @@ fn configuration(
         {"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": base64url_encode(&ed.public_key().to_bytes())},
     ]});
     policy["decision_path"] = json!("chaperone/authz/decision");
-    let config = json!({
+    json!({
         "issuers": [{"issuer": ISSUER, "audiences": ["agents-api"], "local_jwks": jwks}],
         "policy": policy,
         "registry": {},
-    });
-    load(config.to_string().as_bytes()).expect("the bench configuration loads")
+    })
+    .to_string()
 }
