@@ -73,7 +73,7 @@ fn identity_features_pass_schema_and_parser() {
     );
     config["transaction_tokens"] = json!({"issuer": "https://tts.test", "audiences": ["domain"],
                                           "local_jwks": keys, "header": "Txn-Token", "required": true});
-    config["limits"] = json!({"max_delegation_depth": 3});
+    config["limits"] = json!({"max_delegation_depth": 3, "max_cached_tokens": 20000});
     config["registry"] = json!({"data_path": "chaperone/registry", "unregistered": "flag"});
     config["revocations"] = json!({"jti": ["j1"], "agents": ["a"], "owners": ["o"],
                                    "keys": [{"issuer": "https://idp.test", "kid": "k1"}]});
@@ -179,6 +179,14 @@ fn schema_and_parser_reject_the_same_mistakes() {
         (
             "token limit too small",
             Box::new(|c| c["limits"] = json!({"max_token_bytes": 10})),
+        ),
+        (
+            "token cache too large",
+            Box::new(|c| c["limits"] = json!({"max_cached_tokens": 1_000_001})),
+        ),
+        (
+            "token cache size negative",
+            Box::new(|c| c["limits"] = json!({"max_cached_tokens": -1})),
         ),
         (
             "no modules",

@@ -118,6 +118,7 @@ fn run(iterations: u32, policy: Value) {
     }
     if mode.as_deref() != Some("no-scale") {
         scale(iterations, &es, &rs, &ed, &policy, &es_token, now);
+        tokens_in_use(iterations, &es, &rs, &ed, &policy, now);
     }
 
     // First sight: a fresh token every time (signature verified), cache off.
@@ -178,23 +179,14 @@ fn scale(
 ) {
     println!("  registry size: load (ms), heap after load (MiB), cached allow (us)");
     for size in REGISTRY_SIZES {
-        let mut grown = policy.clone();
-        let agents = grown["data"]["chaperone"]["registry"]["agents"]
-            .as_object_mut()
-            .expect("the bundle's registry");
-        let template = agents["support-bot"].clone();
-        for i in agents.len()..size {
-            let mut agent = template.clone();
-            agent["owner"] = json!(format!("owner-{i}@example.com"));
-            agents.insert(format!("scale-agent-{i:06}"), agent);
-        }
-        let text = config_text(es, rs, ed, grown);
+        let text = config_json(es, rs, ed, with_registry_of(policy, size), 0).to_string();
         let heap_before = LIVE_BYTES.load(Ordering::Relaxed);
         let started = Instant::now();
         let loaded = load(text.as_bytes()).expect("the grown configuration loads");
         let load_ms = started.elapsed().as_secs_f64() * 1e3;
-        let heap_mib =
-            LIVE_BYTES.load(Ordering::Relaxed).saturating_sub(heap_before) as f64 / 1048576.0;
+        let heap_mib = mib(LIVE_BYTES
+            .load(Ordering::Relaxed)
+            .saturating_sub(heap_before));
         drop(text);
         let mut runtime = Runtime::new(&loaded, 1);
         let allowed = measure(iterations, |_| {
@@ -206,6 +198,85 @@ fn scale(
         });
         println!("  {size:>13} {load_ms:>9.1} {heap_mib:>9.1} {allowed:>9.1}");
     }
+}
+
+/// Many agents calling at once, each with its own (EdDSA) token, taken in turn: with the
+/// default `limits.max_cached_tokens` every request verifies a signature; with room for
+/// them all, each is verified once. Also what the filled cache occupies per token.
+fn tokens_in_use(
+    iterations: u32,
+    es: &ES256KeyPair,
+    rs: &RS256KeyPair,
+    ed: &Ed25519KeyPair,
+    policy: &Value,
+    now: u64,
+) {
+    const AGENTS: usize = 4_000;
+    let policy = with_registry_of(policy, AGENTS);
+    let tokens: Vec<String> = (0..AGENTS)
+        .map(|i| {
+            let mut claims = Claims::create(Duration::from_secs(600))
+                .with_issuer(ISSUER)
+                .with_audience("agents-api")
+                .with_subject(scale_agent(i));
+            claims.issued_at = Some(Duration::from_secs(now - 5));
+            ed.sign(claims).expect("sign")
+        })
+        .collect();
+    println!("  {AGENTS} agents' tokens in turn: max_cached_tokens, allowed (us), heap per cached token (KiB)");
+    for capacity in [1024, 8192] {
+        let config = config_json(es, rs, ed, policy.clone(), capacity).to_string();
+        let loaded = load(config.as_bytes()).expect("the configuration loads");
+        let mut runtime = Runtime::new(&loaded, 1);
+        let heap_before = LIVE_BYTES.load(Ordering::Relaxed);
+        for token in &tokens {
+            decide(
+                &loaded,
+                &mut runtime,
+                &facts(token, "GET", "/tickets/42", now),
+            );
+        }
+        let cached = runtime.cache.len().max(1);
+        let per_token_kib = LIVE_BYTES
+            .load(Ordering::Relaxed)
+            .saturating_sub(heap_before) as f64
+            / 1024.0
+            / cached as f64;
+        let mut turn = 0;
+        let allowed = measure(iterations, |_| {
+            turn = (turn + 1) % AGENTS;
+            decide(
+                &loaded,
+                &mut runtime,
+                &facts(&tokens[turn], "GET", "/tickets/42", now),
+            )
+        });
+        println!("  {capacity:>13} {allowed:>9.1} {per_token_kib:>9.2}");
+    }
+}
+
+/// The bundle with its registry grown to `size` agents: copies of `support-bot` under other
+/// names (`scale_agent(i)`) and owners.
+fn with_registry_of(policy: &Value, size: usize) -> Value {
+    let mut grown = policy.clone();
+    let agents = grown["data"]["chaperone"]["registry"]["agents"]
+        .as_object_mut()
+        .expect("the bundle's registry");
+    let template = agents["support-bot"].clone();
+    for i in 0..size.saturating_sub(agents.len()) {
+        let mut agent = template.clone();
+        agent["owner"] = json!(format!("owner-{i}@example.com"));
+        agents.insert(scale_agent(i), agent);
+    }
+    grown
+}
+
+fn scale_agent(i: usize) -> String {
+    format!("scale-agent-{i:06}")
+}
+
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / 1048576.0
 }
 
 fn target() -> &'static str {
@@ -260,16 +331,19 @@ fn configuration(
     ed: &Ed25519KeyPair,
     policy: Value,
 ) -> Loaded {
-    load(config_text(es, rs, ed, policy).as_bytes()).expect("the bench configuration loads")
+    load(config_json(es, rs, ed, policy, 0).to_string().as_bytes())
+        .expect("the bench configuration loads")
 }
 
-/// The plugin configuration: one issuer with the three keys, the bundle, the registry on.
-fn config_text(
+/// The plugin configuration: one issuer with the three keys, the bundle, the registry on,
+/// and `max_cached_tokens` when it is not 0.
+fn config_json(
     es: &ES256KeyPair,
     rs: &RS256KeyPair,
     ed: &Ed25519KeyPair,
     mut policy: Value,
-) -> String {
+    max_cached_tokens: usize,
+) -> Value {
     let point = es.public_key().public_key().to_bytes_uncompressed();
     let rsa = rs.public_key().to_components();
     let jwks = json!({"keys": [
@@ -278,10 +352,13 @@ fn config_text(
         {"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": base64url_encode(&ed.public_key().to_bytes())},
     ]});
     policy["decision_path"] = json!("chaperone/authz/decision");
-    json!({
+    let mut config = json!({
         "issuers": [{"issuer": ISSUER, "audiences": ["agents-api"], "local_jwks": jwks}],
         "policy": policy,
         "registry": {},
-    })
-    .to_string()
+    });
+    if max_cached_tokens > 0 {
+        config["limits"] = json!({ "max_cached_tokens": max_cached_tokens });
+    }
+    config
 }

@@ -1,8 +1,13 @@
 //! Verified-token cache: signature checks are the expensive part of a request, and agents
 //! reuse one token for many calls. A token verified once is remembered, by its SHA-256, until
-//! it expires. Bounded; only successes are cached. Belongs to one configuration: a new
-//! configuration starts with an empty cache.
+//! it expires. Bounded (`limits.max_cached_tokens`); only successes are cached. Belongs to
+//! one configuration: a new configuration starts with an empty cache.
+//!
+//! When full, the oldest entry not used since it was last considered goes (second chance):
+//! a token in steady use survives a stream of tokens seen once, such as an agent that mints
+//! a fresh token per call.
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 
 pub const DEFAULT_CAPACITY: usize = 1024;
@@ -11,12 +16,14 @@ pub const DEFAULT_CAPACITY: usize = 1024;
 pub struct TokenCache<T> {
     capacity: usize,
     entries: HashMap<[u8; 32], Cached<T>>,
-    /// Insertion order, for evicting the oldest entry when full.
+    /// Eviction candidates, oldest first; entries used since they were queued go round again.
     order: VecDeque<[u8; 32]>,
 }
 
 struct Cached<T> {
     value: T,
+    /// Used since it was (re)queued in `order`.
+    used: Cell<bool>,
     /// The issuer whose keys verified the token.
     issuer: String,
     /// Unix seconds after which the token is expired (its `exp` plus the clock skew).
@@ -44,10 +51,9 @@ impl<T> TokenCache<T> {
     }
 
     pub fn get(&self, key: &[u8; 32], now_s: u64) -> Option<&T> {
-        self.entries
-            .get(key)
-            .filter(|e| now_s < e.valid_until_s)
-            .map(|e| &e.value)
+        let entry = self.entries.get(key).filter(|e| now_s < e.valid_until_s)?;
+        entry.used.set(true);
+        Some(&entry.value)
     }
 
     pub fn insert(&mut self, key: [u8; 32], issuer: &str, value: T, valid_until_s: u64) {
@@ -56,6 +62,7 @@ impl<T> TokenCache<T> {
         }
         let entry = Cached {
             value,
+            used: Cell::new(false),
             issuer: issuer.to_owned(),
             valid_until_s,
         };
@@ -63,16 +70,28 @@ impl<T> TokenCache<T> {
             *existing = entry;
             return;
         }
-        while self.entries.len() >= self.capacity {
-            match self.order.pop_front() {
-                Some(oldest) => {
-                    self.entries.remove(&oldest);
-                }
-                None => break,
-            }
-        }
+        self.evict_one_if_full();
         self.order.push_back(key);
         self.entries.insert(key, entry);
+    }
+
+    /// Second chance: a used entry is requeued with its mark cleared, the first unused one
+    /// goes. Each entry is requeued at most once per call, so the work stays bounded by the
+    /// capacity (and is one step when entries are not reused).
+    fn evict_one_if_full(&mut self) {
+        let mut requeued = 0;
+        while self.entries.len() >= self.capacity {
+            let Some(oldest) = self.order.pop_front() else {
+                return;
+            };
+            let used = self.entries.get(&oldest).is_some_and(|e| e.used.take());
+            if used && requeued < self.capacity {
+                requeued += 1;
+                self.order.push_back(oldest);
+            } else {
+                self.entries.remove(&oldest);
+            }
+        }
     }
 
     /// Drops every token of `issuer` (its key set changed).
@@ -109,12 +128,62 @@ mod tests {
         cache.insert(b, "iss", "b", 100);
         cache.insert(c, "other", "c", 100);
         assert_eq!(cache.len(), 2);
-        assert!(cache.get(&a, 0).is_none(), "oldest evicted");
+        assert!(
+            cache.get(&b, 0).is_none(),
+            "the oldest unused entry evicted"
+        );
+        assert!(
+            cache.get(&a, 0).is_some(),
+            "`a` was used, so it had a second chance"
+        );
         assert!(cache.get(&c, 0).is_some());
         cache.forget_issuer("iss");
         assert_eq!((cache.len(), cache.get(&c, 0)), (1, Some(&"c")));
         let mut disabled = TokenCache::with_capacity(0);
         disabled.insert(a, "iss", "a", 100);
         assert!(disabled.is_empty());
+    }
+
+    #[test]
+    fn a_token_in_use_outlives_a_stream_of_one_off_tokens() {
+        let key = |i: u32| TokenCache::<u32>::key(&i.to_be_bytes());
+        let mut cache = TokenCache::with_capacity(4);
+        cache.insert(key(0), "iss", 0, 100);
+        for i in 1..1000 {
+            assert_eq!(
+                cache.get(&key(0), 0),
+                Some(&0),
+                "the steady token, round {i}"
+            );
+            cache.insert(key(i), "iss", i, 100);
+            assert!(cache.len() <= 4);
+        }
+        // The one-off tokens came and went oldest first.
+        assert!(cache.get(&key(995), 0).is_none());
+        assert!(cache.get(&key(999), 0).is_some());
+        // Once it is no longer used, the steady token is evicted like any other.
+        for i in 1000..1004 {
+            cache.insert(key(i), "iss", i, 100);
+        }
+        assert!(cache.get(&key(0), 0).is_none());
+    }
+
+    #[test]
+    fn when_every_entry_is_in_use_the_oldest_still_goes() {
+        let key = |i: u32| TokenCache::<u32>::key(&i.to_be_bytes());
+        let mut cache = TokenCache::with_capacity(3);
+        for i in 0..3 {
+            cache.insert(key(i), "iss", i, 100);
+        }
+        for i in 0..3 {
+            assert!(cache.get(&key(i), 0).is_some());
+        }
+        cache.insert(key(3), "iss", 3, 100);
+        assert_eq!(cache.len(), 3);
+        assert!(
+            cache.get(&key(0), 0).is_none(),
+            "oldest evicted after one round"
+        );
+        assert!((1..4).all(|i| cache.get(&key(i), 0).is_some()));
     }
 }

@@ -19,6 +19,9 @@ pub const DEFAULT_ALGORITHMS: [Algorithm; 5] = [
     Algorithm::EdDSA,
 ];
 pub const DEFAULT_DECISION_PATH: &str = "envoy/authz/allow";
+/// Upper bound of `limits.max_cached_tokens`: a cache entry costs about a kilobyte of each
+/// VM's heap (BENCHMARKS.md), so this already means gigabytes per worker.
+pub const MAX_CACHED_TOKENS: usize = 1_000_000;
 
 /// The configuration document as users write it. Unknown keys are errors everywhere.
 #[derive(Debug, Deserialize)]
@@ -149,6 +152,8 @@ pub struct RawLimits {
     pub max_token_bytes: usize,
     #[serde(default = "default_max_delegation_depth")]
     pub max_delegation_depth: usize,
+    #[serde(default = "default_max_cached_tokens")]
+    pub max_cached_tokens: usize,
 }
 
 impl Default for RawLimits {
@@ -156,6 +161,7 @@ impl Default for RawLimits {
         Self {
             max_token_bytes: default_max_token_bytes(),
             max_delegation_depth: default_max_delegation_depth(),
+            max_cached_tokens: default_max_cached_tokens(),
         }
     }
 }
@@ -187,6 +193,9 @@ fn default_max_grants() -> usize {
 fn default_max_delegation_depth() -> usize {
     DEFAULT_MAX_DELEGATION_DEPTH
 }
+fn default_max_cached_tokens() -> usize {
+    crate::cache::DEFAULT_CAPACITY
+}
 fn default_max_eval_ms() -> u64 {
     50
 }
@@ -202,6 +211,8 @@ pub struct Compiled {
     pub policy: Policy,
     pub max_token_bytes: usize,
     pub max_delegation_depth: usize,
+    /// Capacity of each verified-token cache of a VM (agent, transaction and grant tokens).
+    pub max_cached_tokens: usize,
     pub transaction_tokens: Option<TransactionTokens>,
     pub grants: Option<Grants>,
     pub registry: Option<Registry>,
@@ -370,6 +381,12 @@ pub fn compile(raw: RawConfig) -> Result<Compiled, ConfigError> {
             "must be between 1 and 32",
         ));
     }
+    if raw.limits.max_cached_tokens > MAX_CACHED_TOKENS {
+        return Err(config_error(
+            "limits.max_cached_tokens",
+            format!("must be between 0 and {MAX_CACHED_TOKENS}"),
+        ));
+    }
     let transaction_tokens = raw
         .transaction_tokens
         .map(|txn| compile_transaction_tokens(txn, &issuers, &token_sources))
@@ -405,6 +422,7 @@ pub fn compile(raw: RawConfig) -> Result<Compiled, ConfigError> {
         policy,
         max_token_bytes: raw.limits.max_token_bytes,
         max_delegation_depth: raw.limits.max_delegation_depth,
+        max_cached_tokens: raw.limits.max_cached_tokens,
         transaction_tokens,
         grants,
         registry,

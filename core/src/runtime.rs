@@ -38,10 +38,14 @@ impl Runtime {
                 })
                 .collect(),
         };
+        let capacity = match loaded {
+            Loaded::Empty => 0,
+            Loaded::Ready(compiled) => compiled.max_cached_tokens,
+        };
         Runtime {
-            cache: TokenCache::default(),
-            transactions: TokenCache::default(),
-            grants: TokenCache::default(),
+            cache: TokenCache::with_capacity(capacity),
+            transactions: TokenCache::with_capacity(capacity),
+            grants: TokenCache::with_capacity(capacity),
             keys: KeyStore::new(remotes, vm_nonce),
             cache_stats: CacheStats::default(),
         }
