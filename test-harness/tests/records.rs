@@ -272,6 +272,33 @@ fn metrics_carry_decision_and_reason_labels() {
     );
 }
 
+/// `limits.max_cached_tokens` bounds the VM's token cache: with room for one token, a second
+/// agent token pushes the first out, and the first is verified again when it comes back.
+#[test]
+fn the_token_cache_holds_max_cached_tokens() {
+    let collector = ScriptedServer::start().unwrap();
+    let key = AgentKey::es256("es-1");
+    let gateway = start(
+        &config_with(&key, json!({"limits": {"max_cached_tokens": 1}})),
+        &collector,
+    );
+    let (first, second) = (key.mint(&claims()), key.mint(&claims()));
+    for token in [&first, &first, &second, &first] {
+        assert_eq!(gateway.with_token("GET", "/tickets/1", token).status, 200);
+    }
+    let prometheus = gateway.admin_text("/stats/prometheus");
+    for line in [
+        "chaperone_token_cache_total{result=\"miss\"} 3",
+        "chaperone_token_cache_total{result=\"hit\"} 1",
+    ] {
+        let ours: Vec<&str> = prometheus
+            .lines()
+            .filter(|l| l.contains("chaperone_token"))
+            .collect();
+        assert!(prometheus.contains(line), "{line} missing: {ours:?}");
+    }
+}
+
 #[test]
 fn the_collector_gets_every_record_and_an_outage_drops_and_counts_but_never_blocks() {
     let mut collector = ScriptedServer::start().unwrap();
