@@ -4,8 +4,10 @@
 use crate::config::{config_error, ConfigError};
 use crate::encoding::base64url_decode;
 use crate::hash::{constant_time_eq, HashAlg};
+use crate::p256_key::P256Key;
 use crate::rsa::RsaPublicKey;
 use serde_json::Value;
+use std::sync::Arc;
 
 #[allow(clippy::upper_case_acronyms)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +100,8 @@ pub struct VerifyingKey {
 
 #[derive(Clone)]
 enum KeyMaterial {
-    P256(p256::ecdsa::VerifyingKey),
+    /// Shared: the table is large and key sets are cloned when installed.
+    P256(Arc<P256Key>),
     P384(p384::ecdsa::VerifyingKey),
     Ed25519(ed25519_compact::PublicKey),
     Rsa(RsaPublicKey),
@@ -111,8 +114,7 @@ impl VerifyingKey {
     pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
         use p256::ecdsa::signature::Verifier;
         match (&self.material, self.algorithm) {
-            (KeyMaterial::P256(key), _) => p256::ecdsa::Signature::from_slice(signature)
-                .is_ok_and(|s| key.verify(signing_input, &s).is_ok()),
+            (KeyMaterial::P256(key), _) => key.verify(signing_input, signature),
             (KeyMaterial::P384(key), _) => p384::ecdsa::Signature::from_slice(signature)
                 .is_ok_and(|s| key.verify(signing_input, &s).is_ok()),
             (KeyMaterial::Ed25519(key), _) => ed25519_compact::Signature::from_slice(signature)
@@ -432,7 +434,7 @@ fn build_material(
             // Decoding checks that the point is on the curve.
             if algorithm == Algorithm::ES256 {
                 p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
-                    .map(KeyMaterial::P256)
+                    .map(|key| KeyMaterial::P256(Arc::new(P256Key::new(&key))))
                     .map_err(|_| invalid("EC"))
             } else {
                 p384::ecdsa::VerifyingKey::from_sec1_bytes(&point)

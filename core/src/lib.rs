@@ -12,6 +12,7 @@ pub mod hash;
 pub mod identity;
 pub mod input;
 pub mod jwks;
+pub mod p256_key;
 pub mod policy;
 pub mod reason;
 pub mod record;
