@@ -85,6 +85,7 @@ fn identity_features_pass_schema_and_parser() {
     config["policy"]["dry_run"] = json!(true);
     config["decision_log"] = json!({"input": true, "erase": ["/input/agent/claims/email"],
                                     "labels": {"gateway": "edge-1"}, "max_record_bytes": 32768,
+                                    "host_log": false,
                                     "collector": {"http_uri": {"uri": "http://otel:4318/v1/logs",
                                                                "cluster": "otel"},
                                                   "when_full": "deny"}});

@@ -28,6 +28,8 @@ pub struct RawDecisionLog {
     #[serde(default)]
     pub max_record_bytes: Option<usize>,
     #[serde(default)]
+    pub host_log: Option<bool>,
+    #[serde(default)]
     pub collector: Option<RawCollector>,
 }
 
@@ -62,6 +64,8 @@ pub struct DecisionLog {
     erase: Vec<(String, Vec<String>)>,
     pub labels: BTreeMap<String, String>,
     pub max_record_bytes: usize,
+    /// Each record is a line of the host's own log (Envoy's log, Kong's error log).
+    pub host_log: bool,
     pub collector: Option<Collector>,
 }
 
@@ -89,6 +93,7 @@ impl Default for DecisionLog {
                 .collect(),
             labels: BTreeMap::new(),
             max_record_bytes: 65_536,
+            host_log: true,
             collector: None,
         }
     }
@@ -133,6 +138,7 @@ impl DecisionLog {
             erase,
             labels: raw.labels,
             max_record_bytes,
+            host_log: raw.host_log.unwrap_or(defaults.host_log),
             collector,
         })
     }

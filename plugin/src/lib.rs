@@ -354,7 +354,8 @@ impl ChaperoneFilter {
         Action::Continue
     }
 
-    /// Metrics, then the record: to the host log always, and to the collector if configured.
+    /// Metrics, then the record: to the host log unless `decision_log.host_log` is off, and
+    /// to the collector if one is configured. With neither, the record is never serialised.
     fn account(&self, decision: &mut Decision, started_ns: u64) {
         let metrics = &self.vm.metrics;
         metrics.count(&format!(
@@ -371,17 +372,25 @@ impl ChaperoneFilter {
             metrics.add("chaperone_token_cache_total_result=hit", stats.hits);
             metrics.add("chaperone_token_cache_total_result=miss", stats.misses);
         }
-        let max_bytes = match &self.active.loaded {
-            Loaded::Ready(compiled) => compiled.decision_log.max_record_bytes,
-            Loaded::Empty => usize::MAX,
+        let (max_bytes, host_log) = match &self.active.loaded {
+            Loaded::Ready(compiled) => (
+                compiled.decision_log.max_record_bytes,
+                compiled.decision_log.host_log,
+            ),
+            Loaded::Empty => (usize::MAX, true),
         };
+        let mut exporter = self.active.exporter.try_borrow_mut().ok();
+        let exporter = exporter.as_deref_mut().and_then(Option::as_mut);
+        if !host_log && exporter.is_none() {
+            return;
+        }
         let line = decision.record.to_json_bounded(max_bytes);
-        host::log(LogLevel::Info, &line);
-        if let Ok(mut exporter) = self.active.exporter.try_borrow_mut() {
-            if let Some(exporter) = exporter.as_mut() {
-                let dropped = exporter.push(line, started_ns, &decision.record.decision_id);
-                records::count_dropped(metrics, dropped);
-            }
+        if host_log {
+            host::log(LogLevel::Info, &line);
+        }
+        if let Some(exporter) = exporter {
+            let dropped = exporter.push(line, started_ns, &decision.record.decision_id);
+            records::count_dropped(metrics, dropped);
         }
     }
 

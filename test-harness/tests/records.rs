@@ -348,6 +348,40 @@ fn the_collector_gets_every_record_and_an_outage_drops_and_counts_but_never_bloc
     );
 }
 
+/// `decision_log.host_log: false`: no record lines in Envoy's own log, while the access log
+/// (filter state) and a collector still get every decision.
+#[test]
+fn with_host_log_off_records_reach_only_the_access_log_and_the_collector() {
+    let collector = ScriptedServer::start().unwrap();
+    collector.set(COLLECTOR_PATH, Answer::json(json!({})));
+    let key = AgentKey::es256("es-1");
+    let token = key.mint(&claims());
+    let quiet = json!({"decision_log": {"host_log": false}});
+    let mut with_collector = collector_config(json!({}));
+    with_collector["decision_log"]["host_log"] = json!(false);
+    for (extra, collects) in [(quiet, false), (with_collector, true)] {
+        let gateway = start(&config_with(&key, extra), &collector);
+        let allowed = gateway.with_token("GET", "/tickets/1", &token);
+        let denied = gateway.with_token("DELETE", "/tickets/1", &token);
+        assert_eq!((allowed.status, denied.status), (200, 403));
+        let ids = [decision_id(&allowed), decision_id(&denied)];
+        for (id, decision) in ids.iter().zip(["allow", "deny"]) {
+            assert_eq!(gateway.access_log_entry(id)["decision"], decision);
+        }
+        if collects {
+            wait_until(Duration::from_secs(10), "both records collected", || {
+                let collected = collected(&collector);
+                ids.iter().all(|id| collected.contains(id))
+            });
+        }
+        assert_eq!(
+            gateway.envoy.decision_records().unwrap(),
+            Vec::<Value>::new(),
+            "no record in Envoy's log"
+        );
+    }
+}
+
 #[test]
 fn with_when_full_deny_requests_are_refused_once_records_cannot_be_kept() {
     let collector = ScriptedServer::start().unwrap();
