@@ -7,6 +7,7 @@ use crate::hash::{constant_time_eq, HashAlg};
 use crate::p256_key::P256Key;
 use crate::rsa::RsaPublicKey;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 #[allow(clippy::upper_case_acronyms)]
@@ -90,6 +91,9 @@ enum RsaPadding {
     Pss,
 }
 
+/// P-256 keys of one key set that get a table for faster verification (`p256_key`).
+const MAX_PRECOMPUTED_KEYS: usize = 8;
+
 /// One key able to verify exactly one algorithm.
 #[derive(Clone)]
 pub struct VerifyingKey {
@@ -109,6 +113,11 @@ enum KeyMaterial {
 }
 
 impl VerifyingKey {
+    /// Whether verification uses a precomputed table (P-256 keys, see `p256_key`).
+    pub fn has_precomputed_table(&self) -> bool {
+        matches!(&self.material, KeyMaterial::P256(key) if key.has_table())
+    }
+
     /// Checks a JWS signature over `signing_input` (`header.payload`, as sent). The key's own
     /// algorithm decides how; the token's `alg` only chose the key.
     pub fn verify(&self, signing_input: &[u8], signature: &[u8]) -> bool {
@@ -195,8 +204,8 @@ struct Admitted {
 }
 
 /// Admits entry by entry, collecting per-key errors. Keys sharing a `kid` are all refused.
-fn admit_entries(
-    jwks: &Value,
+fn admit_entries<'a>(
+    jwks: &'a Value,
     algorithms: &[Algorithm],
     field: &str,
 ) -> Result<Admitted, ConfigError> {
@@ -205,20 +214,20 @@ fn admit_entries(
         .and_then(|o| o.get("keys"))
         .and_then(Value::as_array)
         .ok_or_else(|| config_error(field, "must be a JWKS object: {\"keys\": [...]}"))?;
-    let kid_of = |entry: &Value| entry.get("kid").and_then(Value::as_str).map(str::to_owned);
+    let kid_of = |entry: &'a Value| entry.get("kid").and_then(Value::as_str);
+    // One pass to count each kid: a fetched set may be large.
+    let mut sharing: HashMap<&str, usize> = HashMap::new();
+    for kid in entries.iter().filter_map(kid_of) {
+        *sharing.entry(kid).or_default() += 1;
+    }
     let mut admitted = Admitted {
         keys: Vec::new(),
         rejected: Vec::new(),
     };
     for (index, entry) in entries.iter().enumerate() {
         let key_field = format!("{field}.keys[{index}]");
-        let kid = kid_of(entry);
-        if let Some(kid) = &kid {
-            let sharing = entries
-                .iter()
-                .filter(|other| kid_of(other).as_ref() == Some(kid))
-                .count();
-            if sharing > 1 {
+        if let Some(kid) = kid_of(entry) {
+            if sharing.get(kid).is_some_and(|&count| count > 1) {
                 admitted.rejected.push(config_error(
                     &key_field,
                     format!("duplicate kid `{kid}` is ambiguous"),
@@ -237,6 +246,18 @@ fn admit_entries(
             Ok(keys) => admitted.keys.extend(keys),
             Err(error) => admitted.rejected.push(error),
         }
+    }
+    // P-256 tables for the first keys only: a provider may publish many keys, and each
+    // table costs about 300 KB and 10 ms in V8. Later keys verify the generic way.
+    let p256_keys = admitted
+        .keys
+        .iter_mut()
+        .filter_map(|key| match &mut key.material {
+            KeyMaterial::P256(key) => Arc::get_mut(key),
+            _ => None,
+        });
+    for key in p256_keys.take(MAX_PRECOMPUTED_KEYS) {
+        key.precompute();
     }
     Ok(admitted)
 }
@@ -434,7 +455,7 @@ fn build_material(
             // Decoding checks that the point is on the curve.
             if algorithm == Algorithm::ES256 {
                 p256::ecdsa::VerifyingKey::from_sec1_bytes(&point)
-                    .map(|key| KeyMaterial::P256(Arc::new(P256Key::new(&key))))
+                    .map(|key| KeyMaterial::P256(Arc::new(P256Key::new(key))))
                     .map_err(|_| invalid("EC"))
             } else {
                 p384::ecdsa::VerifyingKey::from_sec1_bytes(&point)

