@@ -31,38 +31,52 @@ struct Setup {
     algorithm: usize,
     /// Whether a request without a token must be rejected (it must, for the auth setups).
     authenticates: bool,
+    /// Whether the records' fields must show up in the access log (checked after the load).
+    access_log: bool,
 }
 
-const SETUPS: [Setup; 5] = [
+const SETUPS: [Setup; 6] = [
     Setup {
         name: "bare Envoy (direct response)",
         template: "bare.yaml",
         algorithm: 0,
         authenticates: false,
+        access_log: false,
     },
     Setup {
         name: "jwt_authn (ES256, cache on) + RBAC",
         template: "jwt_authn_rbac.yaml",
         algorithm: 0,
         authenticates: true,
+        access_log: false,
     },
     Setup {
         name: "chaperone (ES256)",
         template: "chaperone.yaml",
         algorithm: 0,
         authenticates: true,
+        access_log: false,
     },
     Setup {
         name: "chaperone (RS256)",
         template: "chaperone.yaml",
         algorithm: 1,
         authenticates: true,
+        access_log: false,
     },
     Setup {
         name: "chaperone (EdDSA)",
         template: "chaperone.yaml",
         algorithm: 2,
         authenticates: true,
+        access_log: false,
+    },
+    Setup {
+        name: "chaperone (ES256), records via access log",
+        template: "chaperone_access_log.yaml",
+        algorithm: 0,
+        authenticates: true,
+        access_log: true,
     },
 ];
 
@@ -131,6 +145,7 @@ fn run() -> Result<(), String> {
         ],
     )?;
     let plugin_config = with_registered_agents(&packed, REGISTERED_AGENTS)?;
+    let quiet_plugin_config = without_host_log(&plugin_config)?;
     let mut tokens = Vec::new();
     for (alg, kid) in ALGORITHMS {
         let key_path = format!("{work_text}/{kid}.key.pem");
@@ -149,6 +164,7 @@ fn run() -> Result<(), String> {
     for setup in &SETUPS {
         let ports = free_ports(2).map_err(|e| e.to_string())?;
         let (listen, admin) = (ports[0], ports[1]);
+        let dir = work.join(setup.template.trim_end_matches(".yaml"));
         let template =
             std::fs::read_to_string(root.join("test-harness/bench").join(setup.template))
                 .map_err(|e| e.to_string())?;
@@ -162,9 +178,10 @@ fn run() -> Result<(), String> {
                 ("JWKS", quote(&jwks)),
                 ("WASM_PATH", wasm.display().to_string()),
                 ("PLUGIN_CONFIG", quote(&plugin_config)),
+                ("PLUGIN_CONFIG_QUIET", quote(&quiet_plugin_config)),
+                ("ACCESS_LOG_PATH", dir.join("access.log").display().to_string()),
             ],
         )?;
-        let dir = work.join(setup.template.trim_end_matches(".yaml"));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let process = Envoy::start_in(&envoy, &dir, &config, admin, 1)?;
         let token = &tokens[setup.algorithm];
@@ -174,6 +191,12 @@ fn run() -> Result<(), String> {
         let mut measurement = wrk(listen, token, seconds)?;
         measurement.rss_kib = resident_kib(process.pid());
         drop(process);
+        if setup.access_log {
+            let lines = std::fs::read_to_string(dir.join("access.log")).unwrap_or_default();
+            if !lines.contains("\"decision\":\"allow\"") {
+                return Err(format!("{}: no allowed decision in the access log", setup.name));
+            }
+        }
         results.push(measurement);
     }
     print_table(
@@ -203,6 +226,14 @@ fn with_registered_agents(packed: &str, count: usize) -> Result<String, String> 
         agent["owner"] = serde_json::json!(format!("owner-{index:04}@example.com"));
         agents.insert(format!("bench-agent-{index:04}"), agent);
     }
+    Ok(config.to_string())
+}
+
+/// The configuration with `decision_log.host_log` off: records only where the access log
+/// reads them (filter state).
+fn without_host_log(config: &str) -> Result<String, String> {
+    let mut config: serde_json::Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
+    config["decision_log"] = serde_json::json!({"host_log": false});
     Ok(config.to_string())
 }
 
