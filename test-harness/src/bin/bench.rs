@@ -179,7 +179,10 @@ fn run() -> Result<(), String> {
                 ("WASM_PATH", wasm.display().to_string()),
                 ("PLUGIN_CONFIG", quote(&plugin_config)),
                 ("PLUGIN_CONFIG_QUIET", quote(&quiet_plugin_config)),
-                ("ACCESS_LOG_PATH", dir.join("access.log").display().to_string()),
+                (
+                    "ACCESS_LOG_PATH",
+                    dir.join("access.log").display().to_string(),
+                ),
             ],
         )?;
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -194,7 +197,10 @@ fn run() -> Result<(), String> {
         if setup.access_log {
             let lines = std::fs::read_to_string(dir.join("access.log")).unwrap_or_default();
             if !lines.contains("\"decision\":\"allow\"") {
-                return Err(format!("{}: no allowed decision in the access log", setup.name));
+                return Err(format!(
+                    "{}: no allowed decision in the access log",
+                    setup.name
+                ));
             }
         }
         results.push(measurement);
