@@ -113,6 +113,20 @@ fn run(iterations: u32, policy: Value) {
         )
     });
     println!("  cached ES256 token, allowed, vm     {on_vm:>9.1} us");
+    // A forged token (another key under the configured kid), refused once by its signature
+    // and from then on from memory.
+    let forged = ES256KeyPair::generate()
+        .with_key_id("es")
+        .sign(claims("support-bot"))
+        .expect("sign");
+    let refused = measure(iterations, |_| {
+        decide(
+            &loaded,
+            &mut runtime,
+            &facts(&forged, "GET", "/tickets/42", now),
+        )
+    });
+    println!("  forged ES256 token, refused again   {refused:>9.1} us");
     let mode = std::env::args().nth(2);
     if mode.as_deref() == Some("cached") {
         return; // profiling the steady state alone

@@ -9,7 +9,7 @@ use crate::input::HeaderPairs;
 use crate::reason::Reason;
 use crate::remote::{KeyLookup, KeyStore};
 use crate::revocation::{Presented, Revoked};
-use crate::runtime::Runtime;
+use crate::runtime::{CacheStats, Runtime};
 use crate::token::{
     authenticate, extract_token, unverified_text_claim, verify_grant, verify_transaction, Agent,
     Grant, Transaction,
@@ -94,14 +94,19 @@ pub fn attribute(
     Ok(agent)
 }
 
-/// The agent of a token, from the cache or by verification (then remembered).
+/// The agent of a token, from the cache or by verification (then remembered). A token whose
+/// signature failed is remembered too, so a client repeating it costs no signature check.
 fn verified_agent(
     compiled: &Compiled,
     runtime: &mut Runtime,
     token: &[u8],
     now_ms: u64,
 ) -> Result<Agent, Reason> {
-    let (agent, hit) = cached_or_verified(
+    let remembered = Remembered {
+        rejected: &mut runtime.rejected,
+        stats: &mut runtime.cache_stats,
+    };
+    let (agent, _) = cached_or_verified(
         compiled,
         &mut runtime.cache,
         &runtime.keys,
@@ -109,18 +114,25 @@ fn verified_agent(
         now_ms,
         |agent: &Agent| agent.issuer.as_str(),
         authenticate,
+        Some(remembered),
     )?;
-    if hit {
-        runtime.cache_stats.hits += 1;
-    } else {
-        runtime.cache_stats.misses += 1;
-    }
     Ok(agent)
 }
+
+/// For agent tokens: tokens whose signature failed, and the lookups to report as metrics.
+struct Remembered<'a> {
+    rejected: &'a mut TokenCache<Reason>,
+    stats: &'a mut CacheStats,
+}
+
+/// How long a token whose signature failed is answered from memory. A changed key set of its
+/// issuer forgets it sooner (`Runtime::forget_changed`); a new configuration starts empty.
+const REJECTED_SECONDS: u64 = 600;
 
 /// Verification through a cache; true when the cache answered. Size first: the cache must
 /// not hash arbitrarily large junk either. A remembered token is only as good as the keys
 /// that verified it.
+#[allow(clippy::too_many_arguments)]
 fn cached_or_verified<T: Clone>(
     compiled: &Compiled,
     cache: &mut TokenCache<T>,
@@ -129,20 +141,57 @@ fn cached_or_verified<T: Clone>(
     now_ms: u64,
     issuer_of: impl Fn(&T) -> &str,
     verify: impl Fn(&Compiled, &KeyStore, &[u8], u64) -> Result<(T, u64), Reason>,
+    remembered: Option<Remembered>,
 ) -> Result<(T, bool), Reason> {
     if token.len() > compiled.max_token_bytes {
         return Err(Reason::TokenTooLarge);
     }
     let key = TokenCache::<T>::key(token);
-    if let Some(value) = cache.get(&key, now_ms / 1000) {
+    let now_s = now_ms / 1000;
+    if let Some(value) = cache.get(&key, now_s) {
         if remote_keys_expired(compiled, fetched, issuer_of(value), now_ms) {
             return Err(Reason::KeysUnavailable);
         }
+        if let Some(remembered) = remembered {
+            remembered.stats.hits += 1;
+        }
         return Ok((value.clone(), true));
     }
-    let (value, expired_from_s) = verify(compiled, fetched, token, now_ms)?;
-    cache.insert(key, issuer_of(&value), value.clone(), expired_from_s);
-    Ok((value, false))
+    if let Some(reason) = remembered
+        .as_ref()
+        .and_then(|r| r.rejected.get(&key, now_s))
+    {
+        let reason = *reason;
+        if let Some(remembered) = remembered {
+            remembered.stats.rejected += 1;
+        }
+        return Err(reason);
+    }
+    match verify(compiled, fetched, token, now_ms) {
+        Ok((value, expired_from_s)) => {
+            cache.insert(key, issuer_of(&value), value.clone(), expired_from_s);
+            if let Some(remembered) = remembered {
+                remembered.stats.misses += 1;
+            }
+            Ok((value, false))
+        }
+        Err(Reason::SignatureInvalid) => {
+            // Only a signature that failed: every other refusal is cheap to reach again, and
+            // some (time, keys not yet fetched) change on their own.
+            if let Some(remembered) = remembered {
+                if let Some(issuer) = unverified_text_claim(token, "iss") {
+                    remembered.rejected.insert(
+                        key,
+                        &issuer,
+                        Reason::SignatureInvalid,
+                        now_s.saturating_add(REJECTED_SECONDS),
+                    );
+                }
+            }
+            Err(Reason::SignatureInvalid)
+        }
+        Err(reason) => Err(reason),
+    }
 }
 
 fn remote_keys_expired(compiled: &Compiled, fetched: &KeyStore, issuer: &str, now_ms: u64) -> bool {
@@ -187,6 +236,7 @@ fn apply_transaction(
         now_ms,
         |transaction: &Transaction| transaction.issuer.as_str(),
         verify_transaction,
+        None,
     )
     .map_err(|reason| match reason {
         Reason::KeysUnavailable => reason,
@@ -242,6 +292,7 @@ pub fn collect_grants(
             now_ms,
             |grant: &Grant| grant.issuer.as_str(),
             verify_grant,
+            None,
         );
         let grant = match verified {
             Ok((grant, _)) => grant,

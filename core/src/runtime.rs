@@ -3,6 +3,7 @@
 
 use crate::cache::TokenCache;
 use crate::config::{KeySource, Loaded};
+use crate::reason::Reason;
 use crate::remote::{FetchResponse, KeyStore, KeyWork, SharedStore};
 use crate::token::{Agent, Grant, Transaction};
 
@@ -13,6 +14,8 @@ pub struct Runtime {
     pub transactions: TokenCache<Transaction>,
     /// Verified grants.
     pub grants: TokenCache<Grant>,
+    /// Agent tokens whose signature failed.
+    pub rejected: TokenCache<Reason>,
     pub keys: KeyStore,
     /// Agent-token cache lookups since the host last took them (for its metrics).
     pub cache_stats: CacheStats,
@@ -22,6 +25,8 @@ pub struct Runtime {
 pub struct CacheStats {
     pub hits: u64,
     pub misses: u64,
+    /// Tokens refused again without a signature check (their signature failed before).
+    pub rejected: u64,
 }
 
 impl Runtime {
@@ -46,6 +51,7 @@ impl Runtime {
             cache: TokenCache::with_capacity(capacity),
             transactions: TokenCache::with_capacity(capacity),
             grants: TokenCache::with_capacity(capacity),
+            rejected: TokenCache::with_capacity(capacity),
             keys: KeyStore::new(remotes, vm_nonce),
             cache_stats: CacheStats::default(),
         }
@@ -86,6 +92,7 @@ impl Runtime {
             self.cache.forget_issuer(issuer);
             self.transactions.forget_issuer(issuer);
             self.grants.forget_issuer(issuer);
+            self.rejected.forget_issuer(issuer);
         }
     }
 }

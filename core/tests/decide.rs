@@ -640,6 +640,10 @@ fn cached_tokens_still_expire_and_decide_the_same() {
     request.now_ns = (NOW + 30 + 60) * 1_000_000_000;
     let late = decide(&f.loaded, &mut runtime, &request);
     assert_eq!(late.reason, Reason::TokenExpired);
+    assert!(
+        runtime.rejected.is_empty(),
+        "only failed signatures are remembered: times change on their own"
+    );
     // Failures are not cached.
     let mut bad = request.clone();
     bad.now_ns = NOW * 1_000_000_000;

@@ -521,3 +521,43 @@ fn remote_configuration_errors_name_the_field() {
         .message
         .contains("not both"));
 }
+
+#[test]
+fn a_refused_signature_is_remembered_until_the_issuers_keys_change() {
+    let loaded = config(remote());
+    let store = MemoryStore::default();
+    let published = ES256KeyPair::generate();
+    let signer = ES256KeyPair::generate();
+    let mut vm = Runtime::new(&loaded, 1);
+    let mut token_id = 0;
+    let first = first_fetch(&mut vm, &store, T0);
+    let before = json!({"keys": [es256_jwk(&published, "k")]});
+    complete(&mut vm, &store, first, &mut token_id, T0, &|_| ok(&before));
+
+    // Signed by a key the provider does not publish under that kid (yet).
+    let forged = token(&signer, "k");
+    for round in 0..3 {
+        let d = decide(&loaded, &mut vm, &request(&forged, T0 + 1_000 + round));
+        assert_eq!(d.reason, Reason::SignatureInvalid);
+    }
+    let stats = std::mem::take(&mut vm.cache_stats);
+    assert_eq!(
+        (stats.misses, stats.rejected),
+        (0, 2),
+        "checked once, refused twice from memory"
+    );
+
+    // The provider's set changes (a refetch, here after an unknown kid): what was refused
+    // under the old keys is checked again, and now verifies.
+    let now = T0 + 31_000;
+    let d = decide(&loaded, &mut vm, &request(&token(&signer, "other"), now));
+    assert_eq!(d.reason, Reason::KeyUnknown);
+    let requests = vm.tick(&store, now).requests;
+    assert_eq!(requests.len(), 1);
+    let after = json!({"keys": [es256_jwk(&signer, "k")]});
+    complete(&mut vm, &store, requests, &mut token_id, now, &|_| {
+        ok(&after)
+    });
+    assert!(decide(&loaded, &mut vm, &request(&forged, now + 1)).allowed);
+    assert_eq!(vm.cache_stats.rejected, 0);
+}

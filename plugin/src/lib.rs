@@ -371,6 +371,10 @@ impl ChaperoneFilter {
             let stats = std::mem::take(&mut runtime.cache_stats);
             metrics.add("chaperone_token_cache_total_result=hit", stats.hits);
             metrics.add("chaperone_token_cache_total_result=miss", stats.misses);
+            metrics.add(
+                "chaperone_token_cache_total_result=rejected",
+                stats.rejected,
+            );
         }
         let (max_bytes, host_log) = match &self.active.loaded {
             Loaded::Ready(compiled) => (

@@ -348,6 +348,31 @@ fn the_collector_gets_every_record_and_an_outage_drops_and_counts_but_never_bloc
     );
 }
 
+/// A token whose signature failed is refused again from memory, and the metric says so.
+#[test]
+fn a_repeated_forged_token_is_refused_without_a_second_signature_check() {
+    let collector = ScriptedServer::start().unwrap();
+    let key = AgentKey::es256("es-1");
+    let gateway = start(&config(&[&key]), &collector);
+    // Another key under the configured kid: the signature cannot hold.
+    let forged = AgentKey::es256("es-1").mint(&claims());
+    for _ in 0..3 {
+        let response = gateway.with_token("GET", "/tickets/1", &forged);
+        assert_eq!(response.status, 401);
+        assert_eq!(
+            gateway.record(&decision_id(&response))["reason"],
+            "signature_invalid"
+        );
+    }
+    let prometheus = gateway.admin_text("/stats/prometheus");
+    let line = "chaperone_token_cache_total{result=\"rejected\"} 2";
+    let ours: Vec<&str> = prometheus
+        .lines()
+        .filter(|l| l.contains("chaperone_token"))
+        .collect();
+    assert!(prometheus.contains(line), "{line} missing: {ours:?}");
+}
+
 /// `decision_log.host_log: false`: no record lines in Envoy's own log, while the access log
 /// (filter state) and a collector still get every decision.
 #[test]
