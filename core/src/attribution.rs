@@ -94,8 +94,9 @@ pub fn attribute(
     Ok(agent)
 }
 
-/// The agent of a token, from the cache or by verification (then remembered). A token whose
-/// signature failed is remembered too, so a client repeating it costs no signature check.
+/// The agent of a token, from the cache or by verification (then remembered). A refused
+/// token is remembered too (see [`stays_refused`]), so a client repeating one costs no
+/// second signature check.
 fn verified_agent(
     compiled: &Compiled,
     runtime: &mut Runtime,
@@ -119,13 +120,13 @@ fn verified_agent(
     Ok(agent)
 }
 
-/// For agent tokens: tokens whose signature failed, and the lookups to report as metrics.
+/// For agent tokens: tokens refused for good, and the lookups to report as metrics.
 struct Remembered<'a> {
     rejected: &'a mut TokenCache<Reason>,
     stats: &'a mut CacheStats,
 }
 
-/// How long a token whose signature failed is answered from memory. A changed key set of its
+/// How long a refused token is answered from memory. A changed key set of its
 /// issuer forgets it sooner (`Runtime::forget_changed`); a new configuration starts empty.
 const REJECTED_SECONDS: u64 = 600;
 
@@ -175,23 +176,31 @@ fn cached_or_verified<T: Clone>(
             }
             Ok((value, false))
         }
-        Err(Reason::SignatureInvalid) => {
-            // Only a signature that failed: every other refusal is cheap to reach again, and
-            // some (time, keys not yet fetched) change on their own.
-            if let Some(remembered) = remembered {
+        Err(reason) => {
+            if let Some(remembered) = remembered.filter(|_| stays_refused(reason)) {
                 if let Some(issuer) = unverified_text_claim(token, "iss") {
                     remembered.rejected.insert(
                         key,
                         &issuer,
-                        Reason::SignatureInvalid,
+                        reason,
                         now_s.saturating_add(REJECTED_SECONDS),
                     );
                 }
             }
-            Err(Reason::SignatureInvalid)
+            Err(reason)
         }
-        Err(reason) => Err(reason),
     }
+}
+
+/// Whether a token refused for `reason` would be refused again for it, whatever the clock
+/// and the fetched keys say (a changed key set forgets the token anyway). Most such refusals
+/// cost a signature check: a failed signature, and every claim checked after it (expired,
+/// too long-lived, another audience, claims the identity mapping rejects).
+fn stays_refused(reason: Reason) -> bool {
+    !matches!(
+        reason,
+        Reason::TokenNotYetValid | Reason::KeysUnavailable | Reason::KeyUnknown
+    )
 }
 
 fn remote_keys_expired(compiled: &Compiled, fetched: &KeyStore, issuer: &str, now_ms: u64) -> bool {

@@ -14,7 +14,7 @@ pub struct Runtime {
     pub transactions: TokenCache<Transaction>,
     /// Verified grants.
     pub grants: TokenCache<Grant>,
-    /// Agent tokens whose signature failed.
+    /// Agent tokens refused for good (a failed signature, an expired token, ...).
     pub rejected: TokenCache<Reason>,
     pub keys: KeyStore,
     /// Agent-token cache lookups since the host last took them (for its metrics).
@@ -25,7 +25,7 @@ pub struct Runtime {
 pub struct CacheStats {
     pub hits: u64,
     pub misses: u64,
-    /// Tokens refused again without a signature check (their signature failed before).
+    /// Tokens refused again from memory, without a signature check.
     pub rejected: u64,
 }
 

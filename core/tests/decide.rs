@@ -640,18 +640,36 @@ fn cached_tokens_still_expire_and_decide_the_same() {
     request.now_ns = (NOW + 30 + 60) * 1_000_000_000;
     let late = decide(&f.loaded, &mut runtime, &request);
     assert_eq!(late.reason, Reason::TokenExpired);
-    assert!(
-        runtime.rejected.is_empty(),
-        "only failed signatures are remembered: times change on their own"
+    // Expired stays expired: refused again from memory, with the same record.
+    let again = decide(&f.loaded, &mut runtime, &request);
+    assert_eq!(again.record, late.record);
+    assert_eq!(runtime.cache_stats.rejected, 1);
+    // Not yet valid changes with time: checked every time, and accepted once it is due.
+    let early = self::token(
+        &f,
+        json!({"iat": NOW + 100, "nbf": NOW + 100, "exp": NOW + 400, "jti": "j-2"}),
     );
-    // Failures are not cached.
+    let early_bearer = format!("Bearer {early}");
+    let mut soon = facts(
+        "GET",
+        "/tickets/1",
+        &[("authorization", early_bearer.as_bytes())],
+    );
+    assert_eq!(
+        decide(&f.loaded, &mut runtime, &soon).reason,
+        Reason::TokenNotYetValid
+    );
+    soon.now_ns = (NOW + 100) * 1_000_000_000;
+    assert!(decide(&f.loaded, &mut runtime, &soon).allowed);
+    assert_eq!(runtime.cache_stats.rejected, 1);
+    // Failures never enter the token cache: it holds the two tokens that verified.
     let mut bad = request.clone();
     bad.now_ns = NOW * 1_000_000_000;
     bad.headers.retain(|(n, _)| n != b"authorization");
     bad.headers
         .push((b"authorization".to_vec(), b"Bearer a.b.c".to_vec()));
     let _ = decide(&f.loaded, &mut runtime, &bad);
-    assert_eq!(runtime.cache.len(), 1);
+    assert_eq!(runtime.cache.len(), 2);
 }
 
 // ---------------------------------------------------------------------------------------------
