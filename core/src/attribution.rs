@@ -107,7 +107,7 @@ fn verified_agent(
         rejected: &mut runtime.rejected,
         stats: &mut runtime.cache_stats,
     };
-    let (agent, _) = cached_or_verified(
+    cached_or_verified(
         compiled,
         &mut runtime.cache,
         &runtime.keys,
@@ -116,8 +116,7 @@ fn verified_agent(
         |agent: &Agent| agent.issuer.as_str(),
         authenticate,
         Some(remembered),
-    )?;
-    Ok(agent)
+    )
 }
 
 /// For agent tokens: tokens refused for good, and the lookups to report as metrics.
@@ -130,9 +129,8 @@ struct Remembered<'a> {
 /// issuer forgets it sooner (`Runtime::forget_changed`); a new configuration starts empty.
 const REJECTED_SECONDS: u64 = 600;
 
-/// Verification through a cache; true when the cache answered. Size first: the cache must
-/// not hash arbitrarily large junk either. A remembered token is only as good as the keys
-/// that verified it.
+/// Verification through a cache. Size first: the cache must not hash arbitrarily large junk
+/// either. A remembered token is only as good as the keys that verified it.
 #[allow(clippy::too_many_arguments)]
 fn cached_or_verified<T: Clone>(
     compiled: &Compiled,
@@ -143,7 +141,7 @@ fn cached_or_verified<T: Clone>(
     issuer_of: impl Fn(&T) -> &str,
     verify: impl Fn(&Compiled, &KeyStore, &[u8], u64) -> Result<(T, u64), Reason>,
     remembered: Option<Remembered>,
-) -> Result<(T, bool), Reason> {
+) -> Result<T, Reason> {
     if token.len() > compiled.max_token_bytes {
         return Err(Reason::TokenTooLarge);
     }
@@ -156,7 +154,7 @@ fn cached_or_verified<T: Clone>(
         if let Some(remembered) = remembered {
             remembered.stats.hits += 1;
         }
-        return Ok((value.clone(), true));
+        return Ok(value.clone());
     }
     if let Some(reason) = remembered
         .as_ref()
@@ -174,7 +172,7 @@ fn cached_or_verified<T: Clone>(
             if let Some(remembered) = remembered {
                 remembered.stats.misses += 1;
             }
-            Ok((value, false))
+            Ok(value)
         }
         Err(reason) => {
             if let Some(remembered) = remembered.filter(|_| stays_refused(reason)) {
@@ -237,7 +235,7 @@ fn apply_transaction(
         }
         (Some(value), None) => value,
     };
-    let (transaction, _): (Transaction, bool) = cached_or_verified(
+    let transaction: Transaction = cached_or_verified(
         compiled,
         &mut runtime.transactions,
         &runtime.keys,
@@ -304,7 +302,7 @@ pub fn collect_grants(
             None,
         );
         let grant = match verified {
-            Ok((grant, _)) => grant,
+            Ok(grant) => grant,
             Err(reason) => {
                 // A grant refused only for its window was signed by the approval service, so
                 // its `jti` is worth recording; any other failure leaves nothing to trust.

@@ -5,7 +5,7 @@
 //! operation costs about 2.3 us in V8, so that is where a first-seen ES256 token spent its
 //! time. Keys are few and known when they are admitted, so each key `Q` gets a table of its
 //! multiples, and the generator `G` one per VM: a multiplication is then one addition per
-//! signed digit of the scalar (43 for a key, 33 for `G`) and no doubling. The field and group
+//! signed digit of the scalar (33 of them) and no doubling. The field and group
 //! arithmetic is `p256`'s own; only the ECDSA equation and the tables are written here, and
 //! `core/tests/signatures.rs` holds them to the Wycheproof vectors.
 //!
@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 const KEY_WINDOW_BITS: usize = 8;
 /// Window of the generator's table: 33 windows of 128 multiples, about 300 KB per VM.
 const GENERATOR_WINDOW_BITS: usize = 8;
-/// Bits of a scalar, plus one for the carry out of the top signed digit.
+/// Bits of a scalar. The windows cover one more, for the carry out of the top signed digit.
 const SCALAR_BITS: usize = 256;
 
 /// Multiples of one point for signed-digit multiplication: `k = Σ d_i·2^(w·i)` with every
