@@ -286,16 +286,19 @@ fn the_token_cache_holds_max_cached_tokens() {
     for token in [&first, &first, &second, &first] {
         assert_eq!(gateway.with_token("GET", "/tickets/1", token).status, 200);
     }
+    assert_token_cache_counts(&gateway, &[("miss", 3), ("hit", 1)]);
+}
+
+/// The `chaperone_token_cache_total` counts by `result`, as Prometheus shows them.
+fn assert_token_cache_counts(gateway: &Gateway, expected: &[(&str, u64)]) {
     let prometheus = gateway.admin_text("/stats/prometheus");
-    for line in [
-        "chaperone_token_cache_total{result=\"miss\"} 3",
-        "chaperone_token_cache_total{result=\"hit\"} 1",
-    ] {
-        let ours: Vec<&str> = prometheus
-            .lines()
-            .filter(|l| l.contains("chaperone_token"))
-            .collect();
-        assert!(prometheus.contains(line), "{line} missing: {ours:?}");
+    let ours: Vec<&str> = prometheus
+        .lines()
+        .filter(|l| l.contains("chaperone_token_cache"))
+        .collect();
+    for (result, count) in expected {
+        let line = format!("chaperone_token_cache_total{{result=\"{result}\"}} {count}");
+        assert!(prometheus.contains(&line), "{line} missing: {ours:?}");
     }
 }
 
@@ -364,13 +367,7 @@ fn a_repeated_forged_token_is_refused_without_a_second_signature_check() {
             "signature_invalid"
         );
     }
-    let prometheus = gateway.admin_text("/stats/prometheus");
-    let line = "chaperone_token_cache_total{result=\"rejected\"} 2";
-    let ours: Vec<&str> = prometheus
-        .lines()
-        .filter(|l| l.contains("chaperone_token"))
-        .collect();
-    assert!(prometheus.contains(line), "{line} missing: {ours:?}");
+    assert_token_cache_counts(&gateway, &[("rejected", 2)]);
 }
 
 /// `decision_log.host_log: false`: no record lines in Envoy's own log, while the access log
