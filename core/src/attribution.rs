@@ -175,15 +175,20 @@ fn cached_or_verified<T: Clone>(
             Ok(value)
         }
         Err(reason) => {
-            if let Some(remembered) = remembered.filter(|_| stays_refused(reason)) {
-                if let Some(issuer) = unverified_text_claim(token, "iss") {
-                    remembered.rejected.insert(
-                        key,
-                        &issuer,
-                        reason,
-                        now_s.saturating_add(REJECTED_SECONDS),
-                    );
-                }
+            // Only tokens naming a configured issuer: their refusals are the ones that cost a
+            // signature check, and the entry then holds the configuration's issuer name, never
+            // a string the sender chose.
+            let issuer = unverified_text_claim(token, "iss")
+                .and_then(|iss| compiled.key_issuers().find(|i| i.issuer == iss));
+            if let (Some(remembered), Some(issuer)) =
+                (remembered.filter(|_| stays_refused(reason)), issuer)
+            {
+                remembered.rejected.insert(
+                    key,
+                    &issuer.issuer,
+                    reason,
+                    now_s.saturating_add(REJECTED_SECONDS),
+                );
             }
             Err(reason)
         }

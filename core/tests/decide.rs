@@ -662,6 +662,24 @@ fn cached_tokens_still_expire_and_decide_the_same() {
     soon.now_ns = (NOW + 100) * 1_000_000_000;
     assert!(decide(&f.loaded, &mut runtime, &soon).allowed);
     assert_eq!(runtime.cache_stats.rejected, 1);
+    // A token naming an issuer nobody configured is cheap to refuse, and the sender chose that
+    // name: it is not remembered.
+    let remembered = runtime.rejected.len();
+    let stranger = self::token(
+        &f,
+        json!({"iss": format!("https://{}.test", "x".repeat(4000))}),
+    );
+    let stranger_bearer = format!("Bearer {stranger}");
+    let unknown = facts(
+        "GET",
+        "/tickets/1",
+        &[("authorization", stranger_bearer.as_bytes())],
+    );
+    assert_eq!(
+        decide(&f.loaded, &mut runtime, &unknown).reason,
+        Reason::IssuerUnknown
+    );
+    assert_eq!(runtime.rejected.len(), remembered);
     // Failures never enter the token cache: it holds the two tokens that verified.
     let mut bad = request.clone();
     bad.now_ns = NOW * 1_000_000_000;
