@@ -111,12 +111,17 @@ fn facts(method: &str, path: &str, headers: &[(&str, &[u8])]) -> RequestFacts {
     }
 }
 
-fn with_token(f: &Fixture, method: &str, path: &str, token: &str) -> Decision {
+/// The facts of a request carrying `token` as its bearer token.
+fn with_bearer(method: &str, path: &str, token: &str) -> RequestFacts {
     let bearer = format!("Bearer {token}");
+    facts(method, path, &[("authorization", bearer.as_bytes())])
+}
+
+fn with_token(f: &Fixture, method: &str, path: &str, token: &str) -> Decision {
     decide(
         &f.loaded,
         &mut Runtime::new(&f.loaded, 1),
-        &facts(method, path, &[("authorization", bearer.as_bytes())]),
+        &with_bearer(method, path, token),
     )
 }
 
@@ -626,8 +631,7 @@ fn cached_tokens_still_expire_and_decide_the_same() {
     let f = fixture();
     let mut runtime = Runtime::new(&f.loaded, 1);
     let token = token(&f, json!({"iat": NOW - 10, "exp": NOW + 30}));
-    let bearer = format!("Bearer {token}");
-    let mut request = facts("GET", "/tickets/1", &[("authorization", bearer.as_bytes())]);
+    let mut request = with_bearer("GET", "/tickets/1", &token);
     let first = decide(&f.loaded, &mut runtime, &request);
     assert!(first.allowed);
     assert_eq!(runtime.cache.len(), 1);
@@ -649,12 +653,7 @@ fn cached_tokens_still_expire_and_decide_the_same() {
         &f,
         json!({"iat": NOW + 100, "nbf": NOW + 100, "exp": NOW + 400, "jti": "j-2"}),
     );
-    let early_bearer = format!("Bearer {early}");
-    let mut soon = facts(
-        "GET",
-        "/tickets/1",
-        &[("authorization", early_bearer.as_bytes())],
-    );
+    let mut soon = with_bearer("GET", "/tickets/1", &early);
     assert_eq!(
         decide(&f.loaded, &mut runtime, &soon).reason,
         Reason::TokenNotYetValid
@@ -669,12 +668,7 @@ fn cached_tokens_still_expire_and_decide_the_same() {
         &f,
         json!({"iss": format!("https://{}.test", "x".repeat(4000))}),
     );
-    let stranger_bearer = format!("Bearer {stranger}");
-    let unknown = facts(
-        "GET",
-        "/tickets/1",
-        &[("authorization", stranger_bearer.as_bytes())],
-    );
+    let unknown = with_bearer("GET", "/tickets/1", &stranger);
     assert_eq!(
         decide(&f.loaded, &mut runtime, &unknown).reason,
         Reason::IssuerUnknown
