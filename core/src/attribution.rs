@@ -9,7 +9,7 @@ use crate::input::HeaderPairs;
 use crate::reason::Reason;
 use crate::remote::{KeyLookup, KeyStore};
 use crate::revocation::{Presented, Revoked};
-use crate::runtime::{CacheStats, Runtime};
+use crate::runtime::Runtime;
 use crate::token::{
     authenticate, extract_token, unverified_text_claim, verify_grant, verify_transaction, Agent,
     Grant, Transaction,
@@ -103,95 +103,104 @@ fn verified_agent(
     token: &[u8],
     now_ms: u64,
 ) -> Result<Agent, Reason> {
-    let remembered = Remembered {
-        rejected: &mut runtime.rejected,
-        stats: &mut runtime.cache_stats,
-    };
-    cached_or_verified(
+    let token = HashedToken::new(compiled, token)?;
+    let now_s = now_ms / 1000;
+    if let Some(reason) = runtime.rejected.get(&token.key, now_s) {
+        runtime.cache_stats.rejected += 1;
+        return Err(*reason);
+    }
+    let verified = cached_or_verified(
         compiled,
         &mut runtime.cache,
         &runtime.keys,
-        token,
+        &token,
         now_ms,
         |agent: &Agent| agent.issuer.as_str(),
         authenticate,
-        Some(remembered),
-    )
+    );
+    match verified {
+        Ok((agent, hit)) => {
+            if hit {
+                runtime.cache_stats.hits += 1;
+            } else {
+                runtime.cache_stats.misses += 1;
+            }
+            Ok(agent)
+        }
+        Err(reason) => {
+            remember_refusal(compiled, &mut runtime.rejected, &token, reason, now_s);
+            Err(reason)
+        }
+    }
 }
 
-/// For agent tokens: tokens refused for good, and the lookups to report as metrics.
-struct Remembered<'a> {
-    rejected: &'a mut TokenCache<Reason>,
-    stats: &'a mut CacheStats,
+/// A presented token, its size checked and its hash (every token cache's key) taken once.
+struct HashedToken<'a> {
+    bytes: &'a [u8],
+    key: [u8; 32],
+}
+
+impl<'a> HashedToken<'a> {
+    /// Size first: no cache hashes arbitrarily large junk.
+    fn new(compiled: &Compiled, bytes: &'a [u8]) -> Result<Self, Reason> {
+        if bytes.len() > compiled.max_token_bytes {
+            return Err(Reason::TokenTooLarge);
+        }
+        Ok(HashedToken {
+            bytes,
+            key: TokenCache::<()>::key(bytes),
+        })
+    }
+}
+
+/// Verification through a cache; true when the cache answered. A remembered token is only
+/// as good as the keys that verified it.
+fn cached_or_verified<T: Clone>(
+    compiled: &Compiled,
+    cache: &mut TokenCache<T>,
+    fetched: &KeyStore,
+    token: &HashedToken,
+    now_ms: u64,
+    issuer_of: impl Fn(&T) -> &str,
+    verify: impl Fn(&Compiled, &KeyStore, &[u8], u64) -> Result<(T, u64), Reason>,
+) -> Result<(T, bool), Reason> {
+    if let Some(value) = cache.get(&token.key, now_ms / 1000) {
+        if remote_keys_expired(compiled, fetched, issuer_of(value), now_ms) {
+            return Err(Reason::KeysUnavailable);
+        }
+        return Ok((value.clone(), true));
+    }
+    let (value, expired_from_s) = verify(compiled, fetched, token.bytes, now_ms)?;
+    cache.insert(token.key, issuer_of(&value), value.clone(), expired_from_s);
+    Ok((value, false))
 }
 
 /// How long a refused token is answered from memory. A changed key set of its
 /// issuer forgets it sooner (`Runtime::forget_changed`); a new configuration starts empty.
 const REJECTED_SECONDS: u64 = 600;
 
-/// Verification through a cache. Size first: the cache must not hash arbitrarily large junk
-/// either. A remembered token is only as good as the keys that verified it.
-#[allow(clippy::too_many_arguments)]
-fn cached_or_verified<T: Clone>(
+/// Remembers a refused agent token when the refusal would stand again. Only tokens naming a
+/// configured issuer: their refusals are the ones that cost a signature check, and the entry
+/// then holds the configuration's issuer name, never a string the sender chose.
+fn remember_refusal(
     compiled: &Compiled,
-    cache: &mut TokenCache<T>,
-    fetched: &KeyStore,
-    token: &[u8],
-    now_ms: u64,
-    issuer_of: impl Fn(&T) -> &str,
-    verify: impl Fn(&Compiled, &KeyStore, &[u8], u64) -> Result<(T, u64), Reason>,
-    remembered: Option<Remembered>,
-) -> Result<T, Reason> {
-    if token.len() > compiled.max_token_bytes {
-        return Err(Reason::TokenTooLarge);
+    rejected: &mut TokenCache<Reason>,
+    token: &HashedToken,
+    reason: Reason,
+    now_s: u64,
+) {
+    if !stays_refused(reason) {
+        return;
     }
-    let key = TokenCache::<T>::key(token);
-    let now_s = now_ms / 1000;
-    if let Some(value) = cache.get(&key, now_s) {
-        if remote_keys_expired(compiled, fetched, issuer_of(value), now_ms) {
-            return Err(Reason::KeysUnavailable);
-        }
-        if let Some(remembered) = remembered {
-            remembered.stats.hits += 1;
-        }
-        return Ok(value.clone());
-    }
-    if let Some(reason) = remembered
-        .as_ref()
-        .and_then(|r| r.rejected.get(&key, now_s))
-    {
-        let reason = *reason;
-        if let Some(remembered) = remembered {
-            remembered.stats.rejected += 1;
-        }
-        return Err(reason);
-    }
-    match verify(compiled, fetched, token, now_ms) {
-        Ok((value, expired_from_s)) => {
-            cache.insert(key, issuer_of(&value), value.clone(), expired_from_s);
-            if let Some(remembered) = remembered {
-                remembered.stats.misses += 1;
-            }
-            Ok(value)
-        }
-        Err(reason) => {
-            // Only tokens naming a configured issuer: their refusals are the ones that cost a
-            // signature check, and the entry then holds the configuration's issuer name, never
-            // a string the sender chose.
-            let issuer = unverified_text_claim(token, "iss")
-                .and_then(|iss| compiled.key_issuers().find(|i| i.issuer == iss));
-            if let (Some(remembered), Some(issuer)) =
-                (remembered.filter(|_| stays_refused(reason)), issuer)
-            {
-                remembered.rejected.insert(
-                    key,
-                    &issuer.issuer,
-                    reason,
-                    now_s.saturating_add(REJECTED_SECONDS),
-                );
-            }
-            Err(reason)
-        }
+    let issuer = unverified_text_claim(token.bytes, "iss")
+        .and_then(|iss| compiled.key_issuers().find(|i| i.issuer == iss));
+    if let Some(issuer) = issuer {
+        rejected.insert(
+            token.key,
+            &issuer.issuer,
+            reason,
+            now_s.saturating_add(REJECTED_SECONDS),
+        );
     }
 }
 
@@ -240,20 +249,22 @@ fn apply_transaction(
         }
         (Some(value), None) => value,
     };
-    let transaction: Transaction = cached_or_verified(
-        compiled,
-        &mut runtime.transactions,
-        &runtime.keys,
-        token,
-        now_ms,
-        |transaction: &Transaction| transaction.issuer.as_str(),
-        verify_transaction,
-        None,
-    )
-    .map_err(|reason| match reason {
-        Reason::KeysUnavailable => reason,
-        _ => Reason::TxnTokenInvalid,
-    })?;
+    let (transaction, _) = HashedToken::new(compiled, token)
+        .and_then(|token| {
+            cached_or_verified(
+                compiled,
+                &mut runtime.transactions,
+                &runtime.keys,
+                &token,
+                now_ms,
+                |transaction: &Transaction| transaction.issuer.as_str(),
+                verify_transaction,
+            )
+        })
+        .map_err(|reason| match reason {
+            Reason::KeysUnavailable => reason,
+            _ => Reason::TxnTokenInvalid,
+        })?;
     // Binding: the transaction is about the same subject as the agent token.
     if transaction.subject != agent.subject {
         return Err(Reason::TxnTokenMismatch);
@@ -296,18 +307,19 @@ pub fn collect_grants(
             });
             continue;
         }
-        let verified = cached_or_verified(
-            compiled,
-            &mut runtime.grants,
-            &runtime.keys,
-            token,
-            now_ms,
-            |grant: &Grant| grant.issuer.as_str(),
-            verify_grant,
-            None,
-        );
+        let verified = HashedToken::new(compiled, token).and_then(|token| {
+            cached_or_verified(
+                compiled,
+                &mut runtime.grants,
+                &runtime.keys,
+                &token,
+                now_ms,
+                |grant: &Grant| grant.issuer.as_str(),
+                verify_grant,
+            )
+        });
         let grant = match verified {
-            Ok(grant) => grant,
+            Ok((grant, _)) => grant,
             Err(reason) => {
                 // A grant refused only for its window was signed by the approval service, so
                 // its `jti` is worth recording; any other failure leaves nothing to trust.
