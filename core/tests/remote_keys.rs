@@ -77,6 +77,16 @@ fn first_fetch(vm: &mut Runtime, store: &MemoryStore, now_ms: u64) -> Vec<FetchR
     vm.tick(store, now_ms).requests
 }
 
+/// A VM of `loaded` whose first key set, fetched at `T0`, is `jwks`; and the last call token
+/// used (the next calls number on from it).
+fn fetched(loaded: &Loaded, store: &MemoryStore, jwks: &Value) -> (Runtime, u32) {
+    let mut vm = Runtime::new(loaded, 1);
+    let mut token_id = 0;
+    let first = first_fetch(&mut vm, store, T0);
+    complete(&mut vm, store, first, &mut token_id, T0, &|_| ok(jwks));
+    (vm, token_id)
+}
+
 /// Dispatches every request of `work` as the host would, answering with `answer`.
 fn complete(
     runtime: &mut Runtime,
@@ -177,13 +187,8 @@ fn unknown_kids_refetch_at_most_once_per_cooldown() {
     let store = MemoryStore::default();
     let old = ES256KeyPair::generate();
     let new = ES256KeyPair::generate();
-    let mut vm = Runtime::new(&loaded, 1);
-    let mut token_id = 0;
-    let first = first_fetch(&mut vm, &store, T0);
     let jwks_old = json!({"keys": [es256_jwk(&old, "old")]});
-    complete(&mut vm, &store, first, &mut token_id, T0, &|_| {
-        ok(&jwks_old)
-    });
+    let (mut vm, mut token_id) = fetched(&loaded, &store, &jwks_old);
 
     // The provider rotates; a flood of tokens with unknown kids arrives.
     let rotated = token(&new, "new");
@@ -223,11 +228,8 @@ fn failures_keep_the_last_good_keys_until_the_stale_bound_then_503() {
     let store = MemoryStore::default();
     let key = ES256KeyPair::generate();
     let good = token(&key, "k1");
-    let mut vm = Runtime::new(&loaded, 1);
-    let mut token_id = 0;
-    let first = first_fetch(&mut vm, &store, T0);
     let jwks = json!({"keys": [es256_jwk(&key, "k1")]});
-    complete(&mut vm, &store, first, &mut token_id, T0, &|_| ok(&jwks));
+    let (mut vm, mut token_id) = fetched(&loaded, &store, &jwks);
     assert!(decide(&loaded, &mut vm, &request(&good, T0)).allowed);
 
     // From the refresh on, every answer is bad in a different way; none replaces the keys.
@@ -462,10 +464,8 @@ fn a_config_update_reuses_keys_already_fetched() {
     let key = ES256KeyPair::generate();
     let jwks = json!({"keys": [es256_jwk(&key, "k1")]});
     let loaded = config(remote());
-    let mut vm = Runtime::new(&loaded, 1);
-    let mut token_id = 0;
-    let first = first_fetch(&mut vm, &store, T0);
-    complete(&mut vm, &store, first, &mut token_id, T0, &|_| ok(&jwks));
+    // The old configuration's VM fetched the keys into the gateway's store.
+    fetched(&loaded, &store, &jwks);
 
     // Same issuer and URI in the new configuration: the first tick installs, no fetch.
     let updated = config(remote());
@@ -528,11 +528,8 @@ fn a_refused_signature_is_remembered_until_the_issuers_keys_change() {
     let store = MemoryStore::default();
     let published = ES256KeyPair::generate();
     let signer = ES256KeyPair::generate();
-    let mut vm = Runtime::new(&loaded, 1);
-    let mut token_id = 0;
-    let first = first_fetch(&mut vm, &store, T0);
     let before = json!({"keys": [es256_jwk(&published, "k")]});
-    complete(&mut vm, &store, first, &mut token_id, T0, &|_| ok(&before));
+    let (mut vm, mut token_id) = fetched(&loaded, &store, &before);
 
     // Signed by a key the provider does not publish under that kid (yet).
     let forged = token(&signer, "k");
