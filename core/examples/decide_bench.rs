@@ -88,30 +88,12 @@ fn run(iterations: u32, policy: Value) {
 
     // Steady state: the token was seen before.
     let mut runtime = Runtime::new(&loaded, 1);
-    let cached = measure(iterations, |_| {
-        decide(
-            &loaded,
-            &mut runtime,
-            &facts(&es_token, "GET", "/tickets/42", now),
-        )
-    });
+    let cached = repeated(iterations, &loaded, &mut runtime, &es_token, "GET", now);
     println!("  cached ES256 token, allowed         {cached:>9.1} us");
-    let denied = measure(iterations, |_| {
-        decide(
-            &loaded,
-            &mut runtime,
-            &facts(&es_token, "DELETE", "/tickets/42", now),
-        )
-    });
+    let denied = repeated(iterations, &loaded, &mut runtime, &es_token, "DELETE", now);
     println!("  cached ES256 token, policy denial   {denied:>9.1} us");
     let mut vm_runtime = Runtime::new(&vm, 1);
-    let on_vm = measure(iterations, |_| {
-        decide(
-            &vm,
-            &mut vm_runtime,
-            &facts(&es_token, "GET", "/tickets/42", now),
-        )
-    });
+    let on_vm = repeated(iterations, &vm, &mut vm_runtime, &es_token, "GET", now);
     println!("  cached ES256 token, allowed, vm     {on_vm:>9.1} us");
     // A forged token (another key under the configured kid), refused once by its signature
     // and from then on from memory.
@@ -119,13 +101,7 @@ fn run(iterations: u32, policy: Value) {
         .with_key_id("es")
         .sign(claims("support-bot"))
         .expect("sign");
-    let refused = measure(iterations, |_| {
-        decide(
-            &loaded,
-            &mut runtime,
-            &facts(&forged, "GET", "/tickets/42", now),
-        )
-    });
+    let refused = repeated(iterations, &loaded, &mut runtime, &forged, "GET", now);
     println!("  forged ES256 token, refused again   {refused:>9.1} us");
     let mode = std::env::args().nth(2);
     if mode.as_deref() == Some("cached") {
@@ -211,13 +187,7 @@ fn scale(
             .saturating_sub(heap_before));
         drop(text);
         let mut runtime = Runtime::new(&loaded, 1);
-        let allowed = measure(iterations, |_| {
-            decide(
-                &loaded,
-                &mut runtime,
-                &facts(token, "GET", "/tickets/42", now),
-            )
-        });
+        let allowed = repeated(iterations, &loaded, &mut runtime, token, "GET", now);
         println!("  {size:>13} {load_ms:>9.1} {heap_mib:>9.1} {allowed:>9.1}");
     }
 }
@@ -307,6 +277,21 @@ fn target() -> &'static str {
     } else {
         "native"
     }
+}
+
+/// Median microseconds of deciding `METHOD /tickets/42` with `token`, again and again on
+/// one runtime (after the first time, from its caches).
+fn repeated(
+    iterations: u32,
+    loaded: &Loaded,
+    runtime: &mut Runtime,
+    token: &str,
+    method: &str,
+    now: u64,
+) -> f64 {
+    measure(iterations, |_| {
+        decide(loaded, runtime, &facts(token, method, "/tickets/42", now))
+    })
 }
 
 /// Median microseconds of `iterations` runs of `f`, after a warm-up.
