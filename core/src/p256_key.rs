@@ -18,38 +18,36 @@ use p256::elliptic_curve::point::{AffineCoordinates, BatchNormalize};
 use p256::{AffinePoint, FieldBytes, ProjectivePoint, Scalar};
 use std::sync::OnceLock;
 
-/// Window of a key's table: 33 windows of 128 multiples, about 300 KB per key.
-const KEY_WINDOW_BITS: usize = 8;
-/// Window of the generator's table: 33 windows of 128 multiples, about 300 KB per VM.
-const GENERATOR_WINDOW_BITS: usize = 8;
+/// Bits per signed digit: 33 windows of 128 multiples, about 300 KB per table (one per key,
+/// one for the generator per VM). 6 bits would make 100 KB tables and 10 more additions.
+const WINDOW_BITS: usize = 8;
+/// Multiples per window: the magnitudes of the non-zero digits.
+const PER_WINDOW: usize = 1 << (WINDOW_BITS - 1);
 /// Bits of a scalar. The windows cover one more, for the carry out of the top signed digit.
 const SCALAR_BITS: usize = 256;
 
 /// Multiples of one point for signed-digit multiplication: `k = Σ d_i·2^(w·i)` with every
 /// digit in `-2^(w-1)..=2^(w-1)`, and `multiples[i·2^(w-1) + |d| - 1] = |d|·2^(w·i)·P`.
 struct FixedBase {
-    window_bits: usize,
     multiples: Vec<AffinePoint>,
 }
 
 impl FixedBase {
-    fn new(point: ProjectivePoint, window_bits: usize) -> Self {
-        let per_window = 1 << (window_bits - 1);
-        let windows = (SCALAR_BITS + 1).div_ceil(window_bits);
-        let mut projective = Vec::with_capacity(windows * per_window);
+    fn new(point: ProjectivePoint) -> Self {
+        let windows = (SCALAR_BITS + 1).div_ceil(WINDOW_BITS);
+        let mut projective = Vec::with_capacity(windows * PER_WINDOW);
         let mut window_base = point;
         for _ in 0..windows {
             let mut multiple = window_base;
-            for _ in 0..per_window {
+            for _ in 0..PER_WINDOW {
                 projective.push(multiple);
                 multiple += window_base;
             }
-            for _ in 0..window_bits {
+            for _ in 0..WINDOW_BITS {
                 window_base = window_base.double();
             }
         }
         FixedBase {
-            window_bits,
             multiples: ProjectivePoint::batch_normalize(projective.as_slice()),
         }
     }
@@ -65,16 +63,15 @@ impl FixedBase {
                 .flatten();
             byte.map_or(0, |byte| usize::from((byte >> (index % 8)) & 1))
         };
-        let per_window = 1 << (self.window_bits - 1);
         let mut sum = ProjectivePoint::IDENTITY;
         let mut carry = 0;
-        for (window, multiples) in self.multiples.chunks(per_window).enumerate() {
-            let first_bit = window * self.window_bits;
+        for (window, multiples) in self.multiples.chunks(PER_WINDOW).enumerate() {
+            let first_bit = window * WINDOW_BITS;
             let value =
-                (0..self.window_bits).fold(0, |value, b| value | (bit(first_bit + b) << b)) + carry;
-            let (magnitude, negative) = if value > per_window {
+                (0..WINDOW_BITS).fold(0, |value, b| value | (bit(first_bit + b) << b)) + carry;
+            let (magnitude, negative) = if value > PER_WINDOW {
                 carry = 1;
-                ((1 << self.window_bits) - value, true)
+                ((1 << WINDOW_BITS) - value, true)
             } else {
                 carry = 0;
                 (value, false)
@@ -90,7 +87,7 @@ impl FixedBase {
 /// The generator's table, built once per VM by the first key that needs it.
 fn generator() -> &'static FixedBase {
     static TABLE: OnceLock<FixedBase> = OnceLock::new();
-    TABLE.get_or_init(|| FixedBase::new(ProjectivePoint::GENERATOR, GENERATOR_WINDOW_BITS))
+    TABLE.get_or_init(|| FixedBase::new(ProjectivePoint::GENERATOR))
 }
 
 /// A P-256 public key, with its multiples once [`P256Key::precompute`] has run.
@@ -111,7 +108,7 @@ impl P256Key {
     pub fn precompute(&mut self) {
         generator();
         let point = ProjectivePoint::from(*self.key.as_affine());
-        self.table = Some(FixedBase::new(point, KEY_WINDOW_BITS));
+        self.table = Some(FixedBase::new(point));
     }
 
     pub fn has_table(&self) -> bool {
@@ -154,7 +151,7 @@ mod tests {
     #[test]
     fn the_tables_multiply_like_the_group() {
         let q = ProjectivePoint::from(*key(7).verifying_key().as_affine());
-        let key_table = FixedBase::new(q, KEY_WINDOW_BITS);
+        let key_table = FixedBase::new(q);
         let mut k = Scalar::from(0x1234_5678_9abc_def0u64);
         let mut scalars = vec![
             Scalar::ZERO,
