@@ -2,8 +2,8 @@
 //! record that carries its policy input (README, `decision_log.input`) is evaluated again with
 //! the candidate, and every decision that flips (allow to deny, deny to allow) is reported,
 //! grouped by agent and rule: impact analysis before a deployment. With `--engine vm` the
-//! same bundle on regorus's VM is compared with what the gateway decided: the check to run
-//! before setting `policy.engine: "vm"`.
+//! same bundle on regorus's VM is compared with what the gateway decided: what would flip on
+//! the VM in that traffic, which cannot prove a policy safe there (README, `policy.engine`).
 //!
 //! Only the policy is replayed. Requests denied before the policy ran (authentication,
 //! registry, revocation) carry no input and are counted, not replayed: a bundle cannot change

@@ -17,9 +17,9 @@ pub enum EvaluationEngine {
     /// regorus's interpreter, which passes OPA's conformance suite. The default.
     Interpreter,
     /// regorus's virtual machine: the rule compiled to a program once and run per request
-    /// without interpreter set-up, several times faster. Opt-in: regorus 0.14.1's VM gets
-    /// some policies wrong (an `else` after a body that iterates never applies), so check a
-    /// policy with `chaperone replay --engine vm` over recorded traffic before using it.
+    /// without interpreter set-up, about twice as fast. Opt-in and not for enforcement on
+    /// regorus 0.14.1: an assignment from an undefined value does not fail the body there,
+    /// so a later `not` can allow what OPA denies (README, `tests/engines.rs`).
     Vm,
 }
 

@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The evaluation engines. Policies run on regorus's interpreter by default; its VM
-//! (`policy.engine: "vm"`) is faster but regorus 0.14.1's VM decides some policies wrongly.
-//! These tests pin both facts down: the corpus comparison over the shipped bundle is how the
-//! divergence was found, and the minimal reproducer says when upstream has fixed it.
+//! (`policy.engine: "vm"`) is faster but regorus 0.14.1's VM decides some policies wrongly,
+//! and some of its mistakes are allows. These tests pin both facts down: the corpus comparison
+//! over the shipped bundle is how the divergence was found, and one minimal reproducer per
+//! defect fails the day upstream fixes it.
 
 use chaperone_core::policy::{EvaluationEngine, Policy};
 use serde_json::{json, Value};
@@ -213,11 +214,8 @@ fn the_shipped_bundle_runs_on_the_interpreter_and_the_vm_still_diverges_on_it() 
     );
 }
 
-#[test]
-fn regorus_vm_skips_an_else_after_a_body_that_iterates() {
-    // The smallest policy the VM gets wrong: the first body fails inside `some ... in`, so
-    // the `else` must apply.
-    let source = "package t\n\nhs := [{\"g\": [\"x\"]}]\n\nf := \"first\" if {\n\tsome h in hs\n\tcount(h.g) == 0\n} else := \"second\"\n\nallow if f == \"second\"\n";
+/// `allow` for this one-module policy and input, on each engine: (interpreter, VM).
+fn allow_on_both(source: &str, input: Value) -> (bool, bool) {
     let modules = BTreeMap::from([("t.rego".to_owned(), source.to_owned())]);
     let decide = |engine| {
         Policy::compile_for(
@@ -230,12 +228,52 @@ fn regorus_vm_skips_an_else_after_a_body_that_iterates() {
             engine,
         )
         .unwrap()
-        .evaluate(json!({}))
+        .evaluate(input.clone())
         .allowed
     };
-    assert!(decide(EvaluationEngine::Interpreter));
+    (
+        decide(EvaluationEngine::Interpreter),
+        decide(EvaluationEngine::Vm),
+    )
+}
+
+#[test]
+fn regorus_vm_lets_an_undefined_assignment_through_and_a_later_not_allows() {
+    // The owner of an unknown agent is undefined, so OPA and the interpreter fail the body
+    // at the assignment. The VM binds "undefined", `not owner.suspended` then holds, and an
+    // agent nobody registered is allowed: a bypass in idiomatic Rego.
+    let source = "package t\n\nowners := {\"known\": {\"suspended\": true}}\n\nallow if {\n\towner := owners[input.agent]\n\tnot owner.suspended\n}\n";
+    let (interpreter, vm) = allow_on_both(source, json!({"agent": "unknown"}));
+    assert!(!interpreter, "the interpreter denies an unknown agent");
     assert!(
-        !decide(EvaluationEngine::Vm),
+        vm,
+        "regorus's VM denies here now: the undefined-assignment defect is fixed upstream \
+         (README, `policy.engine`)"
+    );
+}
+
+#[test]
+fn regorus_vm_collects_undefined_into_an_array_comprehension() {
+    // `[t | t := terms(...)]` is [] when terms is undefined; the VM yields one element, so a
+    // policy reading "malformed terms" as the empty list sees terms that are not there.
+    let source = "package t\n\nterms(q) := n if {\n\tn := to_number(q)\n\tn >= 0\n}\n\nallow if count([t | t := terms(input.q)]) == 0\n";
+    let (interpreter, vm) = allow_on_both(source, json!({"q": "-5"}));
+    assert!(interpreter, "no terms: the comprehension is empty");
+    assert!(
+        !vm,
+        "regorus's VM leaves undefined out of comprehensions now: the defect is fixed upstream"
+    );
+}
+
+#[test]
+fn regorus_vm_skips_an_else_after_a_body_that_iterates() {
+    // The smallest policy the VM gets wrong: the first body fails inside `some ... in`, so
+    // the `else` must apply.
+    let source = "package t\n\nhs := [{\"g\": [\"x\"]}]\n\nf := \"first\" if {\n\tsome h in hs\n\tcount(h.g) == 0\n} else := \"second\"\n\nallow if f == \"second\"\n";
+    let (interpreter, vm) = allow_on_both(source, json!({}));
+    assert!(interpreter);
+    assert!(
+        !vm,
         "regorus's VM applies the else now: the known divergence is fixed upstream"
     );
 }
