@@ -67,7 +67,7 @@ fn schema_problems(bytes: &[u8]) -> Result<Vec<String>, String> {
 /// and, with `--decision-path`, the rule exists.
 fn check_bundle(dir: &str, decision_path: Option<&str>) -> Result<ExitCode, String> {
     let loaded = bundle::load(Path::new(dir))?;
-    let mut engine = regorus::Engine::new();
+    let mut engine = chaperone_core::builtins::engine();
     let mut problems = Vec::new();
     for (file, source) in &loaded.modules {
         if let Err(error) = engine.add_policy(format!("{dir}/{file}"), source.clone()) {

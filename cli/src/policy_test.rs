@@ -59,7 +59,7 @@ fn bundle_dirs(root: &Path) -> Result<Vec<PathBuf>, String> {
 
 fn run_bundle(dir: &Path, coverage: bool) -> Result<(usize, usize), String> {
     let bundle = bundle::load(dir)?;
-    let mut engine = Engine::new();
+    let mut engine = chaperone_core::builtins::engine();
     engine.set_enable_coverage(coverage);
     for (path, source) in &bundle.modules {
         engine

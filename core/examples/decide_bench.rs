@@ -66,9 +66,6 @@ fn run(iterations: u32, policy: Value) {
         .expect("RSA key")
         .with_key_id("rs");
     let ed = Ed25519KeyPair::generate().with_key_id("ed");
-    let mut on_vm = policy.clone();
-    on_vm["engine"] = json!("vm");
-    let vm = configuration(&es, &rs, &ed, on_vm);
     let loaded = configuration(&es, &rs, &ed, policy.clone());
     let now = Clock::now_since_epoch().as_secs();
 
@@ -92,9 +89,6 @@ fn run(iterations: u32, policy: Value) {
     println!("  cached ES256 token, allowed         {cached:>9.1} us");
     let denied = repeated(iterations, &loaded, &mut runtime, &es_token, "DELETE", now);
     println!("  cached ES256 token, policy denial   {denied:>9.1} us");
-    let mut vm_runtime = Runtime::new(&vm, 1);
-    let on_vm = repeated(iterations, &vm, &mut vm_runtime, &es_token, "GET", now);
-    println!("  cached ES256 token, allowed, vm     {on_vm:>9.1} us");
     // A forged token (another key under the configured kid), refused once by its signature
     // and from then on from memory.
     let forged = ES256KeyPair::generate()

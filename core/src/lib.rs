@@ -2,6 +2,7 @@
 //! No proxy-wasm, no I/O, no clock: hosts hand in facts and apply the decision.
 
 pub mod attribution;
+pub mod builtins;
 pub mod cache;
 pub mod config;
 pub mod decision;

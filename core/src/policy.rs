@@ -6,7 +6,7 @@ use crate::reason::Reason;
 use regorus::languages::rego::compiler::Compiler;
 use regorus::rvm::vm::RegoVM;
 use regorus::utils::limits::{set_fallback_execution_timer_config, ExecutionTimerConfig};
-use regorus::{CompiledPolicy, Engine, Value};
+use regorus::{CompiledPolicy, Value};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
@@ -118,7 +118,7 @@ impl Policy {
         let rule = rule_reference(decision_path).ok_or_else(|| {
             config_error("policy.decision_path", "must look like `package/path/rule`")
         })?;
-        let mut engine = Engine::new();
+        let mut engine = crate::builtins::engine();
         for (file, source) in modules {
             engine
                 .add_policy(file.clone(), source.clone())

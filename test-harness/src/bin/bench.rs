@@ -32,70 +32,53 @@ struct Setup {
     algorithm: usize,
     /// Whether a request without a token must be rejected (it must, for the auth setups).
     authenticates: bool,
-    variant: Variant,
-}
-
-/// How a chaperone setup departs from the shipped configuration.
-#[derive(PartialEq)]
-enum Variant {
-    Shipped,
     /// Records via the access log: their key fields in a JSON access log (filter state) and
     /// `decision_log.host_log` off; the harness checks the log got them after the load.
-    RecordsViaAccessLog,
-    /// `policy.engine: vm`, to track what regorus's VM would buy once it decides like the
-    /// interpreter (README, `policy.engine`).
-    Vm,
+    access_log: bool,
 }
 
-const SETUPS: [Setup; 7] = [
+const SETUPS: [Setup; 6] = [
     Setup {
         name: "bare Envoy (direct response)",
         template: "bare.yaml",
         algorithm: 0,
         authenticates: false,
-        variant: Variant::Shipped,
+        access_log: false,
     },
     Setup {
         name: "jwt_authn (ES256, cache on) + RBAC",
         template: "jwt_authn_rbac.yaml",
         algorithm: 0,
         authenticates: true,
-        variant: Variant::Shipped,
+        access_log: false,
     },
     Setup {
         name: "chaperone (ES256)",
         template: "chaperone.yaml",
         algorithm: 0,
         authenticates: true,
-        variant: Variant::Shipped,
+        access_log: false,
     },
     Setup {
         name: "chaperone (RS256)",
         template: "chaperone.yaml",
         algorithm: 1,
         authenticates: true,
-        variant: Variant::Shipped,
+        access_log: false,
     },
     Setup {
         name: "chaperone (EdDSA)",
         template: "chaperone.yaml",
         algorithm: 2,
         authenticates: true,
-        variant: Variant::Shipped,
+        access_log: false,
     },
     Setup {
         name: "chaperone (ES256), records via access log",
         template: "chaperone.yaml",
         algorithm: 0,
         authenticates: true,
-        variant: Variant::RecordsViaAccessLog,
-    },
-    Setup {
-        name: "chaperone (ES256), engine vm (unsafe, see README)",
-        template: "chaperone.yaml",
-        algorithm: 0,
-        authenticates: true,
-        variant: Variant::Vm,
+        access_log: true,
     },
 ];
 
@@ -164,12 +147,7 @@ fn run() -> Result<(), String> {
         ],
     )?;
     let plugin_config = with_registered_agents(&packed, REGISTERED_AGENTS)?;
-    let quiet_plugin_config = with_field(
-        &plugin_config,
-        "/decision_log",
-        serde_json::json!({"host_log": false}),
-    )?;
-    let vm_plugin_config = with_field(&plugin_config, "/policy/engine", serde_json::json!("vm"))?;
+    let quiet_plugin_config = without_host_log(&plugin_config)?;
     let mut tokens = Vec::new();
     for (alg, kid) in ALGORITHMS {
         let key_path = format!("{work_text}/{kid}.key.pem");
@@ -189,13 +167,13 @@ fn run() -> Result<(), String> {
         let ports = free_ports(2).map_err(|e| e.to_string())?;
         let (listen, admin) = (ports[0], ports[1]);
         let dir = work.join(setup.template.trim_end_matches(".yaml"));
-        let (plugin, access_log) = match setup.variant {
-            Variant::Shipped => (&plugin_config, "[]".to_owned()),
-            Variant::RecordsViaAccessLog => (
+        let (plugin, access_log) = if setup.access_log {
+            (
                 &quiet_plugin_config,
                 file_access_log(&dir.join("access.log")),
-            ),
-            Variant::Vm => (&vm_plugin_config, "[]".to_owned()),
+            )
+        } else {
+            (&plugin_config, "[]".to_owned())
         };
         let template =
             std::fs::read_to_string(root.join("test-harness/bench").join(setup.template))
@@ -222,7 +200,7 @@ fn run() -> Result<(), String> {
         let mut measurement = wrk(listen, token, seconds)?;
         measurement.rss_kib = resident_kib(process.pid());
         drop(process);
-        if setup.variant == Variant::RecordsViaAccessLog {
+        if setup.access_log {
             let lines = std::fs::read_to_string(dir.join("access.log")).unwrap_or_default();
             if !lines.contains("\"decision\":\"allow\"") {
                 return Err(format!(
@@ -263,15 +241,11 @@ fn with_registered_agents(packed: &str, count: usize) -> Result<String, String> 
     Ok(config.to_string())
 }
 
-/// The configuration with one field (a JSON pointer whose parent exists) set to `value`.
-fn with_field(config: &str, pointer: &str, value: serde_json::Value) -> Result<String, String> {
+/// The configuration with `decision_log.host_log` off: records only where the access log
+/// reads them (filter state).
+fn without_host_log(config: &str) -> Result<String, String> {
     let mut config: serde_json::Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
-    let (parent, key) = pointer.rsplit_once('/').ok_or("a JSON pointer")?;
-    config
-        .pointer_mut(parent)
-        .and_then(serde_json::Value::as_object_mut)
-        .ok_or_else(|| format!("the configuration has no `{parent}`"))?
-        .insert(key.to_owned(), value);
+    config["decision_log"] = serde_json::json!({"host_log": false});
     Ok(config.to_string())
 }
 
