@@ -32,7 +32,7 @@ usage:
                                           the decision record the plugin would write for this
                                           request; exit 0 if it would go upstream, 1 if not.
                                           TIME: RFC 3339 (2026-11-25T10:00:00Z) or Unix seconds
-  chaperone replay --records FILE --bundle DIR [--decision-path PATH] [--engine vm] [--json]
+  chaperone replay --records FILE --bundle DIR [--decision-path PATH] [--json]
                                           re-evaluate recorded decisions (JSON lines, or an
                                           Envoy log) with a candidate bundle; report what flips
   chaperone kong-meta                     chaperone.meta.json for Kong on stdout: the config

@@ -1,9 +1,7 @@
 //! `chaperone replay`: what a candidate bundle would have decided for recorded traffic. Each
 //! record that carries its policy input (README, `decision_log.input`) is evaluated again with
 //! the candidate, and every decision that flips (allow to deny, deny to allow) is reported,
-//! grouped by agent and rule: impact analysis before a deployment. With `--engine vm` the
-//! same bundle on regorus's VM is compared with what the gateway decided: what would flip on
-//! the VM in that traffic, which cannot prove a policy safe there (README, `policy.engine`).
+//! grouped by agent and rule: impact analysis before a deployment.
 //!
 //! Only the policy is replayed. Requests denied before the policy ran (authentication,
 //! registry, revocation) carry no input and are counted, not replayed: a bundle cannot change
@@ -12,7 +10,7 @@
 
 use crate::args::Args;
 use crate::bundle;
-use chaperone_core::policy::{EvaluationEngine, Policy};
+use chaperone_core::policy::Policy;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,11 +29,6 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
     let records_path = args.required("records")?;
     let bundle_dir = args.required("bundle")?;
     let decision_path = args.optional("decision-path")?;
-    let engine = match args.optional("engine")? {
-        None => EvaluationEngine::Interpreter,
-        Some(name) => EvaluationEngine::from_name(&name)
-            .ok_or_else(|| format!("--engine `{name}`: interpreter or vm"))?,
-    };
     let as_json = args.flag("json");
     args.finish()?;
 
@@ -57,14 +50,13 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
             })
         })
         .ok_or("the records name no decision path: pass --decision-path")?;
-    let policy = Policy::compile_for(
+    let policy = Policy::compile(
         &candidate.shipped_modules(),
         candidate.data.clone(),
         &path,
         candidate.name.clone(),
         candidate.revision.clone(),
         1000,
-        engine,
     )
     .map_err(|e| format!("{bundle_dir}: {e}"))?;
 

@@ -4,7 +4,7 @@
 use crate::decision_log::{DecisionLog, RawDecisionLog};
 use crate::identity::{ClaimMapping, RawClaimMapping, DEFAULT_MAX_DELEGATION_DEPTH};
 use crate::jwks::{admit_key_set, Algorithm, VerifyingKey};
-use crate::policy::{EvaluationEngine, Policy};
+use crate::policy::Policy;
 use crate::registry::{RawRegistry, Registry};
 use crate::remote::{RawRemoteJwks, RemoteJwks};
 use crate::revocation::{RawRevocations, Revocations};
@@ -140,7 +140,7 @@ pub struct RawPolicy {
     /// Shadow mode for this policy's denials only (authentication is still enforced).
     #[serde(default)]
     pub dry_run: bool,
-    /// `interpreter` (default) or `vm`.
+    /// `interpreter`, the one engine offered; `vm` is refused with its reason.
     #[serde(default)]
     pub engine: Option<String>,
 }
@@ -712,16 +712,23 @@ fn compile_policy(raw: RawPolicy) -> Result<Policy, ConfigError> {
     if !data.is_object() {
         return Err(config_error("policy.data", "must be a JSON object"));
     }
-    let engine = match raw.engine.as_deref() {
-        None => EvaluationEngine::Interpreter,
-        Some(name) => EvaluationEngine::from_name(name).ok_or_else(|| {
-            config_error(
+    match raw.engine.as_deref() {
+        None | Some("interpreter") => {}
+        Some("vm") => {
+            return Err(config_error(
                 "policy.engine",
-                format!("`{name}` is neither `interpreter` nor `vm`"),
-            )
-        })?,
-    };
-    let mut policy = Policy::compile_for(
+                "`vm` is not offered: regorus 0.14.1's VM allows requests that OPA and the \
+                 interpreter deny (README, `policy.engine`); leave out `engine`",
+            ))
+        }
+        Some(other) => {
+            return Err(config_error(
+                "policy.engine",
+                format!("`{other}` is not `interpreter`"),
+            ))
+        }
+    }
+    let mut policy = Policy::compile(
         &raw.modules,
         data,
         raw.decision_path
@@ -730,7 +737,6 @@ fn compile_policy(raw: RawPolicy) -> Result<Policy, ConfigError> {
         raw.name.unwrap_or_else(|| "policy".to_owned()),
         raw.revision.unwrap_or_default(),
         raw.max_eval_ms,
-        engine,
     )?;
     policy.dry_run = raw.dry_run;
     Ok(policy)

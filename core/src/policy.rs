@@ -3,46 +3,17 @@
 
 use crate::config::{config_error, ConfigError};
 use crate::reason::Reason;
-use regorus::languages::rego::compiler::Compiler;
-use regorus::rvm::vm::RegoVM;
 use regorus::utils::limits::{set_fallback_execution_timer_config, ExecutionTimerConfig};
 use regorus::{CompiledPolicy, Value};
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 
-/// How the decision rule is evaluated (`policy.engine`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EvaluationEngine {
-    /// regorus's interpreter, which passes OPA's conformance suite. The default.
-    Interpreter,
-    /// regorus's virtual machine: the rule compiled to a program once and run per request
-    /// without interpreter set-up, about twice as fast. Opt-in and not for enforcement on
-    /// regorus 0.14.1: an assignment from an undefined value does not fail the body there,
-    /// so a later `not` can allow what OPA denies (README, `tests/engines.rs`).
-    Vm,
-}
-
-impl EvaluationEngine {
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "interpreter" => Some(EvaluationEngine::Interpreter),
-            "vm" => Some(EvaluationEngine::Vm),
-            _ => None,
-        }
-    }
-}
-
-/// The VM may run this many instructions per decision; `max_eval_ms` is the real bound.
-const MAX_VM_INSTRUCTIONS: usize = 50_000_000;
 /// How many interpreter steps pass between two looks at the clock (every step is too often:
 /// a clock read costs more than a step).
 const TIMER_CHECK_INTERVAL: u32 = 64;
 
 pub struct Policy {
     compiled: CompiledPolicy,
-    /// The compiled program, with the VM reused by every request of this configuration.
-    vm: Option<RefCell<RegoVM>>,
     /// Slash form, as in OPA-Envoy's `path` option and OPA decision logs.
     pub decision_path: String,
     pub name: String,
@@ -92,29 +63,6 @@ impl Policy {
         revision: String,
         max_eval_ms: u64,
     ) -> Result<Policy, ConfigError> {
-        Self::compile_for(
-            modules,
-            data,
-            decision_path,
-            name,
-            revision,
-            max_eval_ms,
-            EvaluationEngine::Interpreter,
-        )
-    }
-
-    /// Like [`Policy::compile`], with the evaluation engine chosen. Asking for the VM with a
-    /// policy the VM cannot compile is a configuration error.
-    #[allow(clippy::too_many_arguments)]
-    pub fn compile_for(
-        modules: &BTreeMap<String, String>,
-        data: serde_json::Value,
-        decision_path: &str,
-        name: String,
-        revision: String,
-        max_eval_ms: u64,
-        engine_choice: EvaluationEngine,
-    ) -> Result<Policy, ConfigError> {
         let rule = rule_reference(decision_path).ok_or_else(|| {
             config_error("policy.decision_path", "must look like `package/path/rule`")
         })?;
@@ -124,9 +72,8 @@ impl Policy {
                 .add_policy(file.clone(), source.clone())
                 .map_err(|e| config_error(format!("policy.modules[{file}]"), e.to_string()))?;
         }
-        let data = Value::from(data);
         engine
-            .add_data(data.clone())
+            .add_data(Value::from(data))
             .map_err(|e| config_error("policy.data", e.to_string()))?;
         // An entrypoint that no module declares is a typo, not a policy that is always undefined.
         let (package, rule_name) = rule.rsplit_once('.').unwrap_or(("data", rule.as_str()));
@@ -153,28 +100,14 @@ impl Policy {
             limit: std::time::Duration::from_millis(max_eval_ms),
             check_interval: NonZeroU32::new(TIMER_CHECK_INTERVAL).unwrap_or(NonZeroU32::MIN),
         };
-        let vm = match engine_choice {
-            EvaluationEngine::Vm => Some(virtual_machine(&compiled, &rule, data, timer)?),
-            EvaluationEngine::Interpreter => None,
-        };
         Ok(Policy {
             compiled,
-            vm,
             decision_path: decision_path.trim_matches('/').to_owned(),
             name,
             revision,
             dry_run: false,
             timer,
         })
-    }
-
-    /// Which engine evaluates this policy.
-    pub fn engine(&self) -> EvaluationEngine {
-        if self.vm.is_some() {
-            EvaluationEngine::Vm
-        } else {
-            EvaluationEngine::Interpreter
-        }
     }
 
     /// Evaluates the decision rule. Never fails: errors are denials with a reason.
@@ -184,48 +117,16 @@ impl Policy {
 
     /// [`Policy::evaluate`] for an input already in regorus's representation.
     pub fn evaluate_value(&self, input: Value) -> Verdict {
-        let outcome = match self.vm.as_ref().map(RefCell::try_borrow_mut) {
-            Some(Ok(mut vm)) => {
-                vm.set_input(input);
-                vm.execute().map_err(|_| ())
-            }
-            // No VM, or (never expected: evaluation does not nest) one already busy.
-            _ => {
-                // The interpreter's limit is process-wide in regorus; set it before every
-                // evaluation so two configurations sharing a VM each get their own.
-                set_fallback_execution_timer_config(Some(self.timer));
-                self.compiled.eval_with_input(input).map_err(|_| ())
-            }
-        };
+        // The interpreter's limit is process-wide in regorus; set it before every evaluation
+        // so two configurations sharing a VM each get their own.
+        set_fallback_execution_timer_config(Some(self.timer));
+        let outcome = self.compiled.eval_with_input(input);
         match outcome {
             Err(_) => Verdict::failed(Reason::PolicyError),
             Ok(Value::Undefined) => Verdict::failed(Reason::PolicyUndefined),
             Ok(result) => read_result(&result),
         }
     }
-}
-
-/// The decision rule compiled for regorus's VM, data loaded and limits set.
-fn virtual_machine(
-    compiled: &CompiledPolicy,
-    rule: &str,
-    data: Value,
-    timer: ExecutionTimerConfig,
-) -> Result<RefCell<RegoVM>, ConfigError> {
-    let refused = |error: String| {
-        config_error(
-            "policy.engine",
-            format!("the VM cannot run this policy ({error}); use `interpreter`"),
-        )
-    };
-    let program =
-        Compiler::compile_from_policy(compiled, &[rule]).map_err(|e| refused(e.to_string()))?;
-    let mut vm = RegoVM::new_with_policy(compiled.clone());
-    vm.load_program(program);
-    vm.set_data(data).map_err(|e| refused(e.to_string()))?;
-    vm.set_max_instructions(MAX_VM_INSTRUCTIONS);
-    vm.set_execution_timer_config(Some(timer));
-    Ok(RefCell::new(vm))
 }
 
 /// `a/b/c` (OPA-Envoy style) or `data.a.b.c` to regorus's `data.a.b.c`.

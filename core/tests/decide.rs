@@ -582,6 +582,14 @@ fn configuration_errors_are_precise() {
             },
             "policy.decision_path",
         ),
+        (
+            {
+                let mut c = config_with(json!({}), jwks.clone());
+                c["policy"]["engine"] = json!("vm");
+                c
+            },
+            "policy.engine: `vm` is not offered: regorus 0.14.1's VM allows requests",
+        ),
     ];
     for (config, want) in cases {
         let err = load(config.to_string().as_bytes())
@@ -592,6 +600,9 @@ fn configuration_errors_are_precise() {
     let err = load(b"\x0a\x05hello").err().unwrap();
     assert!(err.to_string().contains("StringValue"), "{err}");
     assert!(matches!(load(b"  \n"), Ok(Loaded::Empty)));
+    let mut interpreter = config_with(json!({}), jwks);
+    interpreter["policy"]["engine"] = json!("interpreter");
+    assert!(load(interpreter.to_string().as_bytes()).is_ok());
 }
 
 #[test]

@@ -1,34 +1,35 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! The evaluation engines. Policies run on regorus's interpreter by default; its VM
-//! (`policy.engine: "vm"`) is faster but regorus 0.14.1's VM decides some policies wrongly,
-//! and some of its mistakes are allows. One minimal reproducer per defect, each failing the
-//! day upstream fixes it.
+//! Why chaperone evaluates with regorus's interpreter and refuses `policy.engine: "vm"`:
+//! regorus 0.14.1's VM decides some policies wrongly, and some of its mistakes are allows.
+//! One minimal reproducer per defect, run on the VM directly (the plugin does not ship it),
+//! each failing the day upstream fixes it: then the VM is worth offering again, about twice
+//! as fast (BENCHMARKS.md).
 
-use chaperone_core::policy::{EvaluationEngine, Policy};
+use chaperone_core::policy::Policy;
+use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::vm::RegoVM;
+use regorus::{Engine, Value as RegoValue};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-/// `allow` for this one-module policy and input, on each engine: (interpreter, VM).
+/// `data.t.allow` for this one-module policy and input: (chaperone's interpreter, regorus's VM).
 fn allow_on_both(source: &str, input: Value) -> (bool, bool) {
     let modules = BTreeMap::from([("t.rego".to_owned(), source.to_owned())]);
-    let decide = |engine| {
-        Policy::compile_for(
-            &modules,
-            json!({}),
-            "t/allow",
-            "t".into(),
-            "r".into(),
-            50,
-            engine,
-        )
+    let interpreter = Policy::compile(&modules, json!({}), "t/allow", "t".into(), "r".into(), 50)
         .unwrap()
         .evaluate(input.clone())
-        .allowed
-    };
-    (
-        decide(EvaluationEngine::Interpreter),
-        decide(EvaluationEngine::Vm),
-    )
+        .allowed;
+    let mut engine = Engine::new();
+    engine.add_policy("t.rego".into(), source.into()).unwrap();
+    let compiled = engine
+        .compile_with_entrypoint(&"data.t.allow".into())
+        .unwrap();
+    let program = Compiler::compile_from_policy(&compiled, &["data.t.allow"]).unwrap();
+    let mut vm = RegoVM::new_with_policy(compiled);
+    vm.load_program(program);
+    vm.set_input(RegoValue::from(input));
+    let on_vm = vm.execute().unwrap() == RegoValue::from(true);
+    (interpreter, on_vm)
 }
 
 #[test]

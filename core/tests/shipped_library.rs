@@ -4,7 +4,7 @@
 //! and with data that exercises the registry and break-glass. Its quick path (`decision`)
 //! must answer exactly as the full steps (`complete_decision`) on every one of them.
 
-use chaperone_core::policy::{EvaluationEngine, Policy, Verdict};
+use chaperone_core::policy::{Policy, Verdict};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -181,26 +181,6 @@ fn the_quick_path_decides_like_the_full_steps_over_the_corpus() {
             "never reached `{reason}`: {reasons:?}"
         );
     }
-}
-
-#[test]
-fn the_shipped_library_needs_the_interpreter() {
-    // It calls chaperone's builtins, which regorus's VM cannot call: asking for the VM is a
-    // configuration error, not a policy that fails per request.
-    let (modules, data) = shipped_bundle();
-    let error = Policy::compile_for(
-        &modules,
-        data,
-        "chaperone/authz/decision",
-        "agent-authz".into(),
-        "r".into(),
-        1000,
-        EvaluationEngine::Vm,
-    )
-    .err()
-    .expect("the VM refuses the library");
-    assert_eq!(error.field, "policy.engine");
-    assert!(error.message.contains("chaperone."), "{}", error.message);
 }
 
 fn request(
