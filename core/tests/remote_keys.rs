@@ -558,3 +558,105 @@ fn a_refused_signature_is_remembered_until_the_issuers_keys_change() {
     assert!(decide(&loaded, &mut vm, &request(&forged, now + 1)).allowed);
     assert_eq!(vm.cache_stats.rejected, 0);
 }
+
+#[test]
+fn a_refresh_bringing_the_same_document_keeps_the_keys_without_admitting_them_again() {
+    let loaded = config(remote());
+    let store = MemoryStore::default();
+    let key = ES256KeyPair::generate();
+    let mut enc = es256_jwk(&ES256KeyPair::generate(), "enc");
+    enc["use"] = json!("enc");
+    let jwks = json!({"keys": [es256_jwk(&key, "k1"), enc]});
+    // max-age 60 s: the refresh comes while the token is still valid.
+    let fresh_for_a_minute = |body: &Value| FetchResponse {
+        headers: vec![(b"cache-control".to_vec(), b"max-age=60".to_vec())],
+        ..ok(body)
+    };
+    let mut vm = Runtime::new(&loaded, 1);
+    let mut token_id = 0;
+    let first = first_fetch(&mut vm, &store, T0);
+    complete(&mut vm, &store, first, &mut token_id, T0, &|_| {
+        fresh_for_a_minute(&jwks)
+    });
+    let signed = token(&key, "k1");
+    assert!(decide(&loaded, &mut vm, &request(&signed, T0)).allowed);
+
+    // The refresh, a minute on: the same bytes. Nothing is admitted again (no P-256 tables
+    // rebuilt, no dropped entries reported again) and verified tokens stay verified.
+    let now = T0 + 60_000;
+    let refresh = vm.tick(&store, now).requests;
+    assert_eq!(refresh.len(), 1);
+    let events = complete(&mut vm, &store, refresh, &mut token_id, now, &|_| {
+        fresh_for_a_minute(&jwks)
+    });
+    assert_eq!(
+        events,
+        vec![KeyEvent::Fetched {
+            issuer: "https://idp.test".into(),
+            keys: 1,
+            changed: false,
+            rejected: vec![],
+        }]
+    );
+    vm.cache_stats = Default::default();
+    assert!(decide(&loaded, &mut vm, &request(&signed, now + 1)).allowed);
+    assert_eq!(vm.cache_stats.misses, 0, "the verified token was kept");
+
+    // A changed document is admitted, with what it drops.
+    let rotated =
+        json!({"keys": [es256_jwk(&ES256KeyPair::generate(), "k2"), es256_jwk(&key, "k1")]});
+    let later = now + 60_000;
+    let refresh = vm.tick(&store, later).requests;
+    let events = complete(&mut vm, &store, refresh, &mut token_id, later, &|_| {
+        ok(&rotated)
+    });
+    let [KeyEvent::Fetched { keys, changed, .. }] = events.as_slice() else {
+        panic!("{events:?}")
+    };
+    assert_eq!((*keys, *changed), (2, true));
+}
+
+#[test]
+fn a_late_answer_with_the_document_another_vm_installed_since_is_installed_here_too() {
+    let loaded = config(remote());
+    let store = MemoryStore::default();
+    let (old_key, new_key) = (ES256KeyPair::generate(), ES256KeyPair::generate());
+    let before = json!({"keys": [es256_jwk(&old_key, "old")]});
+    let after = json!({"keys": [es256_jwk(&new_key, "new")]});
+    let fresh_for_a_minute = |body: &Value| FetchResponse {
+        headers: vec![(b"cache-control".to_vec(), b"max-age=60".to_vec())],
+        ..ok(body)
+    };
+    // VM a fetches the first set; VM b adopts it.
+    let mut vm_a = Runtime::new(&loaded, 1);
+    let mut token_id = 0;
+    let first = first_fetch(&mut vm_a, &store, T0);
+    complete(&mut vm_a, &store, first, &mut token_id, T0, &|_| {
+        fresh_for_a_minute(&before)
+    });
+    let mut vm_b = Runtime::new(&loaded, 2);
+    assert!(vm_b.tick(&store, T0).requests.is_empty());
+    assert!(decide(&loaded, &mut vm_b, &request(&token(&old_key, "old"), T0)).allowed);
+
+    // At the refresh VM b takes the lease, and its answer is slow to come.
+    let refresh_at = T0 + 60_000;
+    let slow = vm_b.tick(&store, refresh_at).requests;
+    assert_eq!(slow.len(), 1);
+    token_id += 1;
+    let slow_call = token_id;
+    vm_b.keys.dispatched(&slow[0], slow_call);
+
+    // Its lease runs out; VM a fetches the provider's new set and stores it.
+    let later = refresh_at + 10_000;
+    let refresh = vm_a.tick(&store, later).requests;
+    assert_eq!(refresh.len(), 1);
+    complete(&mut vm_a, &store, refresh, &mut token_id, later, &|_| {
+        fresh_for_a_minute(&after)
+    });
+
+    // VM b's answer arrives with that same new document: the stored copy is newer than what
+    // VM b installed, so it is not "unchanged" for VM b, which installs it.
+    vm_b.on_key_response(slow_call, &fresh_for_a_minute(&after), &store, later);
+    let signed_now = token(&new_key, "new");
+    assert!(decide(&loaded, &mut vm_b, &request(&signed_now, later)).allowed);
+}
