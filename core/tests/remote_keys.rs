@@ -39,6 +39,17 @@ fn ok(body: &Value) -> FetchResponse {
     }
 }
 
+/// `ok`, with `Cache-Control: max-age` (seconds).
+fn ok_with_max_age(body: &Value, seconds: &str) -> FetchResponse {
+    FetchResponse {
+        headers: vec![(
+            b"Cache-Control".to_vec(),
+            format!("public, max-age={seconds}").into_bytes(),
+        )],
+        ..ok(body)
+    }
+}
+
 fn token(key: &ES256KeyPair, kid: &str) -> String {
     let claims = Claims::create(Duration::from_secs(300))
         .with_issuer(ISSUER)
@@ -77,13 +88,15 @@ fn first_fetch(vm: &mut Runtime, store: &MemoryStore, now_ms: u64) -> Vec<FetchR
     vm.tick(store, now_ms).requests
 }
 
-/// A VM of `loaded` whose first key set, fetched at `T0`, is `jwks`; and the last call token
-/// used (the next calls number on from it).
-fn fetched(loaded: &Loaded, store: &MemoryStore, jwks: &Value) -> (Runtime, u32) {
+/// A VM of `loaded` whose first key set was fetched at `T0` with `answer`; and the last call
+/// token used (the next calls number on from it).
+fn fetched(loaded: &Loaded, store: &MemoryStore, answer: FetchResponse) -> (Runtime, u32) {
     let mut vm = Runtime::new(loaded, 1);
     let mut token_id = 0;
     let first = first_fetch(&mut vm, store, T0);
-    complete(&mut vm, store, first, &mut token_id, T0, &|_| ok(jwks));
+    complete(&mut vm, store, first, &mut token_id, T0, &|_| {
+        answer.clone()
+    });
     (vm, token_id)
 }
 
@@ -188,7 +201,7 @@ fn unknown_kids_refetch_at_most_once_per_cooldown() {
     let old = ES256KeyPair::generate();
     let new = ES256KeyPair::generate();
     let jwks_old = json!({"keys": [es256_jwk(&old, "old")]});
-    let (mut vm, mut token_id) = fetched(&loaded, &store, &jwks_old);
+    let (mut vm, mut token_id) = fetched(&loaded, &store, ok(&jwks_old));
 
     // The provider rotates; a flood of tokens with unknown kids arrives.
     let rotated = token(&new, "new");
@@ -229,7 +242,7 @@ fn failures_keep_the_last_good_keys_until_the_stale_bound_then_503() {
     let key = ES256KeyPair::generate();
     let good = token(&key, "k1");
     let jwks = json!({"keys": [es256_jwk(&key, "k1")]});
-    let (mut vm, mut token_id) = fetched(&loaded, &store, &jwks);
+    let (mut vm, mut token_id) = fetched(&loaded, &store, ok(&jwks));
     assert!(decide(&loaded, &mut vm, &request(&good, T0)).allowed);
 
     // From the refresh on, every answer is bad in a different way; none replaces the keys.
@@ -338,20 +351,7 @@ fn max_age_shortens_the_refresh_within_bounds() {
     let store = MemoryStore::default();
     let key = ES256KeyPair::generate();
     let jwks = json!({"keys": [es256_jwk(&key, "k1")]});
-    let mut vm = Runtime::new(&loaded, 1);
-    let mut token_id = 0;
-    let with_max_age = |seconds: &str| FetchResponse {
-        status: Some(200),
-        headers: vec![(
-            b"Cache-Control".to_vec(),
-            format!("public, max-age={seconds}").into_bytes(),
-        )],
-        body: Some(jwks.to_string().into_bytes()),
-    };
-    let first = first_fetch(&mut vm, &store, T0);
-    complete(&mut vm, &store, first, &mut token_id, T0, &|_| {
-        with_max_age("120")
-    });
+    let (mut vm, mut token_id) = fetched(&loaded, &store, ok_with_max_age(&jwks, "120"));
     assert!(vm.tick(&store, T0 + 119_000).requests.is_empty());
     let again = vm.tick(&store, T0 + 120_000).requests;
     assert_eq!(
@@ -361,13 +361,13 @@ fn max_age_shortens_the_refresh_within_bounds() {
     );
     // max-age 1 s is clamped to 30 s; 86400 s to the configured 600 s.
     complete(&mut vm, &store, again, &mut token_id, T0 + 120_000, &|_| {
-        with_max_age("1")
+        ok_with_max_age(&jwks, "1")
     });
     assert!(vm.tick(&store, T0 + 149_000).requests.is_empty());
     let third = vm.tick(&store, T0 + 150_000).requests;
     assert_eq!(third.len(), 1);
     complete(&mut vm, &store, third, &mut token_id, T0 + 150_000, &|_| {
-        with_max_age("86400")
+        ok_with_max_age(&jwks, "86400")
     });
     assert!(vm.tick(&store, T0 + 749_000).requests.is_empty());
     assert_eq!(vm.tick(&store, T0 + 750_000).requests.len(), 1);
@@ -465,7 +465,7 @@ fn a_config_update_reuses_keys_already_fetched() {
     let jwks = json!({"keys": [es256_jwk(&key, "k1")]});
     let loaded = config(remote());
     // The old configuration's VM fetched the keys into the gateway's store.
-    fetched(&loaded, &store, &jwks);
+    fetched(&loaded, &store, ok(&jwks));
 
     // Same issuer and URI in the new configuration: the first tick installs, no fetch.
     let updated = config(remote());
@@ -529,7 +529,7 @@ fn a_refused_signature_is_remembered_until_the_issuers_keys_change() {
     let published = ES256KeyPair::generate();
     let signer = ES256KeyPair::generate();
     let before = json!({"keys": [es256_jwk(&published, "k")]});
-    let (mut vm, mut token_id) = fetched(&loaded, &store, &before);
+    let (mut vm, mut token_id) = fetched(&loaded, &store, ok(&before));
 
     // Signed by a key the provider does not publish under that kid (yet).
     let forged = token(&signer, "k");
@@ -568,16 +568,7 @@ fn a_refresh_bringing_the_same_document_keeps_the_keys_without_admitting_them_ag
     enc["use"] = json!("enc");
     let jwks = json!({"keys": [es256_jwk(&key, "k1"), enc]});
     // max-age 60 s: the refresh comes while the token is still valid.
-    let fresh_for_a_minute = |body: &Value| FetchResponse {
-        headers: vec![(b"cache-control".to_vec(), b"max-age=60".to_vec())],
-        ..ok(body)
-    };
-    let mut vm = Runtime::new(&loaded, 1);
-    let mut token_id = 0;
-    let first = first_fetch(&mut vm, &store, T0);
-    complete(&mut vm, &store, first, &mut token_id, T0, &|_| {
-        fresh_for_a_minute(&jwks)
-    });
+    let (mut vm, mut token_id) = fetched(&loaded, &store, ok_with_max_age(&jwks, "60"));
     let signed = token(&key, "k1");
     assert!(decide(&loaded, &mut vm, &request(&signed, T0)).allowed);
 
@@ -587,7 +578,7 @@ fn a_refresh_bringing_the_same_document_keeps_the_keys_without_admitting_them_ag
     let refresh = vm.tick(&store, now).requests;
     assert_eq!(refresh.len(), 1);
     let events = complete(&mut vm, &store, refresh, &mut token_id, now, &|_| {
-        fresh_for_a_minute(&jwks)
+        ok_with_max_age(&jwks, "60")
     });
     assert_eq!(
         events,
@@ -623,17 +614,8 @@ fn a_late_answer_with_the_document_another_vm_installed_since_is_installed_here_
     let (old_key, new_key) = (ES256KeyPair::generate(), ES256KeyPair::generate());
     let before = json!({"keys": [es256_jwk(&old_key, "old")]});
     let after = json!({"keys": [es256_jwk(&new_key, "new")]});
-    let fresh_for_a_minute = |body: &Value| FetchResponse {
-        headers: vec![(b"cache-control".to_vec(), b"max-age=60".to_vec())],
-        ..ok(body)
-    };
-    // VM a fetches the first set; VM b adopts it.
-    let mut vm_a = Runtime::new(&loaded, 1);
-    let mut token_id = 0;
-    let first = first_fetch(&mut vm_a, &store, T0);
-    complete(&mut vm_a, &store, first, &mut token_id, T0, &|_| {
-        fresh_for_a_minute(&before)
-    });
+    // VM a fetches the first set (fresh for a minute); VM b adopts it.
+    let (mut vm_a, mut token_id) = fetched(&loaded, &store, ok_with_max_age(&before, "60"));
     let mut vm_b = Runtime::new(&loaded, 2);
     assert!(vm_b.tick(&store, T0).requests.is_empty());
     assert!(decide(&loaded, &mut vm_b, &request(&token(&old_key, "old"), T0)).allowed);
@@ -651,12 +633,12 @@ fn a_late_answer_with_the_document_another_vm_installed_since_is_installed_here_
     let refresh = vm_a.tick(&store, later).requests;
     assert_eq!(refresh.len(), 1);
     complete(&mut vm_a, &store, refresh, &mut token_id, later, &|_| {
-        fresh_for_a_minute(&after)
+        ok_with_max_age(&after, "60")
     });
 
     // VM b's answer arrives with that same new document: the stored copy is newer than what
     // VM b installed, so it is not "unchanged" for VM b, which installs it.
-    vm_b.on_key_response(slow_call, &fresh_for_a_minute(&after), &store, later);
+    vm_b.on_key_response(slow_call, &ok_with_max_age(&after, "60"), &store, later);
     let signed_now = token(&new_key, "new");
     assert!(decide(&loaded, &mut vm_b, &request(&signed_now, later)).allowed);
 }
