@@ -14,7 +14,7 @@ use chaperone_core::jwks::{admit_key_set, Algorithm};
 use chaperone_core::{decide, load, Loaded, RequestFacts, Runtime};
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -24,24 +24,30 @@ const ISSUER: &str = "https://idp.bench.test";
 /// registered agents and a 10,000-agent reload under a second.
 const REGISTRY_SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
 
-/// The system allocator, counting live bytes: what a configuration occupies on the heap.
+/// The allocator, counting live bytes: what a configuration occupies on the heap. In wasm it
+/// is the plugin's (talc), natively the system's.
 struct Counting;
+
+#[cfg(target_family = "wasm")]
+static BACKING: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+#[cfg(not(target_family = "wasm"))]
+static BACKING: std::alloc::System = std::alloc::System;
 
 static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
+        unsafe { BACKING.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { BACKING.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
         LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { BACKING.realloc(ptr, layout, new_size) }
     }
 }
 
