@@ -95,6 +95,21 @@ fn run(iterations: u32, policy: Value) {
     println!("  cached ES256 token, allowed         {cached:>9.1} us");
     let denied = repeated(iterations, &loaded, &mut runtime, &es_token, "DELETE", now);
     println!("  cached ES256 token, policy denial   {denied:>9.1} us");
+    // The same configuration with a policy that allows everything: what chaperone costs
+    // around any policy (token, registry, input, record), the floor of the rows above.
+    let mut allow_all = policy.clone();
+    allow_all["modules"] = json!({"floor.rego": "package chaperone.authz\n\ndecision := {\"allowed\": true, \"reason\": \"floor\", \"rule\": \"floor\"}\n"});
+    let floor_config = configuration(&es, &rs, &ed, allow_all);
+    let mut floor_runtime = Runtime::new(&floor_config, 1);
+    let floor = repeated(
+        iterations,
+        &floor_config,
+        &mut floor_runtime,
+        &es_token,
+        "GET",
+        now,
+    );
+    println!("  cached ES256 token, allow-all policy {floor:>8.1} us");
     // A forged token (another key under the configured kid), refused once by its signature
     // and from then on from memory.
     let forged = ES256KeyPair::generate()
