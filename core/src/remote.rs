@@ -742,8 +742,8 @@ impl KeyStore {
         let mut state = read_state(store, config)
             .map(|(state, _)| state)
             .unwrap_or_else(|| remote.state.clone());
-        let unchanged = new_keys.is_none();
-        if !unchanged {
+        let changed = new_keys.is_some();
+        if changed {
             state.version = state.version.max(remote.installed_version) + 1;
             let mut document = state.version.to_le_bytes().to_vec();
             document.extend_from_slice(&body);
@@ -768,17 +768,19 @@ impl KeyStore {
         let _ = write_state(store, config, &state, 0);
         let issuer = config.issuer.clone();
         remote.state = state;
-        let mut rejected = Vec::new();
-        if let Some((keys, dropped)) = new_keys {
-            remote.keys = keys;
-            rejected = dropped;
-            work.issuer_names_changed.push(remote.config.issuer.clone());
-        }
+        let rejected = match new_keys {
+            Some((keys, dropped)) => {
+                remote.keys = keys;
+                work.issuer_names_changed.push(remote.config.issuer.clone());
+                dropped
+            }
+            None => Vec::new(),
+        };
         remote.installed_version = remote.state.version;
         work.events.push(KeyEvent::Fetched {
             issuer,
             keys: remote.keys.len(),
-            changed: !unchanged,
+            changed,
             rejected,
         });
     }
