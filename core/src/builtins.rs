@@ -78,27 +78,23 @@ pub fn path_matches(template: &str, segments: &[&str]) -> bool {
     if template == "/" && segments.is_empty() {
         return true;
     }
-    let mut parts = template.split('/');
-    if template.is_empty() || parts.next() != Some("") {
+    let Some(relative) = template.strip_prefix('/') else {
         return false; // not absolute
-    }
-    let parts: Vec<&str> = parts.collect();
-    let takes_rest = template.ends_with("...}");
-    let fixed = if takes_rest {
-        parts.len() - 1
-    } else {
-        parts.len()
     };
-    let count_fits = if takes_rest {
-        segments.len() > fixed
+    // Parts after the leading "/", counted then compared, without collecting them.
+    let parts = relative.split('/').count();
+    let takes_rest = template.ends_with("...}");
+    let (fixed, count_fits) = if takes_rest {
+        (parts - 1, segments.len() >= parts)
     } else {
-        segments.len() == fixed
+        (parts, segments.len() == parts)
     };
     count_fits
-        && parts[..fixed]
-            .iter()
+        && relative
+            .split('/')
+            .take(fixed)
             .zip(segments)
-            .all(|(part, segment)| part.starts_with('{') || part == segment)
+            .all(|(part, segment)| part.starts_with('{') || part == *segment)
 }
 
 fn arguments<const N: usize>(name: &str, args: Vec<Value>) -> anyhow::Result<[Value; N]> {
