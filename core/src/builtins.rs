@@ -210,6 +210,19 @@ mod tests {
         );
     }
 
+    /// They parse URLs, and the module's `url` has no Unicode host support (core/Cargo.toml).
+    #[test]
+    fn urlquery_builtins_work_without_unicode_hosts() {
+        assert_eq!(
+            evaluate(r#"urlquery.encode_object({"q": "a b&c", "lang": "\u00e9"})"#).unwrap(),
+            Value::from("lang=%C3%A9&q=a+b%26c")
+        );
+        assert_eq!(
+            evaluate(r#"urlquery.decode_object("a=1&a=2&b=%C3%A9")"#).unwrap(),
+            Value::from_json_str(r#"{"a": ["1", "2"], "b": ["\u00e9"]}"#).unwrap()
+        );
+    }
+
     #[test]
     fn arguments_of_the_wrong_type_are_errors() {
         for expression in [
