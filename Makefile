@@ -79,8 +79,10 @@ policy-test: cli
 e2e: tools build cli
 	cargo nextest run -p chaperone-test-harness --no-fail-fast
 
-# Per-request cost of the decision by stage, natively and in V8 (Node's WASI), then the three
-# gateways under wrk.
+# Per-request cost of the decision by stage, natively and in V8 (Node's WASI), then the
+# gateways under wrk. The decision is measured on one CPU: unpinned, some of Node's V8 rows
+# read up to 50% slow in about one run of three (BENCHMARKS.md).
+ONE_CPU := $(shell command -v taskset >/dev/null && echo taskset -c 0)
 bench: tools build cli
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	@mkdir -p build
@@ -88,9 +90,9 @@ bench: tools build cli
 	cargo build --release --quiet -p chaperone-core --example decide_bench
 	cargo build --release --quiet -p chaperone-core --example decide_bench --target $(WASM_TARGET)
 	@echo "== decide, native"
-	target/release/examples/decide_bench < build/bench-policy.json
+	$(ONE_CPU) target/release/examples/decide_bench < build/bench-policy.json
 	@echo "== decide, V8 (Node WASI, TurboFan only as in Envoy)"
-	node --no-liftoff test-harness/bench/run-wasi.mjs target/$(WASM_TARGET)/release/examples/decide_bench.wasm < build/bench-policy.json
+	$(ONE_CPU) node --no-liftoff test-harness/bench/run-wasi.mjs target/$(WASM_TARGET)/release/examples/decide_bench.wasm < build/bench-policy.json
 	cargo run --release --quiet -p chaperone-test-harness --bin bench
 	@echo "== module size: as cargo built it, as shipped (wasm-opt -O3), and smallest (-Oz, no names)"
 	$(WASM_OPT) -Oz --strip-debug --strip-producers $(WASM) -o build/chaperone.min.wasm
