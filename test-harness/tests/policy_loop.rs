@@ -2,7 +2,7 @@
 //! live through ECDS on the next request and a broken one is refused while the previous keeps
 //! serving; `chaperone eval` decides exactly as the plugin did for the same requests; and
 //! `chaperone replay` finds the decisions a candidate bundle would flip in a log the gateway
-//! wrote.
+//! wrote; builtins whose answers depend on how their crates were built answer alike in both.
 
 use chaperone_test_harness::envoy::scratch_dir;
 use chaperone_test_harness::{cli_path, jwks, workspace_root, AgentKey, Gateway, GatewayOptions};
@@ -216,6 +216,88 @@ fn eval_decides_exactly_as_the_plugin_did() {
             record
         };
         assert_eq!(same(&offline), same(&plugin), "{method} {path}");
+    }
+}
+
+/// Each case is a path, `/cases/<name>`, allowed when its check holds.
+const BUILTIN_CASES_POLICY: &str = r#"package chaperone.authz
+
+default decision := {"allowed": false, "reason": "not_held", "rule": "default_deny"}
+
+decision := {"allowed": true, "reason": "held", "rule": input.parsed_path[1]} if holds(input.parsed_path[1])
+
+holds("digits") if regex.match(`^\d+$`, "2026")
+holds("case_folding") if regex.match(`(?i)^agent$`, "AGENT")
+holds("letters") if regex.match(`^\pL+$`, "équipe")
+holds("words") if regex.match(`^\w+\s\w+$`, "support bot")
+holds("word_boundary") if regex.match(`\bbot\b`, "support bot")
+holds("nearest_float") if data.chaperone.numbers.read < data.chaperone.numbers.bound
+"#;
+
+/// regorus's `regex.*` builtins and the numbers in the configuration depend on crate features
+/// (Unicode classes and case folding; floats parsed to the nearest value) that the CLI's other
+/// dependencies turn on. The plugin must answer as `chaperone test` and `eval` do, and as OPA
+/// does: every case holds.
+#[test]
+fn builtins_answer_in_the_plugin_as_in_the_cli() {
+    let work = Work(scratch_dir("builtin-parity").unwrap());
+    let key = AgentKey::es256("es-1");
+    // 3.6705911238380268e-7 is below 3.670591123838027e-7, but a fast float parser reads it
+    // above. Written by hand: a JSON writer would print the number it parsed.
+    let config_text = json!({
+        "issuers": [{"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": jwks(&[&key])}],
+        "policy": {"decision_path": DECISION_PATH, "name": "builtins", "revision": "b1",
+                   "modules": {"authz.rego": BUILTIN_CASES_POLICY},
+                   "data": {"chaperone": {"numbers": {"read": "READ", "bound": "BOUND"}}}}
+    })
+    .to_string()
+    .replace(r#""READ""#, "3.6705911238380268e-7")
+    .replace(r#""BOUND""#, "3.670591123838027e-7");
+    let config_path = work.0.join("config.json");
+    std::fs::write(&config_path, &config_text).unwrap();
+    let gateway = Gateway::start(&config_text);
+    let token = key.mint(&claims());
+
+    let cases = [
+        "digits",
+        "case_folding",
+        "letters",
+        "words",
+        "word_boundary",
+        "nearest_float",
+        "unknown",
+    ];
+    for case in &cases {
+        let path = format!("/cases/{case}");
+        let response = gateway.with_token("GET", &path, &token);
+        let plugin = gateway.record(&response.header_str("x-chaperone-decision-id").unwrap());
+        let out = cli(&[
+            "eval",
+            "--config",
+            config_path.to_str().unwrap(),
+            "--token",
+            &token,
+            "--request",
+            &format!("GET {path}"),
+            "--compact",
+        ]);
+        let offline: Value = serde_json::from_str(text(&out.stdout).trim())
+            .unwrap_or_else(|_| panic!("{case}: {}", text(&out.stderr)));
+        let held = *case != "unknown";
+        assert_eq!(
+            (response.status, plugin["reason"].as_str()),
+            (
+                if held { 200 } else { 403 },
+                Some(if held { "held" } else { "not_held" })
+            ),
+            "{case} in the plugin: {}",
+            response.body_text()
+        );
+        assert_eq!(
+            (out.status.success(), offline["reason"].as_str()),
+            (held, plugin["reason"].as_str()),
+            "{case} in `chaperone eval`"
+        );
     }
 }
 
