@@ -95,21 +95,32 @@ fn run(iterations: u32, policy: Value) {
     println!("  cached ES256 token, allowed         {cached:>9.1} us");
     let denied = repeated(iterations, &loaded, &mut runtime, &es_token, "DELETE", now);
     println!("  cached ES256 token, policy denial   {denied:>9.1} us");
-    // The same configuration with a policy that allows everything: what chaperone costs
-    // around any policy (token, registry, input, record), the floor of the rows above.
-    let mut allow_all = policy.clone();
-    allow_all["modules"] = json!({"floor.rego": "package chaperone.authz\n\ndecision := {\"allowed\": true, \"reason\": \"floor\", \"rule\": \"floor\"}\n"});
-    let floor_config = configuration(&es, &rs, &ed, allow_all);
-    let mut floor_runtime = Runtime::new(&floor_config, 1);
-    let floor = repeated(
-        iterations,
-        &floor_config,
-        &mut floor_runtime,
-        &es_token,
-        "GET",
-        now,
+    // The same configuration with other policies in place of the bundle's modules.
+    let with_policy = |source: &str| {
+        let mut replaced = policy.clone();
+        replaced["modules"] = json!({"replaced.rego": source});
+        let loaded = configuration(&es, &rs, &ed, replaced);
+        let mut runtime = Runtime::new(&loaded, 1);
+        let first = decide(
+            &loaded,
+            &mut runtime,
+            &facts(&es_token, "GET", "/tickets/42", now),
+        );
+        assert!(first.allowed, "{source}: {}", first.reason.code());
+        repeated(iterations, &loaded, &mut runtime, &es_token, "GET", now)
+    };
+    // A policy that allows everything: what chaperone costs around any policy (token,
+    // registry, input, record), the floor of the rows above.
+    let floor = with_policy(
+        "package chaperone.authz\n\ndecision := {\"allowed\": true, \"reason\": \"floor\", \"rule\": \"floor\"}\n",
     );
     println!("  cached ES256 token, allow-all policy {floor:>8.1} us");
+    // One regex.match with a Unicode class: compiled once and then taken from regorus's
+    // cache, or compiled on every request without it.
+    let regex = with_policy(
+        "package chaperone.authz\n\ndecision := {\"allowed\": true, \"reason\": \"digits\", \"rule\": \"regex\"} if regex.match(`^\\d+$`, input.parsed_path[1])\n",
+    );
+    println!("  cached ES256 token, one regex.match  {regex:>9.1} us");
     // A forged token (another key under the configured kid), refused once by its signature
     // and from then on from memory.
     let forged = ES256KeyPair::generate()
