@@ -231,13 +231,14 @@ holds("case_folding") if regex.match(`(?i)^agent$`, "AGENT")
 holds("letters") if regex.match(`^\pL+$`, "équipe")
 holds("words") if regex.match(`^\w+\s\w+$`, "support bot")
 holds("word_boundary") if regex.match(`\bbot\b`, "support bot")
+holds("glob") if glob.match("agents.*.read", ["."], "agents.équipe.read")
 holds("nearest_float") if data.chaperone.numbers.read < data.chaperone.numbers.bound
 "#;
 
-/// regorus's `regex.*` builtins and the numbers in the configuration depend on crate features
-/// (Unicode classes and case folding; floats parsed to the nearest value) that the CLI's other
-/// dependencies turn on. The plugin must answer as `chaperone test` and `eval` do, and as OPA
-/// does: every case holds.
+/// regorus's `regex.*` and `glob.match` builtins (through the regex crates) and the numbers in
+/// the configuration depend on crate features, Unicode classes and case folding and floats
+/// parsed to the nearest value, that the CLI's other dependencies turn on. The plugin must
+/// answer as `chaperone test` and `eval` do, and as OPA does: every case holds.
 #[test]
 fn builtins_answer_in_the_plugin_as_in_the_cli() {
     let work = Work(scratch_dir("builtin-parity").unwrap());
@@ -265,6 +266,7 @@ fn builtins_answer_in_the_plugin_as_in_the_cli() {
         "letters",
         "words",
         "word_boundary",
+        "glob",
         "nearest_float",
         "unknown",
     ];
