@@ -235,10 +235,10 @@ holds("glob") if glob.match("agents.*.read", ["."], "agents.équipe.read")
 holds("nearest_float") if data.chaperone.numbers.read < data.chaperone.numbers.bound
 "#;
 
-/// regorus's `regex.*` and `glob.match` builtins (through the regex crates) and the numbers in
-/// the configuration depend on crate features, Unicode classes and case folding and floats
-/// parsed to the nearest value, that the CLI's other dependencies turn on. The plugin must
-/// answer as `chaperone test` and `eval` do, and as OPA does: every case holds.
+/// What regorus's `regex.*` and `glob.match` answer, and the numbers read from a configuration,
+/// depend on crate features: Unicode classes and case folding, floats parsed to the nearest
+/// value. The CLI's other dependencies turn them on; the plugin must answer as `chaperone test`
+/// and `eval` do, and as OPA does: every case holds.
 #[test]
 fn builtins_answer_in_the_plugin_as_in_the_cli() {
     let work = Work(scratch_dir("builtin-parity").unwrap());
