@@ -30,6 +30,8 @@ pub struct RawDecisionLog {
     #[serde(default)]
     pub host_log: Option<bool>,
     #[serde(default)]
+    pub key_fields: Option<bool>,
+    #[serde(default)]
     pub collector: Option<RawCollector>,
 }
 
@@ -66,6 +68,9 @@ pub struct DecisionLog {
     pub max_record_bytes: usize,
     /// Each record is a line of the host's own log (Envoy's log, Kong's error log).
     pub host_log: bool,
+    /// The record's key fields go to the host for its access log (Envoy filter state, Kong
+    /// `kong.ctx.shared`); when off, only `decision_id` does.
+    pub key_fields: bool,
     pub collector: Option<Collector>,
 }
 
@@ -94,6 +99,7 @@ impl Default for DecisionLog {
             labels: BTreeMap::new(),
             max_record_bytes: 65_536,
             host_log: true,
+            key_fields: true,
             collector: None,
         }
     }
@@ -139,6 +145,7 @@ impl DecisionLog {
             labels: raw.labels,
             max_record_bytes,
             host_log: raw.host_log.unwrap_or(defaults.host_log),
+            key_fields: raw.key_fields.unwrap_or(defaults.key_fields),
             collector,
         })
     }

@@ -337,7 +337,11 @@ impl ChaperoneFilter {
                 return self.fail_closed(decision);
             }
         }
-        records::publish(self.vm.kind.get(), decision);
+        let key_fields = match &self.active.loaded {
+            Loaded::Ready(compiled) => compiled.decision_log.key_fields,
+            Loaded::Empty => true,
+        };
+        records::publish(self.vm.kind.get(), decision, key_fields);
         if !decision.allowed {
             let details = format!("chaperone_{}", decision.reason.code());
             if let Err(status) = host::send_local_response(

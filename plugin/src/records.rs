@@ -46,8 +46,14 @@ pub fn outcome(decision: &Decision) -> &'static str {
 
 /// The record's key fields for the host's own logs: Envoy filter state
 /// (`%FILTER_STATE(wasm.chaperone.<field>:PLAIN)%`), Kong `kong.ctx.shared.chaperone_<field>`.
-pub fn publish(kind: HostKind, decision: &Decision) {
+/// Without `key_fields` only `decision_id`, which still joins an access-log line to its record:
+/// each field is a host call (BENCHMARKS.md, 2026-11-25 (fourth)).
+pub fn publish(kind: HostKind, decision: &Decision, key_fields: bool) {
     let record = &decision.record;
+    if !key_fields {
+        set_field(kind, "decision_id", &record.decision_id);
+        return;
+    }
     let agent = record.agent.as_ref();
     let delegation = agent.map(|a| {
         a.delegation
@@ -75,16 +81,21 @@ pub fn publish(kind: HostKind, decision: &Decision) {
         ("seq", Some(seq.as_str())),
     ];
     for (field, value) in fields {
-        let Some(value) = value else { continue };
-        // Hosts without the notion answer with an error status; the record still has it all.
-        let _ = match kind {
-            HostKind::Envoy => host::set_property(&format!("chaperone.{field}"), value.as_bytes()),
-            HostKind::Kong => host::set_property(
-                &format!("kong.ctx.shared.chaperone_{field}"),
-                value.as_bytes(),
-            ),
-        };
+        if let Some(value) = value {
+            set_field(kind, field, value);
+        }
     }
+}
+
+fn set_field(kind: HostKind, field: &str, value: &str) {
+    // Hosts without the notion answer with an error status; the record still has it all.
+    let _ = match kind {
+        HostKind::Envoy => host::set_property(&format!("chaperone.{field}"), value.as_bytes()),
+        HostKind::Kong => host::set_property(
+            &format!("kong.ctx.shared.chaperone_{field}"),
+            value.as_bytes(),
+        ),
+    };
 }
 
 /// Sends the next batch of records if one is due.

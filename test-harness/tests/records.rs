@@ -404,6 +404,36 @@ fn with_host_log_off_records_reach_only_the_access_log_and_the_collector() {
     }
 }
 
+/// `decision_log.key_fields: false`: the access log still gets `decision_id` (to join the
+/// record), and none of the other fields.
+#[test]
+fn with_key_fields_off_only_the_decision_id_reaches_the_access_log() {
+    let collector = ScriptedServer::start().unwrap();
+    let key = AgentKey::es256("es-1");
+    let token = key.mint(&claims());
+    let gateway = start(
+        &config_with(&key, json!({"decision_log": {"key_fields": false}})),
+        &collector,
+    );
+    let allowed = gateway.with_token("GET", "/tickets/1", &token);
+    assert_eq!(allowed.status, 200);
+    let id = decision_id(&allowed);
+    let access = gateway.access_log_entry(&id);
+    assert_eq!(access["decision_id"], id.as_str());
+    for field in ["decision", "reason", "rule", "agent_id", "owner", "seq"] {
+        assert!(
+            access[field].is_null() || access[field] == "-",
+            "{field}: {}",
+            access[field]
+        );
+    }
+    assert_eq!(
+        gateway.record(&id)["agent"]["id"],
+        AGENT,
+        "the record has it all"
+    );
+}
+
 #[test]
 fn with_when_full_deny_requests_are_refused_once_records_cannot_be_kept() {
     let collector = ScriptedServer::start().unwrap();
