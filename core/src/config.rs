@@ -328,6 +328,16 @@ pub enum Loaded {
     Ready(Box<Compiled>),
 }
 
+impl Loaded {
+    /// Where records go; none until a configuration is installed.
+    pub fn decision_log(&self) -> Option<&DecisionLog> {
+        match self {
+            Loaded::Ready(compiled) => Some(&compiled.decision_log),
+            Loaded::Empty => None,
+        }
+    }
+}
+
 /// Parses and compiles configuration bytes as delivered by the host.
 pub fn load(bytes: &[u8]) -> Result<Loaded, ConfigError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {

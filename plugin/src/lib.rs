@@ -114,10 +114,7 @@ impl ChaperoneRoot {
     /// over, the timer set for what it needs.
     fn install(&mut self, loaded: Loaded) -> bool {
         let now_ms = host::now_ms();
-        let collector = match &loaded {
-            Loaded::Ready(compiled) => compiled.decision_log.collector.clone(),
-            Loaded::Empty => None,
-        };
+        let collector = loaded.decision_log().and_then(|log| log.collector.clone());
         let previous = self
             .active
             .exporter
@@ -337,10 +334,11 @@ impl ChaperoneFilter {
                 return self.fail_closed(decision);
             }
         }
-        let key_fields = match &self.active.loaded {
-            Loaded::Ready(compiled) => compiled.decision_log.key_fields,
-            Loaded::Empty => true,
-        };
+        let key_fields = self
+            .active
+            .loaded
+            .decision_log()
+            .is_none_or(|log| log.key_fields);
         records::publish(self.vm.kind.get(), decision, key_fields);
         if !decision.allowed {
             let details = format!("chaperone_{}", decision.reason.code());
@@ -388,13 +386,13 @@ impl ChaperoneFilter {
                 stats.rejected,
             );
         }
-        let (max_bytes, host_log) = match &self.active.loaded {
-            Loaded::Ready(compiled) => (
-                compiled.decision_log.max_record_bytes,
-                compiled.decision_log.host_log,
-            ),
-            Loaded::Empty => (usize::MAX, true),
-        };
+        let (max_bytes, host_log) = self
+            .active
+            .loaded
+            .decision_log()
+            .map_or((usize::MAX, true), |log| {
+                (log.max_record_bytes, log.host_log)
+            });
         let mut exporter = self.active.exporter.try_borrow_mut().ok();
         let exporter = exporter.as_deref_mut().and_then(Option::as_mut);
         if !host_log && exporter.is_none() {
