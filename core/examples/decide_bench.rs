@@ -115,12 +115,16 @@ fn run(iterations: u32, policy: Value) {
         "package chaperone.authz\n\ndecision := {\"allowed\": true, \"reason\": \"floor\", \"rule\": \"floor\"}\n",
     );
     println!("  cached ES256 token, allow-all policy {floor:>8.1} us");
-    // One regex.match with a Unicode class: compiled once and then taken from regorus's
-    // cache, or compiled on every request without it.
+    // One regex.match with a Unicode class, and one glob.match: each pattern compiled once
+    // per configuration and its matcher kept (core/src/patterns.rs).
     let regex = with_policy(
         "package chaperone.authz\n\ndecision := {\"allowed\": true, \"reason\": \"digits\", \"rule\": \"regex\"} if regex.match(`^\\d+$`, input.parsed_path[1])\n",
     );
     println!("  cached ES256 token, one regex.match  {regex:>9.1} us");
+    let glob = with_policy(
+        "package chaperone.authz\n\ndecision := {\"allowed\": true, \"reason\": \"tickets\", \"rule\": \"glob\"} if glob.match(\"/tickets/*\", [\"/\"], input.attributes.request.http.path)\n",
+    );
+    println!("  cached ES256 token, one glob.match   {glob:>9.1} us");
     // A forged token (another key under the configured kid), refused once by its signature
     // and from then on from memory.
     let forged = ES256KeyPair::generate()

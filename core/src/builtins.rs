@@ -28,8 +28,9 @@ pub const ENTRIES_MATCHING: &str = "chaperone.entries_matching";
 /// A regorus engine with chaperone's builtins registered.
 pub fn engine() -> Engine {
     let mut engine = Engine::new();
-    // Registration fails only for a duplicate name or a clash with a regorus builtin; the
-    // policy then fails to compile, naming the unknown function.
+    crate::patterns::register(&mut engine);
+    // Registration fails only for a name registered twice; the policy would then fail to
+    // compile, naming the unknown function.
     let _ = engine.add_extension(
         PATH_MATCHES.to_owned(),
         2,

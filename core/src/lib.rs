@@ -14,6 +14,7 @@ pub mod identity;
 pub mod input;
 pub mod jwks;
 pub mod p256_key;
+pub mod patterns;
 pub mod policy;
 pub mod reason;
 pub mod record;
