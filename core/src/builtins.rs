@@ -131,7 +131,7 @@ fn holds(name: &str, methods: &Value, method: &str) -> anyhow::Result<bool> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
@@ -180,7 +180,8 @@ mod tests {
         }
     }
 
-    fn evaluate(expression: &str) -> anyhow::Result<Value> {
+    /// `expression` evaluated by a fresh engine with chaperone's builtins.
+    pub(crate) fn evaluate(expression: &str) -> anyhow::Result<Value> {
         let mut engine = engine();
         engine.add_policy("t.rego".into(), format!("package t\n\nx := {expression}\n"))?;
         engine.eval_rule("data.t.x".into())

@@ -10,6 +10,9 @@
 //! `glob.match`, and every case where regorus fails is an error here too (the unit tests
 //! compare both over a grid of patterns, delimiters and subjects). Errors become
 //! `policy_error`, as regorus's builtin errors do in the strict mode chaperone evaluates in.
+//! One exception, OPA's answer where regorus 0.14.1 differs: a `:` delimiter stops `*`
+//! (`glob.match("tickets:*", [":"], "tickets:admin:write")` is false, as in OPA; regorus
+//! said true, which let a policy allow more than it does under OPA).
 //!
 //! Bounded: the last 256 regular expressions and the last 128 globs per configuration, as
 //! regorus's own caches; each regular expression keeps at most `LAZY_DFA_BYTES` of lazy-DFA
@@ -136,7 +139,8 @@ fn delimiter_chars(delimiters: &Value) -> anyhow::Result<Vec<char>> {
 }
 
 /// `text` rewritten so that globset's separator `/` stands for the delimiters: `/` itself is
-/// hidden unless it is one, `:` is hidden, and any other delimiter `d` becomes `/d/`.
+/// hidden unless it is one, and any other delimiter `d` becomes `/d/`. (regorus hides a `:`
+/// delimiter instead, so `*` crosses it; OPA's `*` stops at every delimiter.)
 fn with_delimiters(text: &str, delimiters: &[char]) -> anyhow::Result<String> {
     if text.contains(HIDDEN) {
         bail!("{GLOB_MATCH}: a pattern or subject may not contain NUL");
@@ -147,10 +151,8 @@ fn with_delimiters(text: &str, delimiters: &[char]) -> anyhow::Result<String> {
         hide_slashes(text)
     };
     for &delimiter in delimiters {
-        match delimiter {
-            '/' => {}
-            ':' => rewritten = rewritten.replace(':', HIDDEN),
-            other => rewritten = rewritten.replace(other, &format!("/{other}/")),
+        if delimiter != '/' {
+            rewritten = rewritten.replace(delimiter, &format!("/{delimiter}/"));
         }
     }
     Ok(rewritten)
@@ -261,6 +263,7 @@ mod tests {
             "api.*.read",
             "*:read",
             "a:b",
+            "*-read",
             "**",
             "*",
             "?",
@@ -273,7 +276,7 @@ mod tests {
             3
         ]);
         let delimiters = serde_json::json!([
-            null, [], ["/"], ["."], [":"], [".", ":"], ["/", "."], ["ab"], [""], ["é"], [1], ".",
+            null, [], ["/"], ["."], ["-"], [".", "-"], ["/", "."], ["ab"], [""], ["é"], [1], ".",
             {"a": "."}
         ]);
         let subjects = serde_json::json!([
@@ -281,6 +284,7 @@ mod tests {
             "/tickets/42/x",
             "api.v1.read",
             "a:b",
+            "a-b-read",
             "x.example.com",
             "a.b.example.com",
             "",
@@ -298,7 +302,45 @@ mod tests {
                 }
             }
         }
+        // Without `:` among the delimiters: there chaperone answers as OPA (next test).
         same_answers_as_regorus("glob.match(input.p, input.d, input.s)", &inputs);
+    }
+
+    /// The examples of OPA's reference for `glob.match`, and `:` delimiters, which `*` and `?`
+    /// do not cross.
+    #[test]
+    fn glob_match_answers_as_opa() {
+        let cases: [(&str, &str, &str, bool); 24] = [
+            ("*.github.com", "[]", "api.github.com", true),
+            ("*.github.com", "[]", "api.cdn.github.com", false),
+            ("*hub.com", "null", "api.cdn.github.com", true),
+            ("*:github:com", r#"[":"]"#, "api:github:com", true),
+            ("api.**.com", "[]", "api.github.com", true),
+            ("api.**.com", "[]", "api.cdn.github.com", true),
+            ("?at", "[]", "cat", true),
+            ("?at", "[]", "at", false),
+            ("[abc]at", "[]", "bat", true),
+            ("[abc]at", "[]", "lat", false),
+            ("[!abc]at", "[]", "cat", false),
+            ("[!a-c]at", "[]", "lat", true),
+            ("{cat,bat,[fr]at}", "[]", "rat", true),
+            ("{cat,bat,[fr]at}", "[]", "at", false),
+            ("a:*", r#"[":"]"#, "a:b", true),
+            ("*:com", r#"[":"]"#, "api:github:com", false),
+            ("tickets:*", r#"[":"]"#, "tickets:read", true),
+            ("tickets:*", r#"[":"]"#, "tickets:admin:write", false),
+            ("tickets:**", r#"[":"]"#, "tickets:admin:write", true),
+            ("tickets:?", r#"[":"]"#, "tickets::", false),
+            ("*:read", r#"[".", ":"]"#, "a.b:read", false),
+            ("*.*:read", r#"[".", ":"]"#, "a.b:read", true),
+            ("*", r#"[":"]"#, "a/b", true),
+            ("*", r#"["/", ":"]"#, "a/b", false),
+        ];
+        for (pattern, delimiters, subject, expected) in cases {
+            let expression = format!("glob.match({pattern:?}, {delimiters}, {subject:?})");
+            let answer = crate::builtins::tests::evaluate(&expression).unwrap();
+            assert_eq!(answer, Value::from(expected), "{expression}");
+        }
     }
 
     /// More patterns than the cache holds: the evicted ones are compiled again, with the same

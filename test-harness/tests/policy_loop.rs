@@ -232,13 +232,18 @@ holds("letters") if regex.match(`^\pL+$`, "équipe")
 holds("words") if regex.match(`^\w+\s\w+$`, "support bot")
 holds("word_boundary") if regex.match(`\bbot\b`, "support bot")
 holds("glob") if glob.match("agents.*.read", ["."], "agents.équipe.read")
+holds("glob_colon") if {
+    glob.match("tickets:*", [":"], "tickets:read")
+    not glob.match("tickets:*", [":"], "tickets:admin:write")
+}
 holds("nearest_float") if data.chaperone.numbers.read < data.chaperone.numbers.bound
 "#;
 
-/// What regorus's `regex.*` and `glob.match` answer, and the numbers read from a configuration,
-/// depend on crate features: Unicode classes and case folding, floats parsed to the nearest
-/// value. The CLI's other dependencies turn them on; the plugin must answer as `chaperone test`
-/// and `eval` do, and as OPA does: every case holds.
+/// What `regex.*` and `glob.match` answer, and the numbers read from a configuration, depend
+/// on crate features: Unicode classes and case folding, floats parsed to the nearest value.
+/// The CLI's other dependencies turn them on; the plugin must answer as `chaperone test` and
+/// `eval` do, and as OPA does: every case holds (`glob_colon`: a `:` delimiter stops `*`, where
+/// regorus's own glob.match let it through).
 #[test]
 fn builtins_answer_in_the_plugin_as_in_the_cli() {
     let work = Work(scratch_dir("builtin-parity").unwrap());
@@ -259,7 +264,7 @@ fn builtins_answer_in_the_plugin_as_in_the_cli() {
     let gateway = Gateway::start(&config_text);
     let token = key.mint(&claims());
 
-    // Twice: the second time the patterns come from regorus's cache of compiled ones.
+    // Twice: the second time the patterns come from the cache of compiled ones.
     let cases = [
         "digits",
         "case_folding",
@@ -267,6 +272,7 @@ fn builtins_answer_in_the_plugin_as_in_the_cli() {
         "words",
         "word_boundary",
         "glob",
+        "glob_colon",
         "nearest_float",
         "unknown",
     ];
