@@ -116,7 +116,7 @@ fn run(iterations: u32, policy: Value) {
     );
     println!("  cached ES256 token, allow-all policy {floor:>8.1} us");
     // One regex.match with a Unicode class, and one glob.match: each pattern compiled once
-    // per configuration and its matcher kept (core/src/patterns.rs).
+    // per configuration and its matcher kept (core/src/opa_builtins.rs).
     let regex = with_policy(
         "package chaperone.authz\n\ndecision := {\"allowed\": true, \"reason\": \"digits\", \"rule\": \"regex\"} if regex.match(`^\\d+$`, input.parsed_path[1])\n",
     );

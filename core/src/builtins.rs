@@ -28,7 +28,7 @@ pub const ENTRIES_MATCHING: &str = "chaperone.entries_matching";
 /// A regorus engine with chaperone's builtins registered.
 pub fn engine() -> Engine {
     let mut engine = Engine::new();
-    crate::patterns::register(&mut engine);
+    crate::opa_builtins::register(&mut engine);
     // Registration fails only for a name registered twice; the policy would then fail to
     // compile, naming the unknown function.
     let _ = engine.add_extension(
