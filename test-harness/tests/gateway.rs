@@ -935,3 +935,41 @@ decision := {"allowed": false, "http_status": 429, "reason": "rate_limited", "ru
     assert_eq!(record["rule"], "quota");
     assert_upstream_not_reached(&gateway);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A VM that aborts
+
+/// A panic inside the VM (here regorus 0.14.1's `sprintf`, handed a format from the request
+/// with a non-ASCII digit after `%`) fails that request closed; with the shipped
+/// `FAIL_RELOAD`, Envoy starts a new VM after its backoff and the gateway serves again, where
+/// `FAIL_CLOSED` refused every later request.
+#[test]
+fn a_vm_that_aborts_is_replaced_and_the_gateway_serves_again() {
+    let key = AgentKey::es256("es-1");
+    let mut plugin_config = config(&[&key]);
+    plugin_config["policy"]["modules"] = json!({"format.rego": r#"package chaperone.authz
+
+decision := {"allowed": true, "reason": "formatted", "rule": sprintf(input.parsed_query.format[0], [1])}
+"#});
+    let mut gateway = Gateway::start(&plugin_config.to_string());
+    let formatted = |format: &str| {
+        let path = format!("/tickets/1?format={format}");
+        gateway.with_token("GET", &path, &key.mint(&claims()))
+    };
+    assert_eq!(formatted("rule-%25d").status, 200);
+
+    let aborted = formatted("%25%C2%BDd"); // "%½d"
+    assert_eq!(aborted.status, 503, "{}", aborted.body_text());
+    assert!(
+        gateway.envoy.log_text().contains("panic"),
+        "the VM did not abort:\n{}",
+        gateway.envoy.log_tail(30)
+    );
+
+    wait_until(
+        std::time::Duration::from_secs(15),
+        "a new VM serves the request",
+        || formatted("rule-%25d").status == 200,
+    );
+    assert!(gateway.envoy.is_running());
+}
