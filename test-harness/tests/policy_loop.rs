@@ -237,6 +237,11 @@ holds("glob_colon") if {
     glob.match("tickets:*", [":"], "tickets:read")
     not glob.match("tickets:*", [":"], "tickets:admin:write")
 }
+holds("glob_syntax") if {
+    not glob.match("[^a]*", ["."], "bob")
+    not glob.match("/api/**/x", ["/"], "/api/x")
+    glob.match("a**b", ["."], "a.x.b")
+}
 holds("count_empty") if strings.count("abc", "") == 4
 holds("nearest_float") if data.chaperone.numbers.read < data.chaperone.numbers.bound
 "#;
@@ -244,10 +249,12 @@ holds("nearest_float") if data.chaperone.numbers.read < data.chaperone.numbers.b
 /// What `regex.*` and `glob.match` answer, and the numbers read from a configuration, depend
 /// on crate features: Unicode classes and case folding, floats parsed to the nearest value.
 /// The CLI's other dependencies turn them on; the plugin must answer as `chaperone test` and
-/// `eval` do, and as OPA does: every case holds. Three are answers chaperone gives itself
+/// `eval` do, and as OPA does: every case holds. Four are answers chaperone gives itself
 /// (core/src/opa_builtins.rs): `ascii_digits` (RE2's `\d` is ASCII; regorus's is Unicode),
-/// `glob_colon` (a `:` delimiter stops `*`; regorus let it through) and `count_empty`
-/// (regorus's `strings.count` panicked, aborting the VM, so every later case failed too).
+/// `glob_colon` and `glob_syntax` (OPA's glob rules, not globset's: a `:` delimiter stops `*`,
+/// `[^a]` is not a negation, `/**/` does not match `/`, `**` crosses delimiters) and
+/// `count_empty` (regorus's `strings.count` panicked, aborting the VM, so every later case
+/// failed too).
 #[test]
 fn builtins_answer_in_the_plugin_as_in_the_cli() {
     let work = Work(scratch_dir("builtin-parity").unwrap());
@@ -278,6 +285,7 @@ fn builtins_answer_in_the_plugin_as_in_the_cli() {
         "ascii_digits",
         "glob",
         "glob_colon",
+        "glob_syntax",
         "count_empty",
         "nearest_float",
         "unknown",
