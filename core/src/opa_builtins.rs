@@ -24,9 +24,10 @@
 //! `policy_error`, as regorus's builtin errors do in the strict mode chaperone evaluates in.
 //!
 //! Bounded: the last 256 regular expressions and the last 128 globs per configuration, as
-//! regorus's own caches; each regular expression keeps at most `LAZY_DFA_BYTES` of lazy-DFA
-//! transitions (beyond that the regex crate clears them or falls back to a slower engine,
-//! with the same answer).
+//! regorus's own caches; each of a regular expression's lazy DFAs (up to two) keeps at most
+//! `LAZY_DFA_BYTES` of transitions (beyond that the regex crate clears them or falls back to
+//! a slower engine, with the same answer); a glob's regular expression is refused beyond
+//! regorus's size for one, before it is compiled.
 
 use anyhow::{anyhow, bail};
 use lru::LruCache;
@@ -43,7 +44,8 @@ const REGEX_CAPACITY: NonZeroUsize = NonZeroUsize::new(256).unwrap();
 const GLOB_CAPACITY: NonZeroUsize = NonZeroUsize::new(128).unwrap();
 /// regorus's limit on a compiled regular expression.
 const REGEX_PROGRAM_BYTES: usize = 100 * 1024;
-/// The regex crate's default is 2 MiB; kept per cached pattern, that would allow 512 MiB.
+/// Per lazy DFA. The regex crate's default is 2 MiB; kept for 256 patterns of up to two lazy
+/// DFAs each, that would allow 1 GiB.
 const LAZY_DFA_BYTES: usize = 256 * 1024;
 
 /// Registers the builtins on `engine`, the pattern matchers each with its own bounded cache.
@@ -58,7 +60,8 @@ pub fn register(engine: &mut Engine) {
             let [pattern, subject] = <[Value; 2]>::try_from(args)
                 .map_err(|_| anyhow!("{REGEX_MATCH} takes 2 arguments"))?;
             let (pattern, subject) = (text(REGEX_MATCH, &pattern)?, text(REGEX_MATCH, &subject)?);
-            let matched = with_cached(&regexes, pattern, compile_regex, |re| re.is_match(subject))?;
+            let compile = || build_regex(REGEX_MATCH, &with_ascii_perl_classes(pattern)?);
+            let matched = with_cached(&regexes, pattern, compile, |re| re.is_match(subject))?;
             Ok(Value::from(matched))
         }),
     );
@@ -70,10 +73,13 @@ pub fn register(engine: &mut Engine) {
             let [pattern, delimiters, subject] = <[Value; 3]>::try_from(args)
                 .map_err(|_| anyhow!("{GLOB_MATCH} takes 3 arguments"))?;
             let (pattern, subject) = (text(GLOB_MATCH, &pattern)?, text(GLOB_MATCH, &subject)?);
-            let regex = glob_regex(pattern, &separators(&delimiters)?)?;
-            let matched = with_cached(&globs, &regex, compile_glob_regex, |re| {
-                re.is_match(subject)
-            })?;
+            let separators = separators(&delimiters)?;
+            // Keyed by the separators and the pattern (the count first, so no two pairs make
+            // one key): the translation runs only when the cache misses.
+            let separator_text: String = separators.iter().collect();
+            let key = format!("{}:{separator_text}{pattern}", separators.len());
+            let compile = || build_regex(GLOB_MATCH, &glob_regex(pattern, &separators)?);
+            let matched = with_cached(&globs, &key, compile, |re| re.is_match(subject))?;
             Ok(Value::from(matched))
         }),
     );
@@ -95,32 +101,22 @@ pub fn register(engine: &mut Engine) {
 
 type Shared<T> = Arc<Mutex<LruCache<Box<str>, T>>>;
 
-/// `use_matcher` applied to `pattern`'s cached matcher, compiled and remembered first if it is
-/// not there. The matcher is used in place, never cloned: that is what keeps its scratch.
+/// `use_matcher` applied to the matcher cached under `key`, compiled and remembered first if
+/// it is not there. The matcher is used in place, never cloned: that is what keeps its scratch.
 fn with_cached<T, R>(
     cache: &Shared<T>,
-    pattern: &str,
-    compile: fn(&str) -> anyhow::Result<T>,
+    key: &str,
+    compile: impl FnOnce() -> anyhow::Result<T>,
     use_matcher: impl FnOnce(&T) -> R,
 ) -> anyhow::Result<R> {
     let mut entries = cache.lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(matcher) = entries.get(pattern) {
+    if let Some(matcher) = entries.get(key) {
         return Ok(use_matcher(matcher));
     }
-    let matcher = compile(pattern)?;
+    let matcher = compile()?;
     let result = use_matcher(&matcher);
-    entries.put(pattern.into(), matcher);
+    entries.put(key.into(), matcher);
     Ok(result)
-}
-
-/// A `regex.match` pattern, with RE2's ASCII classes.
-fn compile_regex(pattern: &str) -> anyhow::Result<Regex> {
-    build_regex(REGEX_MATCH, &with_ascii_perl_classes(pattern))
-}
-
-/// A glob's regular expression (made by `glob_regex`, so no Perl classes to rewrite).
-fn compile_glob_regex(regex: &str) -> anyhow::Result<Regex> {
-    build_regex(GLOB_MATCH, regex)
 }
 
 /// regorus's limit on the compiled program, and ours on the lazy DFA's scratch.
@@ -134,9 +130,10 @@ fn build_regex(builtin: &str, source: &str) -> anyhow::Result<Regex> {
 
 /// `pattern` with RE2's meaning of `\d`, `\w`, `\s` (and their negations) and `\b`, `\B`:
 /// ASCII only. Each class becomes a bracketed class, which is also valid inside brackets (a
-/// nested class is a union); spaces are escaped so that `(?x)` cannot drop them. A pattern
-/// that does not parse is left as it is, for the regex crate to refuse.
-fn with_ascii_perl_classes(pattern: &str) -> std::borrow::Cow<'_, str> {
+/// nested class is a union); spaces are escaped so that `(?x)` cannot drop them. The word
+/// boundaries RE2 does not have (`\<`, `\>`, `\b{start}` and the like) are errors, as in
+/// OPA. A pattern that does not parse is left as it is, for the regex crate to refuse.
+fn with_ascii_perl_classes(pattern: &str) -> anyhow::Result<std::borrow::Cow<'_, str>> {
     use regex_syntax::ast::{self, AssertionKind, Ast, ClassPerl, ClassPerlKind, ClassSetItem};
 
     #[derive(Default)]
@@ -159,6 +156,7 @@ fn with_ascii_perl_classes(pattern: &str) -> std::borrow::Cow<'_, str> {
 
     impl ast::Visitor for Spans {
         type Output = Vec<(usize, usize, &'static str)>;
+        /// A word boundary RE2 does not have.
         type Err = ();
 
         fn finish(self) -> Result<Self::Output, ()> {
@@ -172,7 +170,11 @@ fn with_ascii_perl_classes(pattern: &str) -> std::borrow::Cow<'_, str> {
                     let ascii = match assertion.kind {
                         AssertionKind::WordBoundary => r"(?-u:\b)",
                         AssertionKind::NotWordBoundary => r"(?-u:\B)",
-                        _ => return Ok(()),
+                        AssertionKind::StartLine
+                        | AssertionKind::EndLine
+                        | AssertionKind::StartText
+                        | AssertionKind::EndText => return Ok(()),
+                        _ => return Err(()),
                     };
                     let span = assertion.span;
                     self.0.push((span.start.offset, span.end.offset, ascii));
@@ -191,24 +193,28 @@ fn with_ascii_perl_classes(pattern: &str) -> std::borrow::Cow<'_, str> {
     }
 
     let Ok(parsed) = ast::parse::Parser::new().parse(pattern) else {
-        return pattern.into();
+        return Ok(pattern.into());
     };
     let Ok(mut spans) = ast::visit(&parsed, Spans::default()) else {
-        return pattern.into();
+        bail!("{REGEX_MATCH}: invalid pattern: RE2 has no such word boundary");
     };
     if spans.is_empty() {
-        return pattern.into();
+        return Ok(pattern.into());
     }
     spans.sort_unstable_by_key(|&(start, _, _)| start);
     let mut rewritten = String::with_capacity(pattern.len() + 16 * spans.len());
     let mut copied = 0;
     for (start, end, ascii) in spans {
-        rewritten.push_str(pattern.get(copied..start).unwrap_or_default());
+        // Classes and assertions are leaves: their spans never overlap.
+        let before = pattern
+            .get(copied..start)
+            .ok_or_else(|| anyhow!("{REGEX_MATCH}: internal error rewriting the pattern"))?;
+        rewritten.push_str(before);
         rewritten.push_str(ascii);
         copied = end;
     }
     rewritten.push_str(pattern.get(copied..).unwrap_or_default());
-    rewritten.into()
+    Ok(rewritten.into())
 }
 
 /// `glob.match`'s delimiters as OPA reads them: none for `null`, `.` for an empty array, and
@@ -222,7 +228,8 @@ fn separators(delimiters: &Value) -> anyhow::Result<Vec<char>> {
     if list.is_empty() {
         return Ok(vec!['.']);
     }
-    list.iter()
+    let mut separators = list
+        .iter()
         .map(|delimiter| {
             let mut chars = text(GLOB_MATCH, delimiter)?.chars();
             match (chars.next(), chars.next()) {
@@ -230,24 +237,35 @@ fn separators(delimiters: &Value) -> anyhow::Result<Vec<char>> {
                 _ => bail!("{GLOB_MATCH}: each delimiter must be one character"),
             }
         })
-        .collect()
+        .collect::<anyhow::Result<Vec<char>>>()?;
+    // Each separator appears once in every `*` and `?` of the regular expression.
+    separators.sort_unstable();
+    separators.dedup();
+    Ok(separators)
 }
 
 /// OPA's glob (the gobwas/glob syntax) as an anchored regular expression: `*` is any run of
 /// characters other than the separators, `**` any run at all, `?` one character other than a
-/// separator, `[abc]`, `[a-z]` and their negations `[!abc]`, `[!a-z]` one character (a
-/// separator included), `{a,b}` alternatives (nested, and only inside braces is `,` special),
-/// and `\` makes the next character literal. Unclosed `[` or `{`, a class mixing a range
-/// with other characters, an empty class, a range running backwards and a trailing `\` are
-/// errors.
+/// separator, `{a,b}` alternatives (nested; only inside braces is `,` special), `\` makes the
+/// next character literal, and a class is one character, a separator included: `[abc]` or
+/// `[a-z]`, negated as `[!abc]` or `[!a-z]`. As in gobwas, a class is a range when its first
+/// character, taken as it stands (a `\` too), is followed by `-`, and must then close;
+/// otherwise it lists characters up to the first unescaped `]`, escapes resolved.
+///
+/// Errors, where gobwas/glob v0.2.3 (OPA's) has them: an unclosed `[`, a range not closed
+/// after its last character or running backwards. Errors where it has none (failing closed):
+/// an unclosed `{`, a trailing `\` and an empty class. And a regular expression beyond the
+/// size regorus allows for one, so the work per call stays bounded.
 fn glob_regex(pattern: &str, separators: &[char]) -> anyhow::Result<String> {
     let invalid = |why: &str| anyhow!("{GLOB_MATCH}: invalid pattern: {why}");
-    let not_separator = if separators.is_empty() {
-        ".".to_owned()
-    } else {
-        let escaped: String = separators.iter().map(|c| escaped(*c)).collect();
-        format!("[^{escaped}]")
-    };
+    let mut not_separator = String::from(".");
+    if !separators.is_empty() {
+        not_separator = String::from("[^");
+        for &separator in separators {
+            push_literal(separator, &mut not_separator);
+        }
+        not_separator.push(']');
+    }
     let mut regex = String::from("(?s)^(?:");
     let mut open_braces = 0usize;
     let mut chars = pattern.chars().peekable();
@@ -260,30 +278,42 @@ fn glob_regex(pattern: &str, separators: &[char]) -> anyhow::Result<String> {
             }
             '?' => regex.push_str(&not_separator),
             '[' => {
-                let negated = chars.next_if_eq(&'!').is_some();
-                let mut members = Vec::new();
-                loop {
-                    match chars.next() {
-                        None => return Err(invalid("unclosed [")),
-                        Some(']') => break,
-                        Some('\\') => {
-                            members.push(chars.next().ok_or_else(|| invalid("unclosed ["))?)
-                        }
-                        Some(member) => members.push(member),
-                    }
-                }
-                let class: String = match members.as_slice() {
-                    [] => return Err(invalid("empty class")),
-                    [lo, '-', hi] if lo > hi => return Err(invalid("range hi below lo")),
-                    [lo, '-', hi] => format!("{}-{}", escaped(*lo), escaped(*hi)),
-                    [_, '-', ..] => return Err(invalid("a range must be the whole class")),
-                    list => list.iter().map(|c| escaped(*c)).collect(),
-                };
                 regex.push('[');
-                if negated {
+                if chars.next_if_eq(&'!').is_some() {
                     regex.push('^');
                 }
-                regex.push_str(&class);
+                let first = chars.next().ok_or_else(|| invalid("unclosed ["))?;
+                if chars.next_if_eq(&'-').is_some() {
+                    let last = chars.next().ok_or_else(|| invalid("unclosed ["))?;
+                    if chars.next() != Some(']') {
+                        return Err(invalid("a range must close after its last character"));
+                    }
+                    if last < first {
+                        return Err(invalid("a range may not run backwards"));
+                    }
+                    push_literal(first, &mut regex);
+                    regex.push('-');
+                    push_literal(last, &mut regex);
+                } else {
+                    let mut listed = 0usize;
+                    let mut next = Some(first);
+                    loop {
+                        match next {
+                            None => return Err(invalid("unclosed [")),
+                            Some(']') => break,
+                            Some('\\') => {
+                                let escaped = chars.next().ok_or_else(|| invalid("unclosed ["))?;
+                                push_literal(escaped, &mut regex);
+                            }
+                            Some(member) => push_literal(member, &mut regex),
+                        }
+                        listed += 1;
+                        next = chars.next();
+                    }
+                    if listed == 0 {
+                        return Err(invalid("an empty class"));
+                    }
+                }
                 regex.push(']');
             }
             '{' => {
@@ -296,10 +326,13 @@ fn glob_regex(pattern: &str, separators: &[char]) -> anyhow::Result<String> {
                 regex.push(')');
             }
             '\\' => {
-                let literal = chars.next().ok_or_else(|| invalid("trailing \\"))?;
-                regex.push_str(&escaped(literal));
+                let literal = chars.next().ok_or_else(|| invalid("a trailing \\"))?;
+                push_literal(literal, &mut regex);
             }
-            literal => regex.push_str(&escaped(literal)),
+            literal => push_literal(literal, &mut regex),
+        }
+        if regex.len() > REGEX_PROGRAM_BYTES {
+            return Err(invalid("too large"));
         }
     }
     if open_braces > 0 {
@@ -309,9 +342,9 @@ fn glob_regex(pattern: &str, separators: &[char]) -> anyhow::Result<String> {
     Ok(regex)
 }
 
-/// One character as a regular expression matching it literally (inside a class too).
-fn escaped(c: char) -> String {
-    regex_syntax::escape(c.encode_utf8(&mut [0; 4]))
+/// `c` as a regular expression matching it literally, inside a class too.
+fn push_literal(c: char, regex: &mut String) {
+    regex_syntax::escape_into(c.encode_utf8(&mut [0; 4]), regex);
 }
 
 fn text<'a>(name: &str, value: &'a Value) -> anyhow::Result<&'a str> {
@@ -452,6 +485,42 @@ mod tests {
         }
     }
 
+    /// Word boundaries RE2 does not have are errors, as in OPA, rather than Unicode ones.
+    #[test]
+    fn regex_match_refuses_word_boundaries_re2_lacks() {
+        for pattern in [
+            r"\<a",
+            r"a\>",
+            r"\b{start}a",
+            r"a\b{end}",
+            r"\b{start-half}a",
+        ] {
+            let expression = format!(
+                "regex.match({}, \"a\")",
+                serde_json::to_string(pattern).unwrap()
+            );
+            assert!(
+                crate::builtins::tests::evaluate(&expression).is_err(),
+                "{pattern}"
+            );
+        }
+    }
+
+    /// A glob's regular expression repeats the separator class at every `*` and `?`: with
+    /// many of both it would grow without bound, so it stops at regorus's size for one.
+    #[test]
+    fn glob_translation_is_bounded() {
+        let separators: Vec<String> = ('a'..='z').chain('A'..='Z').map(String::from).collect();
+        let policy = compiled(
+            crate::builtins::engine(),
+            r#"glob.match(input.pattern, input.delimiters, "x")"#,
+        );
+        let input = serde_json::json!({"pattern": "?".repeat(50_000), "delimiters": separators});
+        let input = Value::from_json_str(&input.to_string()).unwrap();
+        let refused = policy.eval_with_input(input).unwrap_err();
+        assert!(refused.to_string().contains("too large"), "{refused}");
+    }
+
     /// Go's `strings.Count`: non-overlapping, and an empty substring counts the characters
     /// plus one (regorus panicked on it).
     #[test]
@@ -472,8 +541,9 @@ mod tests {
     }
 
     /// OPA's reference examples for `glob.match`, gobwas/glob's own test vectors (the library
-    /// OPA matches globs with; `null` delimiters where it has no separators), and the cases
-    /// where regorus answered otherwise (`None`: an error, so `policy_error`).
+    /// OPA matches globs with; `null` delimiters where it has no separators), how its lexer
+    /// reads classes, and the cases where regorus answered otherwise (`None`: an error, so
+    /// `policy_error`).
     #[test]
     fn glob_match_answers_as_opa() {
         let a100 = "a".repeat(100);
@@ -582,11 +652,23 @@ mod tests {
             ("{{a,b},c}", "null", "c", Some(true)),
             ("{ab*}x", "null", "zzx", Some(false)),
             ("[!a]", "null", "\u{fffd}", Some(true)),
-            ("{a,b", "null", "a", None),
             ("[abc", "null", "a", None),
             ("[a-cx]", "null", "a", None),
             ("[c-a]", "null", "b", None),
+            // classes as gobwas lexes them: a range only when the first character, as it
+            // stands, is followed by `-`; otherwise a list with escapes resolved
+            (r"[\a-z]", "null", "m", Some(false)),
+            (r"[\a-z]", "null", "-", Some(true)),
+            (r"[a\-z]", "null", "m", Some(false)),
+            (r"[a-\z]", "null", "m", None),
+            (r"[a\-]", "null", "a", Some(true)),
+            (r"[\-a]", "null", "_", Some(true)),
+            ("[]-a]", "null", "_", Some(true)),
+            (r"[\]]", "null", "]", Some(true)),
+            // refused, failing closed, where gobwas/glob v0.2.3 accepts
+            ("{a,b", "null", "a", None),
             (r"a\", "null", "a", None),
+            ("[]", "null", "a", None),
             // where regorus answered otherwise
             ("tickets:*", r#"[":"]"#, "tickets:read", Some(true)),
             ("tickets:*", r#"[":"]"#, "tickets:admin:write", Some(false)),
