@@ -18,6 +18,9 @@
 //!   - `strings.count`: counts non-overlapping occurrences, and an empty substring counts
 //!     the characters plus one, as Go's `strings.Count` (regorus counted overlapping ones,
 //!     and panicked on an empty substring, which aborts the VM).
+//!   - `strings.replace_n`: one pass, as Go's `strings.NewReplacer` (regorus replaced pair
+//!     after pair, so a later pair rewrote what an earlier one produced:
+//!     `{"%2e": ".", "..": ""}` turned `%2e%2e/admin` into `/admin`, not `../admin`).
 //!
 //! Otherwise `regex.match` answers as regorus's: the same builder and limits, and errors where
 //! regorus has errors (a unit test compares both over a grid of arguments). Errors become
@@ -39,6 +42,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 pub const REGEX_MATCH: &str = "regex.match";
 pub const GLOB_MATCH: &str = "glob.match";
 pub const STRINGS_COUNT: &str = "strings.count";
+pub const STRINGS_REPLACE_N: &str = "strings.replace_n";
 
 const REGEX_CAPACITY: NonZeroUsize = NonZeroUsize::new(256).unwrap();
 const GLOB_CAPACITY: NonZeroUsize = NonZeroUsize::new(128).unwrap();
@@ -97,6 +101,54 @@ pub fn register(engine: &mut Engine) {
             Ok(Value::from(search.matches(substring).count()))
         }),
     );
+    let _ = engine.add_extension(
+        STRINGS_REPLACE_N.to_owned(),
+        2,
+        Box::new(|args: Vec<Value>| -> anyhow::Result<Value> {
+            let [patterns, subject] = <[Value; 2]>::try_from(args)
+                .map_err(|_| anyhow!("{STRINGS_REPLACE_N} takes 2 arguments"))?;
+            let patterns = patterns
+                .as_object()
+                .map_err(|_| anyhow!("{STRINGS_REPLACE_N}: patterns must be an object"))?;
+            // In key order, as OPA hands them to Go's strings.NewReplacer.
+            let pairs = patterns
+                .iter()
+                .map(|(old, new)| {
+                    Ok((text(STRINGS_REPLACE_N, old)?, text(STRINGS_REPLACE_N, new)?))
+                })
+                .collect::<anyhow::Result<Vec<(&str, &str)>>>()?;
+            let subject = text(STRINGS_REPLACE_N, &subject)?;
+            Ok(Value::from(replaced_in_one_pass(subject, &pairs)))
+        }),
+    );
+}
+
+/// Go's `strings.NewReplacer(old1, new1, ...).Replace(subject)`: one pass from the left; at
+/// each position the first pair whose old string starts there is replaced and the pass goes
+/// on after it, so a replacement is never looked at again. An empty old string matches at
+/// every position (once, before any other pair is tried there), on character boundaries.
+fn replaced_in_one_pass(subject: &str, pairs: &[(&str, &str)]) -> String {
+    let mut replaced = String::with_capacity(subject.len());
+    let mut position = 0;
+    let mut empty_matched_here = false;
+    while let Some(rest) = subject.get(position..) {
+        let pair = pairs
+            .iter()
+            .find(|(old, _)| !(empty_matched_here && old.is_empty()) && rest.starts_with(old));
+        if let Some((old, new)) = pair {
+            replaced.push_str(new);
+            position += old.len();
+            empty_matched_here = old.is_empty();
+            continue;
+        }
+        empty_matched_here = false;
+        let Some(next) = rest.chars().next() else {
+            break;
+        };
+        replaced.push(next);
+        position += next.len_utf8();
+    }
+    replaced
 }
 
 type Shared<T> = Arc<Mutex<LruCache<Box<str>, T>>>;
@@ -519,6 +571,34 @@ mod tests {
         let input = Value::from_json_str(&input.to_string()).unwrap();
         let refused = policy.eval_with_input(input).unwrap_err();
         assert!(refused.to_string().contains("too large"), "{refused}");
+    }
+
+    /// Go's `strings.NewReplacer`, as OPA calls it with the pairs in key order.
+    #[test]
+    fn strings_replace_n_answers_as_go() {
+        for (patterns, subject, expected) in [
+            (r#"{"%2e": ".", "..": ""}"#, "%2e%2e/admin", "../admin"),
+            (r#"{"a": "b", "b": "c"}"#, "ab", "bc"),
+            (r#"{"a": "1", "ab": "2"}"#, "abab", "1b1b"),
+            (r#"{"ab": "2", "b": "3"}"#, "abb", "23"),
+            (r#"{"aa": "x"}"#, "aaa", "xa"),
+            (r#"{"": "x"}"#, "ab", "xaxbx"),
+            (r#"{"": "x", "a": "y"}"#, "ab", "xyxbx"),
+            (r#"{"é": "e"}"#, "équipe", "equipe"),
+            ("{}", "same", "same"),
+        ] {
+            let expression = format!("strings.replace_n({patterns}, {subject:?})");
+            let answer = crate::builtins::tests::evaluate(&expression).unwrap();
+            assert_eq!(answer, Value::from(expected), "{expression}");
+        }
+        for wrong in [
+            r#"strings.replace_n({"a": 1}, "a")"#,
+            r#"strings.replace_n({1: "a"}, "a")"#,
+            r#"strings.replace_n(["a"], "a")"#,
+            r#"strings.replace_n({"a": "b"}, 1)"#,
+        ] {
+            assert!(crate::builtins::tests::evaluate(wrong).is_err(), "{wrong}");
+        }
     }
 
     /// Go's `strings.Count`: non-overlapping, and an empty substring counts the characters
