@@ -48,6 +48,9 @@ const REGEX_CAPACITY: NonZeroUsize = NonZeroUsize::new(256).unwrap();
 const GLOB_CAPACITY: NonZeroUsize = NonZeroUsize::new(128).unwrap();
 /// regorus's limit on a compiled regular expression.
 const REGEX_PROGRAM_BYTES: usize = 100 * 1024;
+/// How much `strings.replace_n` may add to its subject: an empty old string inserts its new
+/// one at every position, so a long subject and a long replacement would make a huge result.
+const REPLACED_BYTES: usize = 1 << 20;
 /// Per lazy DFA. The regex crate's default is 2 MiB; kept for 256 patterns of up to two lazy
 /// DFAs each, that would allow 1 GiB.
 const LAZY_DFA_BYTES: usize = 256 * 1024;
@@ -118,7 +121,9 @@ pub fn register(engine: &mut Engine) {
                 })
                 .collect::<anyhow::Result<Vec<(&str, &str)>>>()?;
             let subject = text(STRINGS_REPLACE_N, &subject)?;
-            Ok(Value::from(replaced_in_one_pass(subject, &pairs)))
+            let replaced = replaced_in_one_pass(subject, &pairs, REPLACED_BYTES + subject.len())
+                .ok_or_else(|| anyhow!("{STRINGS_REPLACE_N}: the result is too large"))?;
+            Ok(Value::from(replaced))
         }),
     );
 }
@@ -127,7 +132,8 @@ pub fn register(engine: &mut Engine) {
 /// each position the first pair whose old string starts there is replaced and the pass goes
 /// on after it, so a replacement is never looked at again. An empty old string matches at
 /// every position (once, before any other pair is tried there), on character boundaries.
-fn replaced_in_one_pass(subject: &str, pairs: &[(&str, &str)]) -> String {
+/// `None` once the result would pass `max_bytes`.
+fn replaced_in_one_pass(subject: &str, pairs: &[(&str, &str)], max_bytes: usize) -> Option<String> {
     let mut replaced = String::with_capacity(subject.len());
     let mut position = 0;
     let mut empty_matched_here = false;
@@ -136,6 +142,9 @@ fn replaced_in_one_pass(subject: &str, pairs: &[(&str, &str)]) -> String {
             .iter()
             .find(|(old, _)| !(empty_matched_here && old.is_empty()) && rest.starts_with(old));
         if let Some((old, new)) = pair {
+            if replaced.len() + new.len() > max_bytes {
+                return None;
+            }
             replaced.push_str(new);
             position += old.len();
             empty_matched_here = old.is_empty();
@@ -148,7 +157,7 @@ fn replaced_in_one_pass(subject: &str, pairs: &[(&str, &str)]) -> String {
         replaced.push(next);
         position += next.len_utf8();
     }
-    replaced
+    Some(replaced)
 }
 
 type Shared<T> = Arc<Mutex<LruCache<Box<str>, T>>>;
@@ -591,6 +600,15 @@ mod tests {
             let answer = crate::builtins::tests::evaluate(&expression).unwrap();
             assert_eq!(answer, Value::from(expected), "{expression}");
         }
+        // An empty old string inserts its new one at every position: bounded.
+        let policy = compiled(
+            crate::builtins::engine(),
+            r#"strings.replace_n({"": input.new}, input.subject)"#,
+        );
+        let input = serde_json::json!({"new": "x".repeat(1000), "subject": "y".repeat(2000)});
+        let input = Value::from_json_str(&input.to_string()).unwrap();
+        let refused = policy.eval_with_input(input).unwrap_err();
+        assert!(refused.to_string().contains("too large"), "{refused}");
         for wrong in [
             r#"strings.replace_n({"a": 1}, "a")"#,
             r#"strings.replace_n({1: "a"}, "a")"#,
