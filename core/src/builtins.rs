@@ -98,12 +98,17 @@ pub fn path_matches(template: &str, segments: &[&str]) -> bool {
             .all(|(part, segment)| part.starts_with('{') || part == *segment)
 }
 
-fn arguments<const N: usize>(name: &str, args: Vec<Value>) -> anyhow::Result<[Value; N]> {
+/// The `N` arguments of the builtin `name`, or an error naming it.
+pub(crate) fn arguments<const N: usize>(
+    name: &str,
+    args: Vec<Value>,
+) -> anyhow::Result<[Value; N]> {
     args.try_into()
         .map_err(|_| anyhow!("{name} takes {N} arguments"))
 }
 
-fn text<'a>(name: &str, what: &str, value: &'a Value) -> anyhow::Result<&'a str> {
+/// The string argument `what` of the builtin `name`, or an error naming both.
+pub(crate) fn text<'a>(name: &str, what: &str, value: &'a Value) -> anyhow::Result<&'a str> {
     match value {
         Value::String(s) => Ok(s),
         _ => bail!("{name}: {what} must be a string"),

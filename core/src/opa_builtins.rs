@@ -32,6 +32,7 @@
 //! a slower engine, with the same answer); a glob's regular expression is refused beyond
 //! regorus's size for one, before it is compiled.
 
+use crate::builtins::{arguments, text};
 use anyhow::{anyhow, bail};
 use lru::LruCache;
 use regex::{Regex, RegexBuilder};
@@ -44,8 +45,8 @@ pub const GLOB_MATCH: &str = "glob.match";
 pub const STRINGS_COUNT: &str = "strings.count";
 pub const STRINGS_REPLACE_N: &str = "strings.replace_n";
 
-const REGEX_CAPACITY: NonZeroUsize = NonZeroUsize::new(256).unwrap();
-const GLOB_CAPACITY: NonZeroUsize = NonZeroUsize::new(128).unwrap();
+const REGEX_CAPACITY: NonZeroUsize = capacity(256);
+const GLOB_CAPACITY: NonZeroUsize = capacity(128);
 /// regorus's limit on a compiled regular expression.
 const REGEX_PROGRAM_BYTES: usize = 100 * 1024;
 /// How much `strings.replace_n` may add to its subject: an empty old string inserts its new
@@ -54,6 +55,14 @@ const REPLACED_BYTES: usize = 1 << 20;
 /// Per lazy DFA. The regex crate's default is 2 MiB; kept for 256 patterns of up to two lazy
 /// DFAs each, that would allow 1 GiB.
 const LAZY_DFA_BYTES: usize = 256 * 1024;
+
+/// A cache size as the LRU cache takes it; a zero would leave room for one.
+const fn capacity(entries: usize) -> NonZeroUsize {
+    match NonZeroUsize::new(entries) {
+        Some(entries) => entries,
+        None => NonZeroUsize::MIN,
+    }
+}
 
 /// Registers the builtins on `engine`, the pattern matchers each with its own bounded cache.
 pub fn register(engine: &mut Engine) {
@@ -64,9 +73,9 @@ pub fn register(engine: &mut Engine) {
         REGEX_MATCH.to_owned(),
         2,
         Box::new(move |args: Vec<Value>| -> anyhow::Result<Value> {
-            let [pattern, subject] = <[Value; 2]>::try_from(args)
-                .map_err(|_| anyhow!("{REGEX_MATCH} takes 2 arguments"))?;
-            let (pattern, subject) = (text(REGEX_MATCH, &pattern)?, text(REGEX_MATCH, &subject)?);
+            let [pattern, subject] = arguments::<2>(REGEX_MATCH, args)?;
+            let pattern = text(REGEX_MATCH, "pattern", &pattern)?;
+            let subject = text(REGEX_MATCH, "value", &subject)?;
             let compile = || build_regex(REGEX_MATCH, &with_ascii_perl_classes(pattern)?);
             let matched = with_cached(&regexes, pattern, compile, |re| re.is_match(subject))?;
             Ok(Value::from(matched))
@@ -77,9 +86,9 @@ pub fn register(engine: &mut Engine) {
         GLOB_MATCH.to_owned(),
         3,
         Box::new(move |args: Vec<Value>| -> anyhow::Result<Value> {
-            let [pattern, delimiters, subject] = <[Value; 3]>::try_from(args)
-                .map_err(|_| anyhow!("{GLOB_MATCH} takes 3 arguments"))?;
-            let (pattern, subject) = (text(GLOB_MATCH, &pattern)?, text(GLOB_MATCH, &subject)?);
+            let [pattern, delimiters, subject] = arguments::<3>(GLOB_MATCH, args)?;
+            let pattern = text(GLOB_MATCH, "pattern", &pattern)?;
+            let subject = text(GLOB_MATCH, "match", &subject)?;
             let separators = separators(&delimiters)?;
             // Keyed by the separators and the pattern (the count first, so no two pairs make
             // one key): the translation runs only when the cache misses.
@@ -94,12 +103,9 @@ pub fn register(engine: &mut Engine) {
         STRINGS_COUNT.to_owned(),
         2,
         Box::new(|args: Vec<Value>| -> anyhow::Result<Value> {
-            let [search, substring] = <[Value; 2]>::try_from(args)
-                .map_err(|_| anyhow!("{STRINGS_COUNT} takes 2 arguments"))?;
-            let (search, substring) = (
-                text(STRINGS_COUNT, &search)?,
-                text(STRINGS_COUNT, &substring)?,
-            );
+            let [search, substring] = arguments::<2>(STRINGS_COUNT, args)?;
+            let search = text(STRINGS_COUNT, "search", &search)?;
+            let substring = text(STRINGS_COUNT, "substring", &substring)?;
             // An empty substring matches at every character boundary: characters plus one.
             Ok(Value::from(search.matches(substring).count()))
         }),
@@ -108,8 +114,7 @@ pub fn register(engine: &mut Engine) {
         STRINGS_REPLACE_N.to_owned(),
         2,
         Box::new(|args: Vec<Value>| -> anyhow::Result<Value> {
-            let [patterns, subject] = <[Value; 2]>::try_from(args)
-                .map_err(|_| anyhow!("{STRINGS_REPLACE_N} takes 2 arguments"))?;
+            let [patterns, subject] = arguments::<2>(STRINGS_REPLACE_N, args)?;
             let patterns = patterns
                 .as_object()
                 .map_err(|_| anyhow!("{STRINGS_REPLACE_N}: patterns must be an object"))?;
@@ -117,10 +122,11 @@ pub fn register(engine: &mut Engine) {
             let pairs = patterns
                 .iter()
                 .map(|(old, new)| {
-                    Ok((text(STRINGS_REPLACE_N, old)?, text(STRINGS_REPLACE_N, new)?))
+                    let old = text(STRINGS_REPLACE_N, "each key of patterns", old)?;
+                    Ok((old, text(STRINGS_REPLACE_N, "each value of patterns", new)?))
                 })
                 .collect::<anyhow::Result<Vec<(&str, &str)>>>()?;
-            let subject = text(STRINGS_REPLACE_N, &subject)?;
+            let subject = text(STRINGS_REPLACE_N, "value", &subject)?;
             let replaced = replaced_in_one_pass(subject, &pairs, REPLACED_BYTES + subject.len())
                 .ok_or_else(|| anyhow!("{STRINGS_REPLACE_N}: the result is too large"))?;
             Ok(Value::from(replaced))
@@ -292,7 +298,7 @@ fn separators(delimiters: &Value) -> anyhow::Result<Vec<char>> {
     let mut separators = list
         .iter()
         .map(|delimiter| {
-            let mut chars = text(GLOB_MATCH, delimiter)?.chars();
+            let mut chars = text(GLOB_MATCH, "each delimiter", delimiter)?.chars();
             match (chars.next(), chars.next()) {
                 (Some(c), None) => Ok(c),
                 _ => bail!("{GLOB_MATCH}: each delimiter must be one character"),
@@ -406,13 +412,6 @@ fn glob_regex(pattern: &str, separators: &[char]) -> anyhow::Result<String> {
 /// `c` as a regular expression matching it literally, inside a class too.
 fn push_literal(c: char, regex: &mut String) {
     regex_syntax::escape_into(c.encode_utf8(&mut [0; 4]), regex);
-}
-
-fn text<'a>(name: &str, value: &'a Value) -> anyhow::Result<&'a str> {
-    match value {
-        Value::String(s) => Ok(s),
-        _ => bail!("{name}: arguments must be strings"),
-    }
 }
 
 #[cfg(test)]
