@@ -29,7 +29,8 @@ const REGISTRY_SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
 struct Counting;
 
 #[cfg(target_family = "wasm")]
-static BACKING: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+static BACKING: chaperone_core::small_alloc::SmallAlloc<talc::wasm::WasmDynamicTalc> =
+    chaperone_core::small_alloc::SmallAlloc::new(talc::wasm::new_wasm_dynamic_allocator());
 #[cfg(not(target_family = "wasm"))]
 static BACKING: std::alloc::System = std::alloc::System;
 

@@ -23,6 +23,7 @@ pub mod remote;
 pub mod revocation;
 pub mod rsa;
 pub mod runtime;
+pub mod small_alloc;
 pub mod token;
 
 pub use cache::TokenCache;

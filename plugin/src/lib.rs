@@ -27,13 +27,15 @@ const KEY_TICK_MS: u64 = 250;
 /// among the header pairs, so any that are missing from the pairs are fetched one by one.
 const PSEUDO_HEADERS: [&str; 4] = [":method", ":path", ":authority", ":scheme"];
 
-/// talc rather than wasi-libc's dlmalloc: once a large configuration had been loaded,
-/// dlmalloc's heap made each decision 8 to 11 us slower in Node's V8 (100,000 registered
-/// agents); with talc the cost stays flat, and it is a little faster throughout
-/// (BENCHMARKS.md, 2026-11-25 (third)).
+/// Blocks of up to 512 bytes come from per-size free lists (`small_alloc`), which makes a
+/// decision about a fifth faster in V8 than talc alone; the rest from talc rather than
+/// wasi-libc's dlmalloc: once a large configuration had been loaded, dlmalloc's heap made each
+/// decision 8 to 11 us slower (100,000 registered agents), where talc's stays flat
+/// (BENCHMARKS.md, 2026-11-25 (third) and (sixth)).
 #[cfg(target_family = "wasm")]
 #[global_allocator]
-static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+static ALLOCATOR: chaperone_core::small_alloc::SmallAlloc<talc::wasm::WasmDynamicTalc> =
+    chaperone_core::small_alloc::SmallAlloc::new(talc::wasm::new_wasm_dynamic_allocator());
 
 proxy_wasm::main! {{
     std::panic::set_hook(Box::new(|info| {
