@@ -11,7 +11,7 @@
 
 use chaperone_core::encoding::{base64url_decode, base64url_encode};
 use chaperone_core::jwks::{admit_key_set, Algorithm};
-use chaperone_core::{decide, load, Loaded, RequestFacts, Runtime};
+use chaperone_core::{decide, decide_timed, load, Loaded, RequestFacts, Runtime};
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 use std::alloc::{GlobalAlloc, Layout};
@@ -23,6 +23,10 @@ const ISSUER: &str = "https://idp.bench.test";
 /// Registry sizes for the scale figures: issue 8 asks for a flat cost from 10 to 100,000
 /// registered agents and a 10,000-agent reload under a second.
 const REGISTRY_SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
+
+/// A policy that allows everything, for what chaperone costs around any policy.
+const ALLOW_ALL: &str =
+    "package chaperone.authz\n\ndecision := {\"allowed\": true, \"reason\": \"floor\", \"rule\": \"floor\"}\n";
 
 /// The allocator, counting live bytes: what a configuration occupies on the heap. In wasm it
 /// is the plugin's (talc), natively the system's.
@@ -94,6 +98,10 @@ fn run(iterations: u32, policy: Value) {
     let mut runtime = Runtime::new(&loaded, 1);
     let cached = repeated(iterations, &loaded, &mut runtime, &es_token, "GET", now);
     println!("  cached ES256 token, allowed         {cached:>9.1} us");
+    println!(
+        "    by stage: {}",
+        stages(iterations, &loaded, &mut runtime, &es_token, now)
+    );
     let denied = repeated(iterations, &loaded, &mut runtime, &es_token, "DELETE", now);
     println!("  cached ES256 token, policy denial   {denied:>9.1} us");
     // The same configuration with other policies in place of the bundle's modules.
@@ -112,10 +120,18 @@ fn run(iterations: u32, policy: Value) {
     };
     // A policy that allows everything: what chaperone costs around any policy (token,
     // registry, input, record), the floor of the rows above.
-    let floor = with_policy(
-        "package chaperone.authz\n\ndecision := {\"allowed\": true, \"reason\": \"floor\", \"rule\": \"floor\"}\n",
-    );
+    let floor = with_policy(ALLOW_ALL);
     println!("  cached ES256 token, allow-all policy {floor:>8.1} us");
+    {
+        let mut replaced = policy.clone();
+        replaced["modules"] = json!({"replaced.rego": ALLOW_ALL});
+        let loaded = configuration(&es, &rs, &ed, replaced);
+        let mut runtime = Runtime::new(&loaded, 1);
+        println!(
+            "    by stage: {}",
+            stages(iterations, &loaded, &mut runtime, &es_token, now)
+        );
+    }
     // One regex.match with a Unicode class, and one glob.match: each pattern compiled once
     // per configuration and its matcher kept (core/src/opa_builtins.rs).
     let regex = with_policy(
@@ -323,6 +339,46 @@ fn repeated(
     measure(iterations, |_| {
         decide(loaded, runtime, &facts(token, method, "/tickets/42", now))
     })
+}
+
+/// The cached-token allow by stage, from the decision's own timers (`decide_timed`, as the
+/// plugin times its records): the token (cache lookup, registry, grants), the policy
+/// evaluation, and the rest (request line, input, record); medians in us. A run apart from
+/// the row's figure, which stays free of the timers' cost.
+fn stages(
+    iterations: u32,
+    loaded: &Loaded,
+    runtime: &mut Runtime,
+    token: &str,
+    now: u64,
+) -> String {
+    let epoch = Instant::now();
+    let clock = || epoch.elapsed().as_nanos() as u64;
+    let mut timers: Vec<[u64; 3]> = (0..iterations)
+        .map(|_| {
+            let decision = decide_timed(
+                loaded,
+                runtime,
+                &facts(token, "GET", "/tickets/42", now),
+                &clock,
+            );
+            assert!(decision.allowed);
+            let metrics = &decision.record.metrics;
+            [
+                metrics.timer_token_ns,
+                metrics.timer_rego_query_eval_ns,
+                metrics
+                    .timer_total_ns
+                    .saturating_sub(metrics.timer_token_ns + metrics.timer_rego_query_eval_ns),
+            ]
+        })
+        .collect();
+    let mut median = |stage: usize| {
+        timers.sort_by_key(|t| t[stage]);
+        timers[timers.len() / 2][stage] as f64 / 1e3
+    };
+    let (token, policy, rest) = (median(0), median(1), median(2));
+    format!("token {token:.1}, policy {policy:.1}, the rest {rest:.1} us")
 }
 
 /// Median microseconds of `iterations` runs of `f`, after a warm-up.
