@@ -89,6 +89,7 @@ bench: tools build cli
 	$(CLI) bundle policies/agent-authz > build/bench-policy.json
 	cargo build --release --quiet -p chaperone-core --example decide_bench
 	cargo build --release --quiet -p chaperone-core --example decide_bench --target $(WASM_TARGET)
+	cargo build --release --quiet -p chaperone-floor-filter --target $(WASM_TARGET)
 	@echo "== decide, native"
 	$(ONE_CPU) target/release/examples/decide_bench < build/bench-policy.json
 	@echo "== decide, V8 (Node WASI, TurboFan only as in Envoy)"

@@ -1,6 +1,7 @@
 //! `make bench`: one run, one Envoy worker, wrk on loopback, the same request for every setup:
-//! bare Envoy, Envoy's native jwt_authn + RBAC, Envoy + chaperone with ES256, RS256 and EdDSA
-//! agent tokens (the shipped bundle, 1,000 registered agents, registry enforced, records on),
+//! bare Envoy, Envoy's native jwt_authn + RBAC, a Wasm filter that only reads the request
+//! headers (`floor-filter`: what any such filter pays), Envoy + chaperone with ES256, RS256
+//! and EdDSA agent tokens (the shipped bundle, 1,000 registered agents, registry enforced, records on),
 //! and once more with ES256 and the records via the access log instead of Envoy's log.
 //! Prints requests/s, p50, p99, ratios and Envoy's resident memory after the load. Every setup
 //! answers with a direct response, so upstream cost is the same.
@@ -25,9 +26,18 @@ const ALGORITHMS: [(&str, &str); 3] = [
     ("EdDSA", "bench-eddsa"),
 ];
 
+/// The Wasm module a setup loads through `chaperone.yaml`.
+#[derive(Clone, Copy, PartialEq)]
+enum Module {
+    None,
+    Chaperone,
+    Floor,
+}
+
 struct Setup {
     name: &'static str,
     template: &'static str,
+    module: Module,
     /// The algorithm of the token wrk sends (an index into [`ALGORITHMS`]).
     algorithm: usize,
     /// Whether a request without a token must be rejected (it must, for the auth setups).
@@ -37,10 +47,11 @@ struct Setup {
     access_log: bool,
 }
 
-const SETUPS: [Setup; 6] = [
+const SETUPS: [Setup; 7] = [
     Setup {
         name: "bare Envoy (direct response)",
         template: "bare.yaml",
+        module: Module::None,
         algorithm: 0,
         authenticates: false,
         access_log: false,
@@ -48,13 +59,23 @@ const SETUPS: [Setup; 6] = [
     Setup {
         name: "jwt_authn (ES256, cache on) + RBAC",
         template: "jwt_authn_rbac.yaml",
+        module: Module::None,
         algorithm: 0,
         authenticates: true,
         access_log: false,
     },
     Setup {
+        name: "Wasm floor (reads the headers, no decision)",
+        template: "chaperone.yaml",
+        module: Module::Floor,
+        algorithm: 0,
+        authenticates: false,
+        access_log: false,
+    },
+    Setup {
         name: "chaperone (ES256)",
         template: "chaperone.yaml",
+        module: Module::Chaperone,
         algorithm: 0,
         authenticates: true,
         access_log: false,
@@ -62,6 +83,7 @@ const SETUPS: [Setup; 6] = [
     Setup {
         name: "chaperone (RS256)",
         template: "chaperone.yaml",
+        module: Module::Chaperone,
         algorithm: 1,
         authenticates: true,
         access_log: false,
@@ -69,6 +91,7 @@ const SETUPS: [Setup; 6] = [
     Setup {
         name: "chaperone (EdDSA)",
         template: "chaperone.yaml",
+        module: Module::Chaperone,
         algorithm: 2,
         authenticates: true,
         access_log: false,
@@ -76,6 +99,7 @@ const SETUPS: [Setup; 6] = [
     Setup {
         name: "chaperone (ES256), records via access log",
         template: "chaperone.yaml",
+        module: Module::Chaperone,
         algorithm: 0,
         authenticates: true,
         access_log: true,
@@ -118,6 +142,13 @@ fn run() -> Result<(), String> {
     let cli = root.join("target/release/chaperone");
     let envoy = try_envoy_bin()?;
     let wasm = try_wasm_path()?;
+    let floor = root.join("target/wasm32-wasip1/release/chaperone_floor_filter.wasm");
+    if !floor.is_file() {
+        return Err(format!(
+            "{} is missing: `make bench` builds it (cargo build --release -p chaperone-floor-filter --target wasm32-wasip1)",
+            floor.display()
+        ));
+    }
 
     let work_text = work.display().to_string();
     for (alg, kid) in ALGORITHMS {
@@ -167,6 +198,10 @@ fn run() -> Result<(), String> {
         let ports = free_ports(2).map_err(|e| e.to_string())?;
         let (listen, admin) = (ports[0], ports[1]);
         let dir = work.join(setup.template.trim_end_matches(".yaml"));
+        let module = match setup.module {
+            Module::Floor => &floor,
+            Module::None | Module::Chaperone => &wasm,
+        };
         let (plugin, access_log) = if setup.access_log {
             (
                 &quiet_plugin_config,
@@ -186,7 +221,7 @@ fn run() -> Result<(), String> {
                 ("ISSUER", quote(ISSUER)),
                 ("AUDIENCE", quote(AUDIENCE)),
                 ("JWKS", quote(&jwks)),
-                ("WASM_PATH", wasm.display().to_string()),
+                ("WASM_PATH", module.display().to_string()),
                 ("PLUGIN_CONFIG", quote(plugin)),
                 ("ACCESS_LOG", access_log),
             ],
