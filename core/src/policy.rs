@@ -4,7 +4,8 @@
 use crate::config::{config_error, ConfigError};
 use crate::reason::Reason;
 use regorus::utils::limits::{set_fallback_execution_timer_config, ExecutionTimerConfig};
-use regorus::{CompiledPolicy, Value};
+use regorus::{Engine, Value};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 
@@ -13,7 +14,18 @@ use std::num::NonZeroU32;
 const TIMER_CHECK_INTERVAL: u32 = 64;
 
 pub struct Policy {
-    compiled: CompiledPolicy,
+    /// The engine the modules were compiled in, prepared (analysed and scheduled) once.
+    prepared: Engine,
+    /// The copy of `prepared` that evaluations run on, kept between them: an engine built
+    /// for each evaluation (as regorus's `CompiledPolicy` does) sizes, fills and drops a
+    /// table of every expression of the bundle each time, about a tenth of an allowed
+    /// request (BENCHMARKS.md, 2026-11-25 (sixth)). regorus resets its evaluation state on
+    /// each call; a failed evaluation may still leave some behind (a loop variable, a `with`
+    /// override it never got to undo), so the copy is dropped after any error and the next
+    /// evaluation starts from a fresh one.
+    engine: RefCell<Option<Engine>>,
+    /// `data.`-form reference of the decision rule.
+    rule: String,
     /// Slash form, as in OPA-Envoy's `path` option and OPA decision logs.
     pub decision_path: String,
     pub name: String,
@@ -93,7 +105,8 @@ impl Policy {
                 ),
             ));
         }
-        let compiled = engine
+        // Also checks the entrypoint, and leaves the engine prepared.
+        engine
             .compile_with_entrypoint(&rule.as_str().into())
             .map_err(|e| config_error("policy.modules", e.to_string()))?;
         let timer = ExecutionTimerConfig {
@@ -101,7 +114,9 @@ impl Policy {
             check_interval: NonZeroU32::new(TIMER_CHECK_INTERVAL).unwrap_or(NonZeroU32::MIN),
         };
         Ok(Policy {
-            compiled,
+            engine: RefCell::new(None),
+            prepared: engine,
+            rule,
             decision_path: decision_path.trim_matches('/').to_owned(),
             name,
             revision,
@@ -120,7 +135,23 @@ impl Policy {
         // The interpreter's limit is process-wide in regorus; set it before every evaluation
         // so two configurations sharing a VM each get their own.
         set_fallback_execution_timer_config(Some(self.timer));
-        let outcome = self.compiled.eval_with_input(input);
+        let outcome = match self.engine.try_borrow_mut() {
+            Ok(mut kept) => {
+                let engine = kept.get_or_insert_with(|| self.prepared.clone());
+                engine.set_input(input);
+                let outcome = engine.eval_rule(self.rule.clone());
+                if outcome.is_err() {
+                    *kept = None;
+                }
+                outcome
+            }
+            // Evaluations never nest; if one somehow did, it gets an engine of its own.
+            Err(_) => {
+                let mut engine = self.prepared.clone();
+                engine.set_input(input);
+                engine.eval_rule(self.rule.clone())
+            }
+        };
         match outcome {
             Err(_) => Verdict::failed(Reason::PolicyError),
             Ok(Value::Undefined) => Verdict::failed(Reason::PolicyUndefined),
@@ -362,6 +393,55 @@ mod tests {
         assert_eq!(
             p.evaluate(serde_json::json!({})).reason,
             Reason::PolicyError
+        );
+    }
+
+    /// Loops, comprehensions, a function, a `with` override, and an error halfway through for
+    /// some inputs: the state an evaluation leaves in the engine it runs on.
+    const STATEFUL: &str = "package t\nimport rego.v1\n\nflag := false\n\ndouble(x) := 2 * x\n\nflagged if flag\n\nhits contains \"flag\" if flag\n\nhits contains sprintf(\"item:%v\", [x]) if {\n\tsome x in input.items\n\tdouble(x) > 4\n}\n\nhits contains \"overridden\" if flagged with data.t.flag as true\n\nhits contains \"bad\" if to_number(input.bad) > 0\n\nhits contains sprintf(\"mode:%v\", [input.mode])\n\nbig := [x | some x in input.items; x > 2]\n\ndecision := {\"allowed\": count(hits) > 2, \"reason\": concat(\",\", hits), \"rule\": sprintf(\"%d\", [count(big)])}\n";
+
+    #[test]
+    fn a_kept_engine_answers_as_a_fresh_one() {
+        use serde_json::json;
+        let kept = policy(STATEFUL, "t/decision").unwrap();
+        let inputs = [
+            json!({"mode": "a", "items": [1, 3, 5]}),
+            json!({"mode": "b", "items": [9], "bad": "x"}),
+            json!({"mode": "c", "items": [9, 2], "bad": "5"}),
+            json!({"mode": "d"}),
+            json!({"mode": "e", "items": [7, 8], "bad": "?"}),
+            json!({"mode": "f", "items": "not a list"}),
+        ];
+        for _round in 0..3 {
+            for input in &inputs {
+                let fresh = policy(STATEFUL, "t/decision").unwrap();
+                assert_eq!(
+                    kept.evaluate(input.clone()),
+                    fresh.evaluate(input.clone()),
+                    "{input}"
+                );
+            }
+        }
+        let answer = kept.evaluate(json!({"mode": "a", "items": [1, 3, 5]}));
+        assert_eq!(
+            answer.policy_reason.as_deref(),
+            Some("item:3,item:5,mode:a,overridden")
+        );
+        assert_eq!(answer.rule.as_deref(), Some("2"));
+    }
+
+    #[test]
+    fn a_failed_evaluation_drops_the_kept_engine() {
+        let p = policy(STATEFUL, "t/decision").unwrap();
+        assert!(p.engine.borrow().is_none(), "made on first use");
+        p.evaluate(serde_json::json!({"mode": "a"}));
+        assert!(p.engine.borrow().is_some(), "kept after an answer");
+        let failed = p.evaluate(serde_json::json!({"mode": "b", "bad": "x"}));
+        assert_eq!(failed.reason, Reason::PolicyError);
+        assert!(p.engine.borrow().is_none(), "dropped after an error");
+        assert!(
+            p.evaluate(serde_json::json!({"mode": "a", "items": [3]}))
+                .allowed
         );
     }
 
