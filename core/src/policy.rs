@@ -138,25 +138,37 @@ impl Policy {
         let outcome = match self.engine.try_borrow_mut() {
             Ok(mut kept) => {
                 let engine = kept.get_or_insert_with(|| self.prepared.clone());
-                engine.set_input(input);
-                let outcome = engine.eval_rule(self.rule.clone());
+                let outcome = self.run(engine, input);
                 if outcome.is_err() {
                     *kept = None;
                 }
                 outcome
             }
             // Evaluations never nest; if one somehow did, it gets an engine of its own.
-            Err(_) => {
-                let mut engine = self.prepared.clone();
-                engine.set_input(input);
-                engine.eval_rule(self.rule.clone())
-            }
+            Err(_) => self.run(&mut self.prepared.clone(), input),
         };
-        match outcome {
-            Err(_) => Verdict::failed(Reason::PolicyError),
-            Ok(Value::Undefined) => Verdict::failed(Reason::PolicyUndefined),
-            Ok(result) => read_result(&result),
-        }
+        verdict_of(outcome)
+    }
+
+    /// [`Policy::evaluate`] on a copy of the prepared engine made for this evaluation alone, as
+    /// regorus's `CompiledPolicy` evaluates: the reference the kept engine must always agree
+    /// with (`core/tests/shipped_library.rs` compares them over the shipped library).
+    pub fn evaluate_on_fresh_engine(&self, input: serde_json::Value) -> Verdict {
+        set_fallback_execution_timer_config(Some(self.timer));
+        verdict_of(self.run(&mut self.prepared.clone(), Value::from(input)))
+    }
+
+    fn run(&self, engine: &mut Engine, input: Value) -> anyhow::Result<Value> {
+        engine.set_input(input);
+        engine.eval_rule(self.rule.clone())
+    }
+}
+
+fn verdict_of(outcome: anyhow::Result<Value>) -> Verdict {
+    match outcome {
+        Err(_) => Verdict::failed(Reason::PolicyError),
+        Ok(Value::Undefined) => Verdict::failed(Reason::PolicyUndefined),
+        Ok(result) => read_result(&result),
     }
 }
 
@@ -428,6 +440,164 @@ mod tests {
             Some("item:3,item:5,mode:a,overridden")
         );
         assert_eq!(answer.rule.as_deref(), Some("2"));
+    }
+
+    /// The constructs whose state regorus keeps in its engine between statements: loops over
+    /// arrays, objects and non-collections, an index shared by two collections, a function
+    /// indexing by its argument, nested loops, partial sets and objects, `every`, an object
+    /// comprehension, an `else` chain, and `with` on data, on input and on functions. The
+    /// last `swallowed` body replaces a function by a rule that fails halfway through its loop:
+    /// regorus 0.14.1 treats that failure as undefined rather than as an error, so the
+    /// evaluation succeeds, the engine is kept, and the rule's loop variable stays set.
+    const CONSTRUCTS: &str = r#"package t
+import rego.v1
+
+double(x) := 2 * x
+triple(x) := 3 * x
+
+kind(x) := "number" if is_number(x)
+else := "string" if is_string(x)
+else := "other"
+
+admins contains n if {
+	some n in input.users
+	startswith(n, "admin")
+}
+
+roles[n] := r if {
+	some n, r in input.roles
+	r != "none"
+}
+
+paired contains i if {
+	some i
+	input.a[i] == input.b[i]
+}
+
+at(k) := input.b[k]
+
+hits contains k if {
+	some k in input.keys
+	at(k) == 1
+}
+
+deep contains x if x := input.nested[_].items[_]
+
+within if every k, v in input.limits {
+	input.usage[k] <= v
+}
+
+doubled := {k: double(v) | some k, v in input.limits; is_number(v)}
+
+first_big := [x | some x in input.nums; x > 3][0]
+
+flag := false
+
+flagged if flag
+
+numbers contains n if {
+	some i
+	x := input.xs[i]
+	n := to_number(x)
+}
+
+overrides contains "data" if flagged with data.t.flag as true
+overrides contains "input" if input.mode == "x" with input.mode as "x"
+overrides contains "value" if double(1) == 7 with double as 7
+overrides contains "function" if double(2) == 6 with double as triple
+overrides contains "undefined" if input.none.deep == 1 with input.none as {"deep": 2}
+
+swallowed if double(1) with double as numbers
+
+default kind_of := "absent"
+
+kind_of := kind(input.k)
+
+default mode := "none"
+
+mode := input.mode
+
+default parts := []
+
+parts := [within, first_big, swallowed]
+
+decision := {
+	"allowed": count(admins) > 0,
+	"reason": json.marshal([admins, roles, paired, hits, deep, doubled, kind_of, overrides, mode]),
+	"rule": json.marshal(parts),
+}
+"#;
+
+    fn construct_inputs() -> Vec<serde_json::Value> {
+        use serde_json::json;
+        vec![
+            json!({"users": ["admin-a", "bob"], "roles": {"a": "r1", "b": "none"}, "a": [1, 2, 3],
+                   "b": [1, 0, 3], "keys": [0, 2, 9], "nested": [{"items": [1, 2]}, {"items": [3]}],
+                   "limits": {"cpu": 4, "mem": 8}, "usage": {"cpu": 1, "mem": 2}, "nums": [1, 5, 9],
+                   "xs": ["1", "2"], "k": 1, "mode": "x"}),
+            json!({"users": ["carol"], "roles": {"b": "none"}, "a": [7], "b": [8], "keys": [0],
+                   "nested": [{"items": "no"}], "limits": {"cpu": 9}, "usage": {"cpu": 5},
+                   "nums": [5], "xs": ["1", "x"], "k": "s", "mode": "y"}),
+            json!({"users": "admin-root", "a": {"k": 1}, "b": {"k": 1}, "keys": ["k"],
+                   "nested": [], "limits": {}, "usage": {}, "nums": [4], "xs": [], "k": []}),
+            json!({"users": ["admin-z"], "roles": {"x": "y"}, "limits": {"cpu": "two"},
+                   "usage": {"cpu": 1}, "nums": [2, 3], "xs": ["z"], "mode": "x"}),
+            json!({"users": ["admin-q"], "a": [1, 1], "b": [1], "keys": [1, 0], "k": null,
+                   "nested": [{"items": [9]}, {"other": 1}], "xs": ["3", "4", "y"]}),
+            json!({}),
+        ]
+    }
+
+    #[test]
+    fn a_kept_engine_answers_as_a_fresh_one_whatever_came_before() {
+        let kept = policy(CONSTRUCTS, "t/decision").unwrap();
+        let inputs = construct_inputs();
+        let check = |input: &serde_json::Value| {
+            let answer = kept.evaluate(input.clone());
+            assert_eq!(
+                answer,
+                kept.evaluate_on_fresh_engine(input.clone()),
+                "{input}"
+            );
+            answer
+        };
+        let mut answers = Vec::new();
+        for _round in 0..3 {
+            answers.extend(inputs.iter().map(check));
+        }
+        // Every input right after every other, and again after that one.
+        for first in &inputs {
+            for second in &inputs {
+                for input in [first, second, first] {
+                    answers.push(check(input));
+                }
+            }
+        }
+        // The inputs reach allowed answers, denials and undefined parts, not only errors.
+        assert!(answers.iter().any(|a| a.allowed));
+        assert!(answers
+            .iter()
+            .any(|a| !a.allowed && a.reason == Reason::PolicyDenied));
+        let reasons: Vec<_> = answers
+            .iter()
+            .filter_map(|a| a.policy_reason.as_deref())
+            .collect();
+        for part in ["\"data\"", "\"function\"", "\"input\""] {
+            assert!(
+                reasons.iter().any(|r| r.contains(part)),
+                "no override {part}"
+            );
+        }
+        let rules: Vec<_> = answers.iter().filter_map(|a| a.rule.as_deref()).collect();
+        assert!(
+            rules.iter().any(|r| r.ends_with(",true]")),
+            "a swallowed value"
+        );
+        // The second input defines `within` and `first_big`; `parts` is left undefined only
+        // because the rule standing in for `double` failed: the swallowed error.
+        assert_eq!(kept.evaluate(inputs[1].clone()).rule.as_deref(), Some("[]"));
+        // And an input the interpreter refuses (a loop over a string), which drops the engine.
+        assert!(answers.iter().any(|a| a.reason == Reason::PolicyError));
     }
 
     #[test]

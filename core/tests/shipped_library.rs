@@ -2,7 +2,8 @@
 //! The shipped library (`policies/agent-authz`) over a corpus of requests: every example
 //! agent, standing permissions, grants, guards, windows, junk paths, with the shipped data
 //! and with data that exercises the registry and break-glass. Its quick path (`decision`)
-//! must answer exactly as the full steps (`complete_decision`) on every one of them.
+//! must answer exactly as the full steps (`complete_decision`) on every one of them, and the
+//! engine a configuration keeps between evaluations exactly as one made for each.
 
 use chaperone_core::policy::{Policy, Verdict};
 use serde_json::{json, Value};
@@ -180,6 +181,45 @@ fn the_quick_path_decides_like_the_full_steps_over_the_corpus() {
             reasons.contains(reason),
             "never reached `{reason}`: {reasons:?}"
         );
+    }
+}
+
+/// The kept engine (one per configuration, reused by every request) answers as an engine made
+/// for each evaluation, whatever came before: the corpus in a stride that changes agent,
+/// request, grants and time at every step, with inputs the library cannot read (a rule body
+/// left undefined halfway, or an error, which drops the kept engine) mixed in.
+#[test]
+fn the_kept_engine_answers_as_a_fresh_one_in_any_order() {
+    let (modules, shipped) = shipped_bundle();
+    let corpus = corpus();
+    let unreadable = [
+        json!({}),
+        json!({"agent": {"id": "coding-agent"}}),
+        json!({"agent": null, "parsed_path": ["tickets", "42"]}),
+        json!({"parsed_path": "tickets/42", "agent": {"id": "support-bot"}}),
+    ];
+    // A stride coprime with the corpus size visits every request once.
+    let stride = 7919;
+    assert_ne!(corpus.len() % stride, 0);
+    let mut sequence = Vec::new();
+    for step in 0..corpus.len() / 3 {
+        sequence.push(&corpus[(step * stride) % corpus.len()]);
+        if step % 40 == 0 {
+            sequence.push(&unreadable[(step / 40) % unreadable.len()]);
+        }
+    }
+    for data in [shipped.clone(), eventful(shipped)] {
+        for rule in ["decision", "complete_decision"] {
+            let policy = compile(&modules, data.clone(), rule);
+            let mut allowed = 0;
+            for input in &sequence {
+                let answer = policy.evaluate((*input).clone());
+                let fresh = policy.evaluate_on_fresh_engine((*input).clone());
+                assert_eq!(answer, fresh, "{rule}: {input}");
+                allowed += usize::from(answer.allowed);
+            }
+            assert!(allowed > 0 && allowed < sequence.len(), "{rule}: {allowed}");
+        }
     }
 }
 
