@@ -149,19 +149,21 @@ impl DecisionRecord {
     }
 }
 
-/// A decision id: 16 random bytes (from the host) as a UUID version 4.
+/// A decision id: 16 random bytes (from the host) as a UUID version 4, lower-case hex. Written
+/// digit by digit: it is made for every request.
 pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    let mut id = String::with_capacity(36);
+    for (index, byte) in bytes.iter().enumerate() {
+        if matches!(index, 4 | 6 | 8 | 10) {
+            id.push('-');
+        }
+        id.push(char::from(HEX[usize::from(byte >> 4)]));
+        id.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    id
 }
 
 /// RFC 3339 UTC timestamp with nanoseconds, from Unix nanoseconds.
@@ -244,6 +246,14 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decision_ids_are_version_4_uuids() {
+        let bytes: [u8; 16] = std::array::from_fn(|i| (i as u8).wrapping_mul(0x3b) ^ 0xa5);
+        assert_eq!(uuid_v4(bytes), "a59ed314-4982-4738-bdb6-eb2c615a9fd0");
+        assert_eq!(uuid_v4([0xff; 16]), "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        assert_eq!(uuid_v4([0; 16]), "00000000-0000-4000-8000-000000000000");
+    }
 
     #[test]
     fn timestamps_parse_back() {

@@ -370,11 +370,7 @@ impl ChaperoneFilter {
     /// to the collector if one is configured. With neither, the record is never serialised.
     fn account(&self, decision: &mut Decision, started_ns: u64) {
         let metrics = &self.vm.metrics;
-        metrics.count(&format!(
-            "chaperone_decisions_total_decision={}_reason={}",
-            records::outcome(decision),
-            decision.reason.code()
-        ));
+        metrics.count_decision(records::outcome(decision), decision.reason.code());
         metrics.sample(
             DECISION_DURATION,
             host::now_ns().saturating_sub(started_ns) / 1_000,

@@ -15,6 +15,9 @@ pub const RECORDS_DROPPED: &str = "chaperone_records_dropped_total";
 pub struct Metrics {
     /// Metric ids by name; a name the host refused is remembered as `None`.
     ids: RefCell<HashMap<String, Option<u32>>>,
+    /// The decision counter's ids by outcome and reason code, so that counting a decision
+    /// formats its name only the first time.
+    decision_ids: RefCell<HashMap<(&'static str, &'static str), Option<u32>>>,
     /// Off on hosts without proxy-wasm metrics (see `HostKind::detect`).
     disabled: Cell<bool>,
 }
@@ -49,6 +52,26 @@ impl Metrics {
 
     pub fn count(&self, name: &str) {
         self.add(name, 1);
+    }
+
+    /// `chaperone_decisions_total` for one decision of `outcome` (`allow`, `deny`, `dryrun`)
+    /// and reason code.
+    pub fn count_decision(&self, outcome: &'static str, reason: &'static str) {
+        if self.disabled.get() {
+            return;
+        }
+        let Ok(mut known) = self.decision_ids.try_borrow_mut() else {
+            return;
+        };
+        let id = *known.entry((outcome, reason)).or_insert_with(|| {
+            self.id(
+                MetricType::Counter,
+                &format!("chaperone_decisions_total_decision={outcome}_reason={reason}"),
+            )
+        });
+        if let Some(id) = id {
+            let _ = host::increment_metric(id, 1);
+        }
     }
 
     pub fn sample(&self, name: &str, value: u64) {

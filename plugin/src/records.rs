@@ -44,6 +44,25 @@ pub fn outcome(decision: &Decision) -> &'static str {
     }
 }
 
+/// A key field's property name on each host, spelled out once rather than formatted for every
+/// request: Envoy filter state `chaperone.<field>`, Kong `kong.ctx.shared.chaperone_<field>`.
+#[derive(Clone, Copy)]
+struct KeyField {
+    envoy: &'static str,
+    kong: &'static str,
+}
+
+macro_rules! key_field {
+    ($field:literal) => {
+        KeyField {
+            envoy: concat!("chaperone.", $field),
+            kong: concat!("kong.ctx.shared.chaperone_", $field),
+        }
+    };
+}
+
+const DECISION_ID: KeyField = key_field!("decision_id");
+
 /// The record's key fields for the host's own logs: Envoy filter state
 /// (`%FILTER_STATE(wasm.chaperone.<field>:PLAIN)%`), Kong `kong.ctx.shared.chaperone_<field>`.
 /// Without `key_fields` only `decision_id`, which still joins an access-log line to its record:
@@ -51,7 +70,7 @@ pub fn outcome(decision: &Decision) -> &'static str {
 pub fn publish(kind: HostKind, decision: &Decision, key_fields: bool) {
     let record = &decision.record;
     if !key_fields {
-        set_field(kind, "decision_id", &record.decision_id);
+        set_field(kind, DECISION_ID, &record.decision_id);
         return;
     }
     let agent = record.agent.as_ref();
@@ -64,21 +83,21 @@ pub fn publish(kind: HostKind, decision: &Decision, key_fields: bool) {
     });
     let revision = record.bundles.values().next().map(|b| b.revision.as_str());
     let seq = record.seq.to_string();
-    let fields: [(&str, Option<&str>); 11] = [
-        ("decision_id", Some(record.decision_id.as_str())),
-        ("decision", Some(outcome(decision))),
-        ("reason", Some(record.reason.as_str())),
-        ("rule", record.rule.as_deref()),
-        ("agent_id", agent.map(|a| a.id.as_str())),
-        ("issuer", agent.map(|a| a.issuer.as_str())),
-        ("owner", agent.and_then(|a| a.owner.as_deref())),
+    let fields: [(KeyField, Option<&str>); 11] = [
+        (DECISION_ID, Some(record.decision_id.as_str())),
+        (key_field!("decision"), Some(outcome(decision))),
+        (key_field!("reason"), Some(record.reason.as_str())),
+        (key_field!("rule"), record.rule.as_deref()),
+        (key_field!("agent_id"), agent.map(|a| a.id.as_str())),
+        (key_field!("issuer"), agent.map(|a| a.issuer.as_str())),
+        (key_field!("owner"), agent.and_then(|a| a.owner.as_deref())),
         (
-            "delegation",
+            key_field!("delegation"),
             delegation.as_deref().filter(|d| !d.is_empty()),
         ),
-        ("task", agent.and_then(|a| a.task.as_deref())),
-        ("policy_revision", revision),
-        ("seq", Some(seq.as_str())),
+        (key_field!("task"), agent.and_then(|a| a.task.as_deref())),
+        (key_field!("policy_revision"), revision),
+        (key_field!("seq"), Some(seq.as_str())),
     ];
     for (field, value) in fields {
         if let Some(value) = value {
@@ -87,15 +106,13 @@ pub fn publish(kind: HostKind, decision: &Decision, key_fields: bool) {
     }
 }
 
-fn set_field(kind: HostKind, field: &str, value: &str) {
-    // Hosts without the notion answer with an error status; the record still has it all.
-    let _ = match kind {
-        HostKind::Envoy => host::set_property(&format!("chaperone.{field}"), value.as_bytes()),
-        HostKind::Kong => host::set_property(
-            &format!("kong.ctx.shared.chaperone_{field}"),
-            value.as_bytes(),
-        ),
+fn set_field(kind: HostKind, field: KeyField, value: &str) {
+    let name = match kind {
+        HostKind::Envoy => field.envoy,
+        HostKind::Kong => field.kong,
     };
+    // Hosts without the notion answer with an error status; the record still has it all.
+    let _ = host::set_property(name, value.as_bytes());
 }
 
 /// Sends the next batch of records if one is due.
@@ -173,6 +190,14 @@ pub fn count_dropped(metrics: &Metrics, dropped: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_fields_are_named_as_the_readme_says() {
+        let field = key_field!("agent_id");
+        assert_eq!(field.envoy, "chaperone.agent_id");
+        assert_eq!(field.kong, "kong.ctx.shared.chaperone_agent_id");
+        assert_eq!(DECISION_ID.envoy, "chaperone.decision_id");
+    }
 
     #[test]
     fn kong_versions_with_metrics() {
