@@ -23,7 +23,7 @@ help:
 	@echo "make run     Envoy on 127.0.0.1:10000 with chaperone, the example policy and demo keys"
 	@echo "make test    unit tests, policy tests and end-to-end tests against a real Envoy"
 	@echo "make build   dist/chaperone.wasm (and chaperone.meta.json beside it)"
-	@echo "make bench   decision cost by stage (native, V8), then bare Envoy vs jwt_authn+RBAC vs chaperone (wrk); see BENCHMARKS.md"
+	@echo "make bench   decision cost by stage (native, V8), bare Envoy vs jwt_authn+RBAC vs chaperone (wrk), the whole filter in V8; see BENCHMARKS.md"
 	@echo "make check-config CONFIG=file.json   validate a plugin configuration offline"
 
 # --- tools (installed on demand; a fresh machine has none of them) -------------------------
@@ -95,6 +95,8 @@ bench: tools build cli
 	@echo "== decide, V8 (Node WASI, TurboFan only as in Envoy)"
 	$(ONE_CPU) node --no-liftoff test-harness/bench/run-wasi.mjs target/$(WASM_TARGET)/release/examples/decide_bench.wasm < build/bench-policy.json
 	cargo run --release --quiet -p chaperone-test-harness --bin bench
+	@echo "== the filter's callbacks per request in V8 (Node, a minimal host in JS; ES256, the gateways' configuration)"
+	$(ONE_CPU) node --no-liftoff test-harness/bench/filter-host.mjs $(WASM) build/bench/plugin.json build/bench/token-es256
 	@echo "== module size: as cargo built it, as shipped (wasm-opt -O3), and smallest (-Oz, no names)"
 	$(WASM_OPT) -Oz --strip-debug --strip-producers $(WASM) -o build/chaperone.min.wasm
 	@wc -c $(RAW_WASM) $(WASM) build/chaperone.min.wasm

@@ -192,6 +192,11 @@ fn run() -> Result<(), String> {
         tokens.push(mint_support_bot_token(&cli, &spec)?);
     }
 
+    // For the filter's row in V8 (test-harness/bench/filter-host.mjs, run by `make bench`
+    // after this): the same configuration and ES256 token.
+    std::fs::write(work.join("plugin.json"), &plugin_config).map_err(|e| e.to_string())?;
+    std::fs::write(work.join("token-es256"), &tokens[0]).map_err(|e| e.to_string())?;
+
     let quote = |text: &str| serde_json::to_string(text).unwrap_or_default();
     let mut results = Vec::new();
     for setup in &SETUPS {
