@@ -132,9 +132,6 @@ impl Policy {
 
     /// [`Policy::evaluate`] for an input already in regorus's representation.
     pub fn evaluate_value(&self, input: Value) -> Verdict {
-        // The interpreter's limit is process-wide in regorus; set it before every evaluation
-        // so two configurations sharing a VM each get their own.
-        set_fallback_execution_timer_config(Some(self.timer));
         let outcome = match self.engine.try_borrow_mut() {
             Ok(mut kept) => {
                 let engine = kept.get_or_insert_with(|| self.prepared.clone());
@@ -154,11 +151,13 @@ impl Policy {
     /// regorus's `CompiledPolicy` evaluates: the reference the kept engine must always agree
     /// with (`core/tests/shipped_library.rs` compares them over the shipped library).
     pub fn evaluate_on_fresh_engine(&self, input: serde_json::Value) -> Verdict {
-        set_fallback_execution_timer_config(Some(self.timer));
         verdict_of(self.run(&mut self.prepared.clone(), Value::from(input)))
     }
 
     fn run(&self, engine: &mut Engine, input: Value) -> anyhow::Result<Value> {
+        // The interpreter's limit is process-wide in regorus; set it before every evaluation
+        // so two configurations sharing a VM each get their own.
+        set_fallback_execution_timer_config(Some(self.timer));
         engine.set_input(input);
         engine.eval_rule(self.rule.clone())
     }

@@ -11,13 +11,33 @@ use std::collections::HashMap;
 pub const DECISION_DURATION: &str = "chaperone_decision_duration_us";
 pub const RECORDS_DROPPED: &str = "chaperone_records_dropped_total";
 
+/// A metric as the plugin names it: every name is a constant, and the decision counter's
+/// labels are two constants, so looking a metric up never formats its name; that happens once,
+/// when the metric is defined.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum MetricKey {
+    Named(&'static str),
+    Decision {
+        outcome: &'static str,
+        reason: &'static str,
+    },
+}
+
+impl MetricKey {
+    fn name(self) -> String {
+        match self {
+            MetricKey::Named(name) => name.to_owned(),
+            MetricKey::Decision { outcome, reason } => {
+                format!("chaperone_decisions_total_decision={outcome}_reason={reason}")
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct Metrics {
-    /// Metric ids by name; a name the host refused is remembered as `None`.
-    ids: RefCell<HashMap<String, Option<u32>>>,
-    /// The decision counter's ids by outcome and reason code, so that counting a decision
-    /// formats its name only the first time.
-    decision_ids: RefCell<HashMap<(&'static str, &'static str), Option<u32>>>,
+    /// Metric ids; one the host refused is remembered as `None`.
+    ids: RefCell<HashMap<MetricKey, Option<u32>>>,
     /// Off on hosts without proxy-wasm metrics (see `HostKind::detect`).
     disabled: Cell<bool>,
 }
@@ -27,55 +47,45 @@ impl Metrics {
         self.disabled.set(!enabled);
     }
 
-    fn id(&self, metric_type: MetricType, name: &str) -> Option<u32> {
+    fn id(&self, metric_type: MetricType, key: MetricKey) -> Option<u32> {
         if self.disabled.get() {
             return None;
         }
         let mut ids = self.ids.try_borrow_mut().ok()?;
-        if let Some(id) = ids.get(name) {
+        if let Some(id) = ids.get(&key) {
             return *id;
         }
         // First use: define it once (a name the host refuses stays refused).
-        let id = host::define_metric(metric_type, name).ok();
-        ids.insert(name.to_owned(), id);
+        let id = host::define_metric(metric_type, &key.name()).ok();
+        ids.insert(key, id);
         id
     }
 
-    pub fn add(&self, name: &str, by: u64) {
+    fn increment(&self, key: MetricKey, by: u64) {
         if by == 0 {
             return;
         }
-        if let Some(id) = self.id(MetricType::Counter, name) {
+        if let Some(id) = self.id(MetricType::Counter, key) {
             let _ = host::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
         }
     }
 
-    pub fn count(&self, name: &str) {
+    pub fn add(&self, name: &'static str, by: u64) {
+        self.increment(MetricKey::Named(name), by);
+    }
+
+    pub fn count(&self, name: &'static str) {
         self.add(name, 1);
     }
 
     /// `chaperone_decisions_total` for one decision of `outcome` (`allow`, `deny`, `dryrun`)
     /// and reason code.
     pub fn count_decision(&self, outcome: &'static str, reason: &'static str) {
-        if self.disabled.get() {
-            return;
-        }
-        let Ok(mut known) = self.decision_ids.try_borrow_mut() else {
-            return;
-        };
-        let id = *known.entry((outcome, reason)).or_insert_with(|| {
-            self.id(
-                MetricType::Counter,
-                &format!("chaperone_decisions_total_decision={outcome}_reason={reason}"),
-            )
-        });
-        if let Some(id) = id {
-            let _ = host::increment_metric(id, 1);
-        }
+        self.increment(MetricKey::Decision { outcome, reason }, 1);
     }
 
-    pub fn sample(&self, name: &str, value: u64) {
-        if let Some(id) = self.id(MetricType::Histogram, name) {
+    pub fn sample(&self, name: &'static str, value: u64) {
+        if let Some(id) = self.id(MetricType::Histogram, MetricKey::Named(name)) {
             let _ = host::record_metric(id, value);
         }
     }
