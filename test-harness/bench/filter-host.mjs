@@ -34,7 +34,7 @@ const decoder = new TextDecoder();
 const token = readFileSync(tokenPath, "utf8").trim();
 const baseConfig = JSON.parse(readFileSync(configPath, "utf8"));
 
-/// One instance of the module under the host, configured with `config`.
+// One instance of the module under the host, configured with `config`.
 function instantiate(config) {
   const configBytes = encoder.encode(JSON.stringify(config));
   const host = {
@@ -195,7 +195,7 @@ function instantiate(config) {
   }
 
   let context = ROOT + 1;
-  /// One request, as Envoy delivers it for `GET /tickets/42`; whether it went upstream.
+  // One request, as Envoy delivers it for `GET /tickets/42`; whether it went upstream.
   host.send = () => {
     const id = context++;
     host.request = [
@@ -218,7 +218,7 @@ function instantiate(config) {
 
 const median = (values) => [...values].sort((a, b) => a - b)[values.length >> 1];
 
-/// Microseconds per request (median of batches) with the records in the host log or not.
+// Microseconds per request (median of batches) with the records in the host log or not.
 function measure(hostLog) {
   const config = structuredClone(baseConfig);
   config.decision_log = { ...(config.decision_log ?? {}), host_log: hostLog };
