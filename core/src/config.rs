@@ -19,8 +19,9 @@ pub const DEFAULT_ALGORITHMS: [Algorithm; 5] = [
     Algorithm::EdDSA,
 ];
 pub const DEFAULT_DECISION_PATH: &str = "envoy/authz/allow";
-/// Upper bound of `limits.max_cached_tokens`: a cache entry costs about a kilobyte of each
-/// VM's heap (BENCHMARKS.md), so this already means gigabytes per worker.
+/// Upper bound of `limits.max_cached_tokens` and `limits.max_cached_decisions`: a token
+/// entry costs about a kilobyte of each VM's heap (BENCHMARKS.md), so this already means
+/// gigabytes per worker.
 pub const MAX_CACHED_TOKENS: usize = 1_000_000;
 
 /// The configuration document as users write it. Unknown keys are errors everywhere.
@@ -152,8 +153,10 @@ pub struct RawLimits {
     pub max_token_bytes: usize,
     #[serde(default = "default_max_delegation_depth")]
     pub max_delegation_depth: usize,
-    #[serde(default = "default_max_cached_tokens")]
+    #[serde(default = "default_cache_capacity")]
     pub max_cached_tokens: usize,
+    #[serde(default = "default_cache_capacity")]
+    pub max_cached_decisions: usize,
 }
 
 impl Default for RawLimits {
@@ -161,7 +164,8 @@ impl Default for RawLimits {
         Self {
             max_token_bytes: default_max_token_bytes(),
             max_delegation_depth: default_max_delegation_depth(),
-            max_cached_tokens: default_max_cached_tokens(),
+            max_cached_tokens: default_cache_capacity(),
+            max_cached_decisions: default_cache_capacity(),
         }
     }
 }
@@ -193,7 +197,7 @@ fn default_max_grants() -> usize {
 fn default_max_delegation_depth() -> usize {
     DEFAULT_MAX_DELEGATION_DEPTH
 }
-fn default_max_cached_tokens() -> usize {
+fn default_cache_capacity() -> usize {
     crate::cache::DEFAULT_CAPACITY
 }
 fn default_max_eval_ms() -> u64 {
@@ -213,6 +217,8 @@ pub struct Compiled {
     pub max_delegation_depth: usize,
     /// Capacity of each verified-token cache of a VM (agent, transaction and grant tokens).
     pub max_cached_tokens: usize,
+    /// Capacity of each VM's remembered verdicts (`decision_cache`).
+    pub max_cached_decisions: usize,
     pub transaction_tokens: Option<TransactionTokens>,
     pub grants: Option<Grants>,
     pub registry: Option<Registry>,
@@ -391,11 +397,19 @@ pub fn compile(raw: RawConfig) -> Result<Compiled, ConfigError> {
             "must be between 1 and 32",
         ));
     }
-    if raw.limits.max_cached_tokens > MAX_CACHED_TOKENS {
-        return Err(config_error(
-            "limits.max_cached_tokens",
-            format!("must be between 0 and {MAX_CACHED_TOKENS}"),
-        ));
+    for (field, value) in [
+        ("limits.max_cached_tokens", raw.limits.max_cached_tokens),
+        (
+            "limits.max_cached_decisions",
+            raw.limits.max_cached_decisions,
+        ),
+    ] {
+        if value > MAX_CACHED_TOKENS {
+            return Err(config_error(
+                field,
+                format!("must be between 0 and {MAX_CACHED_TOKENS}"),
+            ));
+        }
     }
     let transaction_tokens = raw
         .transaction_tokens
@@ -433,6 +447,7 @@ pub fn compile(raw: RawConfig) -> Result<Compiled, ConfigError> {
         max_token_bytes: raw.limits.max_token_bytes,
         max_delegation_depth: raw.limits.max_delegation_depth,
         max_cached_tokens: raw.limits.max_cached_tokens,
+        max_cached_decisions: raw.limits.max_cached_decisions,
         transaction_tokens,
         grants,
         registry,

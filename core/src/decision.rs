@@ -2,6 +2,7 @@
 
 use crate::attribution::{attribute, collect_grants};
 use crate::config::{Compiled, Loaded};
+use crate::decision_cache::{self, Served};
 use crate::encoding::{header_safe, list_header_value};
 use crate::input::{build_input, remaining_seconds, RequestFacts, RequestLine};
 use crate::policy::Verdict;
@@ -23,6 +24,8 @@ pub const DELEGATION_HEADER: &str = "x-chaperone-delegation";
 pub const TASK_HEADER: &str = "x-chaperone-task";
 pub const PURPOSE_HEADER: &str = "x-chaperone-purpose";
 pub const DECISION_ID_HEADER: &str = "x-chaperone-decision-id";
+/// Record flag of a verdict answered from memory (`cache_seconds`), not evaluated.
+pub const DECISION_CACHED_FLAG: &str = "decision_cached";
 
 /// What the host must do with the request.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,13 +140,26 @@ fn decide_compiled(
             );
             let logged_input = compiled.decision_log.input.then(|| input.clone());
             let policy_started = clock();
-            let verdict = compiled.policy.evaluate_value(input);
+            let (verdict, served) = decision_cache::evaluate(
+                &compiled.policy,
+                &mut runtime.decisions,
+                input,
+                now_ms / 1_000,
+            );
             let timer_rego_query_eval_ns = clock().saturating_sub(policy_started);
             let mut decision = if verdict.allowed {
                 allow(&agent, &verdict, facts)
             } else {
                 deny_by_policy(&agent, &verdict, facts)
             };
+            match served {
+                Served::Remembered => {
+                    runtime.cache_stats.decision_hits += 1;
+                    decision.record.flags.push(DECISION_CACHED_FLAG.to_owned());
+                }
+                Served::Missed => runtime.cache_stats.decision_misses += 1,
+                Served::Evaluated => {}
+            }
             if let Some(input) = logged_input {
                 let (input, erased) = compiled.decision_log.erase_from(input);
                 decision.record.input = Some(input);

@@ -6,6 +6,7 @@ pub mod builtins;
 pub mod cache;
 pub mod config;
 pub mod decision;
+pub mod decision_cache;
 pub mod decision_log;
 pub mod encoding;
 pub mod export;

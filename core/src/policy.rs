@@ -2,6 +2,7 @@
 //! its result read strictly. Anything but a well-formed answer is a denial.
 
 use crate::config::{config_error, ConfigError};
+use crate::decision_cache::InputReads;
 use crate::reason::Reason;
 use regorus::utils::limits::{set_fallback_execution_timer_config, ExecutionTimerConfig};
 use regorus::{Engine, Value};
@@ -12,6 +13,10 @@ use std::num::NonZeroU32;
 /// How many interpreter steps pass between two looks at the clock (every step is too often:
 /// a clock read costs more than a step).
 const TIMER_CHECK_INTERVAL: u32 = 64;
+
+/// Longest `cache_seconds` a result may carry: a day. A verdict meant to hold longer than
+/// that belongs in the configuration.
+pub const MAX_CACHE_SECONDS: u64 = 86_400;
 
 pub struct Policy {
     /// The engine the modules were compiled in, prepared (analysed and scheduled) once.
@@ -33,6 +38,8 @@ pub struct Policy {
     /// Denials are recorded, not enforced.
     pub dry_run: bool,
     timer: ExecutionTimerConfig,
+    /// What the modules read of the input: the key of remembered verdicts.
+    pub input_reads: InputReads,
 }
 
 /// What the policy said, before chaperone turns it into a response.
@@ -49,6 +56,9 @@ pub struct Verdict {
     pub body: Option<String>,
     /// `jti`s of the grants the decision relied on.
     pub grants_used: Vec<String>,
+    /// How long the same request may get this verdict without evaluating (the policy's
+    /// `cache_seconds`; see `decision_cache`).
+    pub cache_seconds: Option<u64>,
 }
 
 impl Verdict {
@@ -62,6 +72,7 @@ impl Verdict {
             headers: Vec::new(),
             body: None,
             grants_used: Vec::new(),
+            cache_seconds: None,
         }
     }
 }
@@ -114,6 +125,7 @@ impl Policy {
             check_interval: NonZeroU32::new(TIMER_CHECK_INTERVAL).unwrap_or(NonZeroU32::MIN),
         };
         Ok(Policy {
+            input_reads: InputReads::of_modules(modules),
             engine: RefCell::new(None),
             prepared: engine,
             rule,
@@ -230,7 +242,7 @@ fn text(value: &Value) -> Option<&str> {
 }
 
 fn read_result_object(object: &regorus::value::Object) -> Option<Verdict> {
-    const KNOWN: [&str; 7] = [
+    const KNOWN: [&str; 8] = [
         "allowed",
         "http_status",
         "headers",
@@ -238,6 +250,7 @@ fn read_result_object(object: &regorus::value::Object) -> Option<Verdict> {
         "reason",
         "rule",
         "grants_used",
+        "cache_seconds",
     ];
     if object
         .keys()
@@ -297,6 +310,15 @@ fn read_result_object(object: &regorus::value::Object) -> Option<Verdict> {
             .collect::<Option<Vec<_>>>()?,
         Some(_) => return None,
     };
+    let cache_seconds = match field("cache_seconds") {
+        None => None,
+        Some(Value::Number(number)) => Some(
+            number
+                .as_u64()
+                .filter(|s| (1..=MAX_CACHE_SECONDS).contains(s))?,
+        ),
+        Some(_) => return None,
+    };
     let reason = if allowed {
         Reason::PolicyAllowed
     } else {
@@ -311,6 +333,7 @@ fn read_result_object(object: &regorus::value::Object) -> Option<Verdict> {
         headers,
         body,
         grants_used,
+        cache_seconds,
     })
 }
 
@@ -366,6 +389,17 @@ mod tests {
             verdict.headers,
             vec![("retry-after".to_owned(), "5".to_owned())]
         );
+        assert_eq!(verdict.cache_seconds, None);
+
+        let p = policy(
+            "package t\ndecision := {\"allowed\": true, \"cache_seconds\": 86400}\n",
+            "t/decision",
+        )
+        .unwrap();
+        assert_eq!(
+            p.evaluate(serde_json::json!({})).cache_seconds,
+            Some(86_400)
+        );
     }
 
     #[test]
@@ -377,6 +411,11 @@ mod tests {
             "{\"allowed\": true, \"http_status\": 200}",
             "{\"allowed\": true, \"headers\": {\"x-chaperone-agent-id\": \"root\"}}",
             "{\"allowed\": true, \"headers\": {\"bad name\": \"v\"}}",
+            "{\"allowed\": true, \"cache_seconds\": 0}",
+            "{\"allowed\": true, \"cache_seconds\": -5}",
+            "{\"allowed\": true, \"cache_seconds\": 1.5}",
+            "{\"allowed\": true, \"cache_seconds\": \"60\"}",
+            "{\"allowed\": true, \"cache_seconds\": 86401}",
         ] {
             let p = policy(&format!("package t\nd := {result}\n"), "t/d").unwrap();
             let verdict = p.evaluate(serde_json::json!({}));

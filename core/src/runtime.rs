@@ -1,8 +1,9 @@
-//! Per-VM mutable state of one configuration: the verified-token cache and the fetched key
-//! sets of remote issuers. `Compiled` never changes after `on_configure`; this does.
+//! Per-VM mutable state of one configuration: the verified-token caches, remembered
+//! verdicts and the fetched key sets of remote issuers. `Compiled` never changes after `on_configure`; this does.
 
 use crate::cache::TokenCache;
 use crate::config::{KeySource, Loaded};
+use crate::policy::Verdict;
 use crate::reason::Reason;
 use crate::remote::{FetchResponse, KeyStore, KeyWork, SharedStore};
 use crate::token::{Agent, Grant, Transaction};
@@ -16,6 +17,8 @@ pub struct Runtime {
     pub grants: TokenCache<Grant>,
     /// Agent tokens refused for good (a failed signature, an expired token, ...).
     pub rejected: TokenCache<Reason>,
+    /// Verdicts the policy allowed to be remembered (`cache_seconds`), by input key.
+    pub decisions: TokenCache<Verdict>,
     pub keys: KeyStore,
     /// Agent-token cache lookups since the host last took them (for its metrics).
     pub cache_stats: CacheStats,
@@ -27,6 +30,9 @@ pub struct CacheStats {
     pub misses: u64,
     /// Tokens refused again from memory, without a signature check.
     pub rejected: u64,
+    /// Verdicts answered from memory, and looked for there in vain.
+    pub decision_hits: u64,
+    pub decision_misses: u64,
 }
 
 impl Runtime {
@@ -43,15 +49,16 @@ impl Runtime {
                 })
                 .collect(),
         };
-        let capacity = match loaded {
-            Loaded::Empty => 0,
-            Loaded::Ready(compiled) => compiled.max_cached_tokens,
+        let (capacity, decisions) = match loaded {
+            Loaded::Empty => (0, 0),
+            Loaded::Ready(compiled) => (compiled.max_cached_tokens, compiled.max_cached_decisions),
         };
         Runtime {
             cache: TokenCache::with_capacity(capacity),
             transactions: TokenCache::with_capacity(capacity),
             grants: TokenCache::with_capacity(capacity),
             rejected: TokenCache::with_capacity(capacity),
+            decisions: TokenCache::with_capacity(decisions),
             keys: KeyStore::new(remotes, vm_nonce),
             cache_stats: CacheStats::default(),
         }

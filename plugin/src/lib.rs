@@ -383,6 +383,14 @@ impl ChaperoneFilter {
                 "chaperone_token_cache_total_result=rejected",
                 stats.rejected,
             );
+            metrics.add(
+                "chaperone_decision_cache_total_result=hit",
+                stats.decision_hits,
+            );
+            metrics.add(
+                "chaperone_decision_cache_total_result=miss",
+                stats.decision_misses,
+            );
         }
         let (max_bytes, host_log) = self
             .active

@@ -5,6 +5,7 @@
 //! and dry-run.
 
 use chaperone_test_harness::template::OBSERVABILITY;
+use chaperone_test_harness::tokens::now;
 use chaperone_test_harness::{AgentKey, Answer, Gateway, GatewayOptions, Response, ScriptedServer};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -368,6 +369,62 @@ fn a_repeated_forged_token_is_refused_without_a_second_signature_check() {
         );
     }
     assert_token_cache_counts(&gateway, &[("rejected", 2)]);
+}
+
+/// A result with `cache_seconds` answers the same request from memory. The policy here breaks
+/// its promise on purpose (it allows only until a deadline, yet says its answer holds for a
+/// minute), so an answer from memory shows by being stale once the deadline has passed.
+#[test]
+fn a_verdict_with_cache_seconds_answers_the_same_request_from_memory() {
+    let collector = ScriptedServer::start().unwrap();
+    let key = AgentKey::es256("es-1");
+    let deadline_s = now() + 6;
+    let policy = format!(
+        "package chaperone.authz\n\n\
+         decision := {{\"allowed\": input.now_ns < {deadline_s}000000000, \"reason\": \"before_deadline\", \
+         \"rule\": \"deadline\", \"cache_seconds\": 60}} if input.agent.id != \"\"\n"
+    );
+    let mut config = config_with(&key, json!({}));
+    config["policy"]["modules"] = json!({"deadline.rego": policy});
+    let gateway = start(&config, &collector);
+    let token = key.mint(&claims());
+
+    let first = gateway.with_token("GET", "/tickets/1", &token);
+    assert_eq!(
+        first.status, 200,
+        "the gateway took past the deadline to start"
+    );
+    let flags = |response: &Response| gateway.record(&decision_id(response))["flags"].clone();
+    assert_eq!(flags(&first), Value::Null);
+    for _ in 0..80 {
+        if now() > deadline_s {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(now() > deadline_s);
+
+    // Past the deadline: the same request (the path aside, which the policy never reads) is
+    // still allowed, from memory; another agent is a request the policy reads differently
+    // (its id), so it is evaluated, and denied.
+    let remembered = gateway.with_token("GET", "/tickets/2", &token);
+    assert_eq!(remembered.status, 200);
+    let record = gateway.record(&decision_id(&remembered));
+    assert_follows_schema(&record);
+    assert_eq!(record["flags"], json!(["decision_cached"]));
+    assert_eq!(record["reason"], "before_deadline");
+    let other_agent = key.mint(&claims_with(json!({"sub": "other-bot"})));
+    let evaluated = gateway.with_token("GET", "/tickets/1", &other_agent);
+    assert_eq!(evaluated.status, 403);
+    assert_eq!(flags(&evaluated), Value::Null);
+
+    let prometheus = gateway.admin_text("/stats/prometheus");
+    for line in [
+        "chaperone_decision_cache_total{result=\"hit\"} 1",
+        "chaperone_decision_cache_total{result=\"miss\"} 1",
+    ] {
+        assert!(prometheus.contains(line), "{line} missing");
+    }
 }
 
 /// `decision_log.host_log: false`: no record lines in Envoy's own log, while the access log

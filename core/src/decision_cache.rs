@@ -1,0 +1,320 @@
+//! Verdicts remembered between requests, when the policy says they may be.
+//!
+//! A result carrying `cache_seconds` promises that, for that long, the same request gets the
+//! same result whatever the clock. "The same request" is decided here: the policy's modules
+//! are scanned once, at configure time, for every place they name `input`, and a request's
+//! key is the SHA-256 of the values found at those paths, `input.now_ns` left out. A path
+//! the scan cannot follow (`input[x]`, `input` passed whole, `with input as ...`) stops
+//! where it stops, so the key covers the whole subtree and a hit can only be too rare,
+//! never wrong. The verdicts live in the VM's [`TokenCache`] structure, one per
+//! configuration, so a new bundle, registry or revocation list starts from nothing.
+
+use crate::cache::TokenCache;
+use crate::policy::{Policy, Verdict};
+use regorus::unstable::{Lexer, TokenKind};
+use regorus::{Source, Value};
+use std::collections::BTreeMap;
+
+/// The input key left out of the cache key: the policy vouches for it with `cache_seconds`.
+const CLOCK_KEY: &str = "now_ns";
+
+/// The parts of the input a policy reads: the static paths after each `input`, shortest
+/// first, none a prefix of another, the clock left out; one empty path when it reads the
+/// input whole. Each path's names are kept as policy values, ready to look up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputReads {
+    paths: Vec<Vec<Value>>,
+}
+
+impl InputReads {
+    /// Scans Rego sources for their references to `input`. Sources that do not lex are
+    /// taken to read everything (they never compile anyway).
+    pub fn of_modules<'a>(sources: impl IntoIterator<Item = (&'a String, &'a String)>) -> Self {
+        let mut paths = Vec::new();
+        for (file, source) in sources {
+            match input_paths(file, source) {
+                Some(found) => paths.extend(found),
+                None => paths.push(Vec::new()),
+            }
+        }
+        paths.sort();
+        paths.dedup();
+        // Sorted, a path's prefixes come before it: keep a path only if no kept one is its prefix.
+        let mut kept: Vec<Vec<String>> = Vec::new();
+        for path in paths {
+            if !kept.iter().any(|shorter| path.starts_with(shorter)) {
+                kept.push(path);
+            }
+        }
+        kept.retain(|path| *path != [CLOCK_KEY]);
+        InputReads {
+            paths: kept
+                .into_iter()
+                .map(|path| path.into_iter().map(Value::from).collect())
+                .collect(),
+        }
+    }
+
+    /// The cache key of `input`: SHA-256 over the value at each path (absent marked as
+    /// such), the clock left out. Every value is tagged with its kind and every string and
+    /// collection with its length, so two different inputs never feed the same bytes.
+    pub fn key(&self, input: &Value) -> [u8; 32] {
+        let mut hash = hmac_sha256::Hash::new();
+        for path in &self.paths {
+            let found = path.iter().try_fold(input, |value, name| match value {
+                Value::Object(fields) => fields.get(name),
+                _ => None,
+            });
+            match found {
+                None => hash.update([b'-']),
+                Some(value) if path.is_empty() => feed_without_clock(&mut hash, value),
+                Some(value) => feed(&mut hash, value),
+            }
+        }
+        hash.finalize()
+    }
+}
+
+/// The static path after every `input` that is not itself a field (`x.input`), or `None`
+/// when the source does not lex. `.name` and `["name"]` extend a path; anything else ends
+/// it. A bracketed string with an escape ends it too (its text is not the key it names).
+fn input_paths(file: &str, source: &str) -> Option<Vec<Vec<String>>> {
+    let source = Source::from_contents(file.to_owned(), source.to_owned()).ok()?;
+    let mut lexer = Lexer::new(&source);
+    let mut tokens = Vec::new();
+    loop {
+        let token = lexer.next_token().ok()?;
+        if matches!(token.0, TokenKind::Eof) {
+            break;
+        }
+        tokens.push(token);
+    }
+    let symbol = |i: usize, text: &str| {
+        tokens
+            .get(i)
+            .is_some_and(|t| matches!(t.0, TokenKind::Symbol) && t.1.text() == text)
+    };
+    let mut paths = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let is_input = matches!(token.0, TokenKind::Ident) && token.1.text() == "input";
+        if !is_input || (i > 0 && symbol(i - 1, ".")) {
+            continue;
+        }
+        let mut path = Vec::new();
+        let mut next = i + 1;
+        loop {
+            let name = tokens.get(next + 1).map(|t| (&t.0, t.1.text()));
+            match name {
+                Some((TokenKind::Ident, name)) if symbol(next, ".") => {
+                    path.push(name.to_owned());
+                    next += 2;
+                }
+                Some((TokenKind::String | TokenKind::RawString, name))
+                    if symbol(next, "[") && symbol(next + 2, "]") && !name.contains('\\') =>
+                {
+                    path.push(name.to_owned());
+                    next += 3;
+                }
+                _ => break,
+            }
+        }
+        paths.push(path);
+    }
+    Some(paths)
+}
+
+/// A kind tag and a length, in front of a string's bytes or a collection's items.
+fn prefix(hash: &mut hmac_sha256::Hash, tag: u8, length: usize) {
+    hash.update([tag]);
+    hash.update((length as u64).to_le_bytes());
+}
+
+fn feed(hash: &mut hmac_sha256::Hash, value: &Value) {
+    match value {
+        Value::Null => hash.update([b'n']),
+        Value::Bool(b) => hash.update([if *b { b't' } else { b'f' }]),
+        Value::Undefined => hash.update([b'u']),
+        Value::String(s) => {
+            prefix(hash, b's', s.len());
+            hash.update(s.as_bytes());
+        }
+        Value::Number(number) => {
+            // The number's exact decimal text: two numbers that differ anywhere differ here.
+            let text = serde_json::to_string(number).unwrap_or_default();
+            prefix(hash, b'#', text.len());
+            hash.update(text.as_bytes());
+        }
+        Value::Array(items) => {
+            prefix(hash, b'a', items.len());
+            items.iter().for_each(|item| feed(hash, item));
+        }
+        Value::Set(items) => {
+            prefix(hash, b'e', items.len());
+            items.iter().for_each(|item| feed(hash, item));
+        }
+        Value::Object(fields) => {
+            prefix(hash, b'o', fields.len());
+            for (name, item) in fields.iter() {
+                feed(hash, name);
+                feed(hash, item);
+            }
+        }
+    }
+}
+
+/// The whole input, for a policy that reads it whole, without the clock.
+fn feed_without_clock(hash: &mut hmac_sha256::Hash, input: &Value) {
+    let clock = Value::from(CLOCK_KEY);
+    match input {
+        Value::Object(fields) => {
+            let kept: BTreeMap<&Value, &Value> =
+                fields.iter().filter(|(name, _)| **name != clock).collect();
+            prefix(hash, b'o', kept.len());
+            for (name, item) in kept {
+                feed(hash, name);
+                feed(hash, item);
+            }
+        }
+        other => feed(hash, other),
+    }
+}
+
+/// What served a request's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// Evaluated; nothing was remembered, so nothing was looked up.
+    Evaluated,
+    /// Evaluated after looking for a remembered verdict in vain.
+    Missed,
+    /// A verdict remembered from an earlier request with the same key.
+    Remembered,
+}
+
+/// Evaluates `input`, or answers from `cache` when an earlier verdict for the same key is
+/// still valid at `now_s`. A verdict is remembered only when the policy said for how long.
+pub fn evaluate(
+    policy: &Policy,
+    cache: &mut TokenCache<Verdict>,
+    input: Value,
+    now_s: u64,
+) -> (Verdict, Served) {
+    // Keys are computed only once something was remembered, or to remember it: a policy
+    // that never sets `cache_seconds` pays nothing but a reference count.
+    let key = (!cache.is_empty()).then(|| policy.input_reads.key(&input));
+    if let Some(remembered) = key.as_ref().and_then(|key| cache.get(key, now_s)) {
+        return (remembered.clone(), Served::Remembered);
+    }
+    let verdict = policy.evaluate_value(input.clone());
+    let served = match key {
+        Some(_) => Served::Missed,
+        None => Served::Evaluated,
+    };
+    if let Some(seconds) = verdict.cache_seconds {
+        let key = key.unwrap_or_else(|| policy.input_reads.key(&input));
+        cache.insert(key, "", verdict.clone(), now_s.saturating_add(seconds));
+    }
+    (verdict, served)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn reads(source: &str) -> Vec<Vec<Value>> {
+        let file = "p.rego".to_owned();
+        let source = source.to_owned();
+        InputReads::of_modules([(&file, &source)]).paths
+    }
+
+    fn path(parts: &[&str]) -> Vec<Value> {
+        parts.iter().map(|p| Value::from(*p)).collect()
+    }
+
+    #[test]
+    fn static_paths_are_followed_and_anything_else_ends_them() {
+        let found = reads(
+            r#"package p
+            import rego.v1
+            # input.in_a_comment is not a reference
+            allow if {
+                input.agent.id == "a"
+                input.attributes["request"].http.method == "GET"
+                input.parsed_path[0] == "tickets"
+                some g in input.grants
+                x.input.ignored == 1
+                y := {"input": 1}
+                input.attributes.request.http.headers["x-a\"b"] == "1"
+                input.now_ns > 0
+            }"#,
+        );
+        assert_eq!(
+            found,
+            vec![
+                path(&["agent", "id"]),
+                path(&["attributes", "request", "http", "headers"]),
+                path(&["attributes", "request", "http", "method"]),
+                path(&["grants"]),
+                path(&["parsed_path"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_whole_read_covers_every_path() {
+        for source in [
+            "package p\nallow if walk(input, _)",
+            "package p\nallow if input[k] == 1",
+            "package p\nallow if data.q.r with input as {}",
+            "package p\nimport input\nallow if input.a",
+        ] {
+            assert_eq!(reads(source), vec![Vec::<Value>::new()], "{source}");
+        }
+        assert_eq!(
+            reads("package p\nimport input.agent as a\nallow if a.id == input.agent.id"),
+            vec![path(&["agent"])]
+        );
+    }
+
+    fn key_of(reads: &InputReads, input: serde_json::Value) -> [u8; 32] {
+        reads.key(&Value::from(input))
+    }
+
+    #[test]
+    fn the_key_changes_with_what_is_read_and_not_with_the_clock_or_the_rest() {
+        let file = "p.rego".to_owned();
+        let source = "package p\nallow if [input.agent.id, input.now_ns, input.q]".to_owned();
+        let reads = InputReads::of_modules([(&file, &source)]);
+        let base =
+            json!({"agent": {"id": "a", "owner": "o"}, "now_ns": 1, "q": [1, "x"], "other": 1});
+        let key = key_of(&reads, base.clone());
+        let mut later = base.clone();
+        later["now_ns"] = json!(2);
+        later["other"] = json!(2);
+        later["agent"]["owner"] = json!("p");
+        assert_eq!(key_of(&reads, later), key);
+        for changed in [
+            json!({"agent": {"id": "b"}, "now_ns": 1, "q": [1, "x"]}),
+            json!({"agent": {"id": "a"}, "now_ns": 1, "q": [1, "y"]}),
+            json!({"agent": {"id": "a"}, "now_ns": 1, "q": ["1", "x"]}),
+            json!({"agent": {"id": "a"}, "now_ns": 1, "q": [1.5, "x"]}),
+            json!({"agent": {"id": "a"}, "now_ns": 1, "q": [[1, "x"]]}),
+            json!({"agent": {"id": "a"}, "now_ns": 1}),
+            json!({"agent": {"id": "a"}, "now_ns": 1, "q": null}),
+            json!({"agent": {}, "now_ns": 1, "q": [1, "x"]}),
+        ] {
+            assert_ne!(key_of(&reads, changed.clone()), key, "{changed}");
+        }
+    }
+
+    #[test]
+    fn a_whole_read_keys_on_everything_but_the_clock() {
+        let file = "p.rego".to_owned();
+        let source = "package p\nallow if count(input) > 0".to_owned();
+        let reads = InputReads::of_modules([(&file, &source)]);
+        let key = key_of(&reads, json!({"a": 1, "now_ns": 1}));
+        assert_eq!(key_of(&reads, json!({"a": 1, "now_ns": 2})), key);
+        assert_ne!(key_of(&reads, json!({"a": 2, "now_ns": 1})), key);
+        assert_ne!(key_of(&reads, json!({"a": 1, "b": 1, "now_ns": 1})), key);
+    }
+}
