@@ -155,7 +155,12 @@ fn the_quick_path_decides_like_the_full_steps_over_the_corpus() {
         let full = compile(&modules, data, "complete_decision");
         for input in &corpus {
             let answer: Verdict = quick.evaluate(input.clone());
-            assert_eq!(answer, full.evaluate(input.clone()), "{input}");
+            // The quick path may add how long its answer holds; the answer is the same.
+            let without_promise = Verdict {
+                cache_seconds: None,
+                ..answer.clone()
+            };
+            assert_eq!(without_promise, full.evaluate(input.clone()), "{input}");
             reasons.insert(answer.policy_reason.unwrap_or_default());
         }
     }

@@ -53,7 +53,14 @@ decision := settled(aimed) if {
 
 # The common cases, given the permissions aimed at the request (the bodies exclude each
 # other; the denial, the cheapest to reach, comes first). Undefined otherwise.
-settled(aimed) := {"allowed": false, "reason": "no_permission", "rule": "default_deny"} if {
+#
+# The first two answers do not depend on the clock: they read the registry, the request and
+# whether any break-glass or maintenance entry names the request at all, never whether one
+# is active. So they carry cache_seconds, and chaperone gives the same answer to the same
+# request (by everything the bundle reads of the input, the clock aside) for that long
+# without evaluating. Data reaches a gateway only in a new configuration, which forgets
+# every remembered answer, so the figure bounds memory, not staleness.
+settled(aimed) := {"allowed": false, "reason": "no_permission", "rule": "default_deny", "cache_seconds": remembered_seconds} if {
 	# Nothing aims at the request: no permission, no grant, no break-glass or maintenance
 	# entry of the agent for this method and path.
 	aimed == []
@@ -75,7 +82,7 @@ settled(aimed) := {"allowed": false, "reason": "no_permission", "rule": "default
 		method in q.methods
 		paths.matches(q.path, segments)
 	] == []
-} else := {"allowed": true, "reason": "permitted", "rule": sprintf("permission:%v", [p.name])} if {
+} else := {"allowed": true, "reason": "permitted", "rule": sprintf("permission:%v", [p.name]), "cache_seconds": remembered_seconds} if {
 	# The first permission aimed at the request serves its purpose (permissions.serves)
 	# and no guard watches the request: that permission is the answer.
 	p := aimed[0]
@@ -95,6 +102,8 @@ settled(aimed) := {"allowed": false, "reason": "no_permission", "rule": "default
 	[input.parsed_query, input.now_ns]
 	count(hold_set) == 0
 }
+
+remembered_seconds := 60
 
 # Steps 1 to 5, for every request.
 default complete_decision := {"allowed": false, "reason": "no_permission", "rule": "default_deny"}

@@ -46,7 +46,7 @@ decide(i) := d if {
 }
 
 test_standing_permission_allows_and_names_the_permission if {
-	decide(req("bot", "GET", ["tickets", "7"])) == {"allowed": true, "reason": "permitted", "rule": "permission:tickets.read"}
+	decide(req("bot", "GET", ["tickets", "7"])) == {"allowed": true, "reason": "permitted", "rule": "permission:tickets.read", "cache_seconds": 60}
 }
 
 test_first_permission_in_data_order_is_named if {
@@ -55,11 +55,11 @@ test_first_permission_in_data_order_is_named if {
 }
 
 test_wrong_method_is_denied if {
-	decide(req("bot", "DELETE", ["tickets", "7"])) == {"allowed": false, "reason": "no_permission", "rule": "default_deny"}
+	decide(req("bot", "DELETE", ["tickets", "7"])) == {"allowed": false, "reason": "no_permission", "rule": "default_deny", "cache_seconds": 60}
 }
 
 test_wrong_path_is_denied if {
-	decide(req("bot", "GET", ["users", "7"])) == {"allowed": false, "reason": "no_permission", "rule": "default_deny"}
+	decide(req("bot", "GET", ["users", "7"])) == {"allowed": false, "reason": "no_permission", "rule": "default_deny", "cache_seconds": 60}
 	decide(req("bot", "GET", ["tickets"])).reason == "no_permission"
 	decide(req("bot", "GET", [])).reason == "no_permission"
 }
@@ -130,7 +130,7 @@ test_first_covering_grant_is_the_one_used if {
 
 test_grants_are_not_used_when_a_permission_suffices if {
 	i := with_grants(req("bot", "GET", ["tickets", "7"]), [grant("g-1", [{"type": "agent_http", "actions": ["GET"], "locations": ["/tickets/7"]}])])
-	decide(i) == {"allowed": true, "reason": "permitted", "rule": "permission:tickets.read"}
+	decide(i) == {"allowed": true, "reason": "permitted", "rule": "permission:tickets.read", "cache_seconds": 60}
 }
 
 test_input_without_grants if {
@@ -160,8 +160,9 @@ test_every_outcome_has_the_result_shape if {
 		is_string(d.rule)
 		d.rule != ""
 		every key, _ in d {
-			key in {"allowed", "reason", "rule", "grants_used"}
+			key in {"allowed", "reason", "rule", "grants_used", "cache_seconds"}
 		}
+		object.get(d, "cache_seconds", 60) == 60
 	}
 }
 
@@ -202,7 +203,7 @@ test_a_rest_template_takes_the_remaining_segments if {
 }
 
 test_dot_segments_match_no_permission if {
-	decide_quirks(req("lax-bot", "GET", ["a", "..", "b"])) == {"allowed": false, "reason": "no_permission", "rule": "default_deny"}
+	decide_quirks(req("lax-bot", "GET", ["a", "..", "b"])) == {"allowed": false, "reason": "no_permission", "rule": "default_deny", "cache_seconds": 60}
 	decide_quirks(req("lax-bot", "GET", ["."])).reason == "no_permission"
 }
 
@@ -267,7 +268,7 @@ agree(i, d) if {
 		with data.chaperone.maintenance as d.maintenance
 		with data.chaperone.break_glass as d.break_glass
 		with data.chaperone.payments as d.payments
-	quick == full
+	object.remove(quick, ["cache_seconds"]) == full
 }
 
 test_the_quick_path_agrees_with_the_full_steps if {

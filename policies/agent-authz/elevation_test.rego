@@ -123,7 +123,7 @@ test_a_valid_entry_wins_over_a_defective_one if {
 
 test_break_glass_does_not_reach_other_requests if {
 	i := req("support-bot", "DELETE", ["tickets", "7"], now)
-	with_break_glass(i, {"INC-2041": incident}) == {"allowed": false, "reason": "no_permission", "rule": "default_deny"}
+	with_break_glass(i, {"INC-2041": incident}) == {"allowed": false, "reason": "no_permission", "rule": "default_deny", "cache_seconds": 60}
 }
 
 test_break_glass_for_another_agent_does_nothing if {

@@ -87,7 +87,7 @@ test_grant_for_another_method if {
 
 test_deleting_a_protected_branch_needs_its_own_grant if {
 	delete_main := req("DELETE", ["repos", "acme", "shop", "branches", "main"])
-	decide(delete_main) == {"allowed": false, "reason": "no_permission", "rule": "default_deny"}
+	decide(delete_main) == {"allowed": false, "reason": "no_permission", "rule": "default_deny", "cache_seconds": 60}
 	detail := {"type": "agent_http", "actions": ["DELETE"], "locations": ["/repos/acme/shop/branches/main"]}
 	d := decide_with_grants(delete_main, [grant("g-8", [detail])])
 	d == {"allowed": true, "reason": "protected_branch_granted", "rule": "guard.protected_branch", "grants_used": ["g-8"]}

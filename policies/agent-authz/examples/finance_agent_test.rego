@@ -96,7 +96,7 @@ test_purpose_not_declared_for_payments if {
 }
 
 test_reads_invoices_for_reporting if {
-	decide(req("GET", ["invoices", "INV-2231"], {}, "reporting")) == {"allowed": true, "reason": "permitted", "rule": "permission:invoices.read"}
+	decide(req("GET", ["invoices", "INV-2231"], {}, "reporting")) == {"allowed": true, "reason": "permitted", "rule": "permission:invoices.read", "cache_seconds": 60}
 }
 
 test_break_glass_does_not_approve_payments if {

@@ -21,24 +21,24 @@ req(method, segments, query) := {
 }
 
 test_lists_tickets if {
-	decide(req("GET", ["tickets"], {})) == {"allowed": true, "reason": "permitted", "rule": "permission:tickets.list"}
+	decide(req("GET", ["tickets"], {})) == {"allowed": true, "reason": "permitted", "rule": "permission:tickets.list", "cache_seconds": 60}
 }
 
 test_reads_a_ticket if {
-	decide(req("GET", ["tickets", "42"], {})) == {"allowed": true, "reason": "permitted", "rule": "permission:tickets.read"}
-	decide(req("GET", ["tickets", "42"], {"expand": ["1"]})) == {"allowed": true, "reason": "permitted", "rule": "permission:tickets.read"}
+	decide(req("GET", ["tickets", "42"], {})) == {"allowed": true, "reason": "permitted", "rule": "permission:tickets.read", "cache_seconds": 60}
+	decide(req("GET", ["tickets", "42"], {"expand": ["1"]})) == {"allowed": true, "reason": "permitted", "rule": "permission:tickets.read", "cache_seconds": 60}
 }
 
 test_comments_on_a_ticket if {
-	decide(req("POST", ["tickets", "42", "comments"], {})) == {"allowed": true, "reason": "permitted", "rule": "permission:tickets.comment"}
+	decide(req("POST", ["tickets", "42", "comments"], {})) == {"allowed": true, "reason": "permitted", "rule": "permission:tickets.comment", "cache_seconds": 60}
 }
 
 test_delete_is_denied_with_no_permission if {
-	decide(req("DELETE", ["tickets", "42"], {})) == {"allowed": false, "reason": "no_permission", "rule": "default_deny"}
+	decide(req("DELETE", ["tickets", "42"], {})) == {"allowed": false, "reason": "no_permission", "rule": "default_deny", "cache_seconds": 60}
 }
 
 test_other_methods_are_denied if {
-	decide(req("PUT", ["tickets", "42"], {})) == {"allowed": false, "reason": "no_permission", "rule": "default_deny"}
+	decide(req("PUT", ["tickets", "42"], {})) == {"allowed": false, "reason": "no_permission", "rule": "default_deny", "cache_seconds": 60}
 	not decide(req("GET", ["tickets", "42", "comments"], {})).allowed
 }
 
