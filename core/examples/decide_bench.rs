@@ -77,7 +77,8 @@ fn run(iterations: u32, policy: Value) {
         .expect("RSA key")
         .with_key_id("rs");
     let ed = Ed25519KeyPair::generate().with_key_id("ed");
-    let loaded = configuration(&es, &rs, &ed, policy.clone());
+    let loaded = configuration(&es, &rs, &ed, policy.clone(), json!({}));
+    let evaluating = configuration(&es, &rs, &ed, policy.clone(), evaluate_every_request());
     let now = Clock::now_since_epoch().as_secs();
 
     let claims = |sub: &str| {
@@ -94,21 +95,34 @@ fn run(iterations: u32, policy: Value) {
         target()
     );
 
-    // Steady state: the token was seen before.
+    // Steady state: the token was seen before, and so was the request: the bundle's answer
+    // comes from memory (its `cache_seconds`).
     let mut runtime = Runtime::new(&loaded, 1);
-    let cached = repeated(iterations, &loaded, &mut runtime, &es_token, "GET", now);
+    let remembered = repeated(iterations, &loaded, &mut runtime, &es_token, "GET", now);
+    assert!(runtime.cache_stats.decision_hits > 0);
+    println!("  cached ES256 token, allowed, answer remembered {remembered:>5.1} us");
+    // The same with every request evaluated, as before verdicts were remembered.
+    let mut runtime = Runtime::new(&evaluating, 1);
+    let cached = repeated(iterations, &evaluating, &mut runtime, &es_token, "GET", now);
     println!("  cached ES256 token, allowed         {cached:>9.1} us");
     println!(
         "    by stage: {}",
-        stages(iterations, &loaded, &mut runtime, &es_token, now)
+        stages(iterations, &evaluating, &mut runtime, &es_token, now)
     );
-    let denied = repeated(iterations, &loaded, &mut runtime, &es_token, "DELETE", now);
+    let denied = repeated(
+        iterations,
+        &evaluating,
+        &mut runtime,
+        &es_token,
+        "DELETE",
+        now,
+    );
     println!("  cached ES256 token, policy denial   {denied:>9.1} us");
     // The same configuration with other policies in place of the bundle's modules.
     let with_policy = |source: &str| {
         let mut replaced = policy.clone();
         replaced["modules"] = json!({"replaced.rego": source});
-        let loaded = configuration(&es, &rs, &ed, replaced);
+        let loaded = configuration(&es, &rs, &ed, replaced, json!({}));
         let mut runtime = Runtime::new(&loaded, 1);
         let first = decide(
             &loaded,
@@ -125,7 +139,7 @@ fn run(iterations: u32, policy: Value) {
     {
         let mut replaced = policy.clone();
         replaced["modules"] = json!({"replaced.rego": ALLOW_ALL});
-        let loaded = configuration(&es, &rs, &ed, replaced);
+        let loaded = configuration(&es, &rs, &ed, replaced, json!({}));
         let mut runtime = Runtime::new(&loaded, 1);
         println!(
             "    by stage: {}",
@@ -161,7 +175,7 @@ fn run(iterations: u32, policy: Value) {
 
     // First sight: a fresh token every time (signature verified), cache off; and the
     // signature check of the same tokens alone (issue 8's targets are on that).
-    let jwks = config_json(&es, &rs, &ed, json!({}), 0)["issuers"][0]["local_jwks"].clone();
+    let jwks = config_json(&es, &rs, &ed, json!({}), json!({}))["issuers"][0]["local_jwks"].clone();
     let first_sight = |label: &str, algorithm: Algorithm, mint: &dyn Fn(u32) -> String| {
         let rounds = (iterations / 10).max(20);
         // One token per call, warm-up calls included.
@@ -224,7 +238,14 @@ fn scale(
 ) {
     println!("  registry size: load (ms), heap after load (MiB), cached allow (us)");
     for size in REGISTRY_SIZES {
-        let text = config_json(es, rs, ed, with_registry_of(policy, size), 0).to_string();
+        let text = config_json(
+            es,
+            rs,
+            ed,
+            with_registry_of(policy, size),
+            evaluate_every_request(),
+        )
+        .to_string();
         let heap_before = LIVE_BYTES.load(Ordering::Relaxed);
         let started = Instant::now();
         let loaded = load(text.as_bytes()).expect("the grown configuration loads");
@@ -264,7 +285,9 @@ fn tokens_in_use(
         .collect();
     println!("  {AGENTS} agents' tokens in turn: max_cached_tokens, allowed (us), heap per cached token (KiB)");
     for capacity in [1024, 8192] {
-        let config = config_json(es, rs, ed, policy.clone(), capacity).to_string();
+        let mut limits = evaluate_every_request();
+        limits["max_cached_tokens"] = json!(capacity);
+        let config = config_json(es, rs, ed, policy.clone(), limits).to_string();
         let loaded = load(config.as_bytes()).expect("the configuration loads");
         let mut runtime = Runtime::new(&loaded, 1);
         let heap_before = LIVE_BYTES.load(Ordering::Relaxed);
@@ -424,19 +447,30 @@ fn configuration(
     rs: &RS256KeyPair,
     ed: &Ed25519KeyPair,
     policy: Value,
+    limits: Value,
 ) -> Loaded {
-    load(config_json(es, rs, ed, policy, 0).to_string().as_bytes())
-        .expect("the bench configuration loads")
+    load(
+        config_json(es, rs, ed, policy, limits)
+            .to_string()
+            .as_bytes(),
+    )
+    .expect("the bench configuration loads")
+}
+
+/// `limits` under which no answer is remembered: the figures of the policy's evaluation
+/// (and comparable with sections written before answers were remembered).
+fn evaluate_every_request() -> Value {
+    json!({"max_cached_decisions": 0})
 }
 
 /// The plugin configuration: one issuer with the three keys, the bundle, the registry on,
-/// and `max_cached_tokens` when it is not 0.
+/// and these `limits`.
 fn config_json(
     es: &ES256KeyPair,
     rs: &RS256KeyPair,
     ed: &Ed25519KeyPair,
     mut policy: Value,
-    max_cached_tokens: usize,
+    limits: Value,
 ) -> Value {
     let point = es.public_key().public_key().to_bytes_uncompressed();
     let rsa = rs.public_key().to_components();
@@ -446,13 +480,10 @@ fn config_json(
         {"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": base64url_encode(&ed.public_key().to_bytes())},
     ]});
     policy["decision_path"] = json!("chaperone/authz/decision");
-    let mut config = json!({
+    json!({
         "issuers": [{"issuer": ISSUER, "audiences": ["agents-api"], "local_jwks": jwks}],
         "policy": policy,
         "registry": {},
-    });
-    if max_cached_tokens > 0 {
-        config["limits"] = json!({ "max_cached_tokens": max_cached_tokens });
-    }
-    config
+        "limits": limits,
+    })
 }

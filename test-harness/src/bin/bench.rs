@@ -1,8 +1,9 @@
 //! `make bench`: one run, one Envoy worker, wrk on loopback, the same request for every setup:
 //! bare Envoy, Envoy's native jwt_authn + RBAC, a Wasm filter that only reads the request
 //! headers (`floor-filter`: what any such filter pays), Envoy + chaperone with ES256, RS256
-//! and EdDSA agent tokens (the shipped bundle, 1,000 registered agents, registry enforced, records on),
-//! and once more with ES256 and the records via the access log instead of Envoy's log.
+//! and EdDSA agent tokens (the shipped bundle, 1,000 registered agents, registry enforced, records on,
+//! verdicts remembered as the bundle allows), once more with ES256 and every verdict evaluated,
+//! and once with ES256 and the records via the access log instead of Envoy's log.
 //! Prints requests/s, p50, p99, ratios and Envoy's resident memory after the load. Every setup
 //! answers with a direct response, so upstream cost is the same.
 
@@ -45,9 +46,13 @@ struct Setup {
     /// Records via the access log: their key fields in a JSON access log (filter state) and
     /// `decision_log.host_log` off; the harness checks the log got them after the load.
     access_log: bool,
+    /// chaperone remembers verdicts as the bundle allows (`cache_seconds`); otherwise it
+    /// evaluates every request (`limits.max_cached_decisions: 0`). The harness checks which
+    /// it was after the load.
+    remembers: bool,
 }
 
-const SETUPS: [Setup; 7] = [
+const SETUPS: [Setup; 8] = [
     Setup {
         name: "bare Envoy (direct response)",
         template: "bare.yaml",
@@ -55,6 +60,7 @@ const SETUPS: [Setup; 7] = [
         algorithm: 0,
         authenticates: false,
         access_log: false,
+        remembers: false,
     },
     Setup {
         name: "jwt_authn (ES256, cache on) + RBAC",
@@ -63,6 +69,7 @@ const SETUPS: [Setup; 7] = [
         algorithm: 0,
         authenticates: true,
         access_log: false,
+        remembers: false,
     },
     Setup {
         name: "Wasm floor (reads the headers, no decision)",
@@ -71,6 +78,7 @@ const SETUPS: [Setup; 7] = [
         algorithm: 0,
         authenticates: false,
         access_log: false,
+        remembers: false,
     },
     Setup {
         name: "chaperone (ES256)",
@@ -79,6 +87,16 @@ const SETUPS: [Setup; 7] = [
         algorithm: 0,
         authenticates: true,
         access_log: false,
+        remembers: true,
+    },
+    Setup {
+        name: "chaperone (ES256), every verdict evaluated",
+        template: "chaperone.yaml",
+        module: Module::Chaperone,
+        algorithm: 0,
+        authenticates: true,
+        access_log: false,
+        remembers: false,
     },
     Setup {
         name: "chaperone (RS256)",
@@ -87,6 +105,7 @@ const SETUPS: [Setup; 7] = [
         algorithm: 1,
         authenticates: true,
         access_log: false,
+        remembers: true,
     },
     Setup {
         name: "chaperone (EdDSA)",
@@ -95,6 +114,7 @@ const SETUPS: [Setup; 7] = [
         algorithm: 2,
         authenticates: true,
         access_log: false,
+        remembers: true,
     },
     Setup {
         name: "chaperone (ES256), records via access log",
@@ -103,6 +123,7 @@ const SETUPS: [Setup; 7] = [
         algorithm: 0,
         authenticates: true,
         access_log: true,
+        remembers: true,
     },
 ];
 
@@ -179,6 +200,7 @@ fn run() -> Result<(), String> {
     )?;
     let plugin_config = with_registered_agents(&packed, REGISTERED_AGENTS)?;
     let quiet_plugin_config = without_host_log(&plugin_config)?;
+    let evaluating_plugin_config = without_decision_cache(&plugin_config)?;
     let mut tokens = Vec::new();
     for (alg, kid) in ALGORITHMS {
         let key_path = format!("{work_text}/{kid}.key.pem");
@@ -212,6 +234,8 @@ fn run() -> Result<(), String> {
                 &quiet_plugin_config,
                 file_access_log(&dir.join("access.log")),
             )
+        } else if setup.module == Module::Chaperone && !setup.remembers {
+            (&evaluating_plugin_config, "[]".to_owned())
         } else {
             (&plugin_config, "[]".to_owned())
         };
@@ -239,6 +263,9 @@ fn run() -> Result<(), String> {
         let _warm_up = wrk(listen, token, 3)?;
         let mut measurement = wrk(listen, token, seconds)?;
         measurement.rss_kib = resident_kib(process.pid());
+        if setup.module == Module::Chaperone {
+            check_remembered(setup, admin)?;
+        }
         drop(process);
         if setup.access_log {
             let lines = std::fs::read_to_string(dir.join("access.log")).unwrap_or_default();
@@ -287,6 +314,34 @@ fn without_host_log(config: &str) -> Result<String, String> {
     let mut config: serde_json::Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
     config["decision_log"] = serde_json::json!({"host_log": false});
     Ok(config.to_string())
+}
+
+/// The configuration with no verdict remembered: every request evaluates the policy.
+fn without_decision_cache(config: &str) -> Result<String, String> {
+    let mut config: serde_json::Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
+    config["limits"] = serde_json::json!({"max_cached_decisions": 0});
+    Ok(config.to_string())
+}
+
+/// After the load: remembered verdicts answered requests exactly when the setup says they
+/// should (Envoy's counter of `chaperone_decision_cache_total{result="hit"}`).
+fn check_remembered(setup: &Setup, admin: u16) -> Result<(), String> {
+    let raw = "GET /stats?filter=chaperone_decision_cache HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n";
+    let stats = try_send(admin, raw.as_bytes(), Duration::from_secs(10))?;
+    let text = String::from_utf8_lossy(&stats.body);
+    let hits: u64 = text
+        .lines()
+        .find(|line| line.contains("result=hit"))
+        .and_then(|line| line.rsplit(": ").next())
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0);
+    if (hits > 0) != setup.remembers {
+        return Err(format!(
+            "{}: {hits} requests answered by remembered verdicts",
+            setup.name
+        ));
+    }
+    Ok(())
 }
 
 /// A JSON access log at `path` with the records' key fields (filter state), as Envoy's
@@ -456,7 +511,7 @@ fn print_table(
         "per setup: envoy -c <setup>.yaml --concurrency 1, then wrk -t1 -c8 -d3s (warm-up) and"
     );
     println!("  wrk -t1 -c8 -d{seconds}s --latency -H 'authorization: Bearer <token>' http://127.0.0.1:<port>{PATH}");
-    println!("chaperone: policies/agent-authz with {REGISTERED_AGENTS} more registered agents, registry enforced, records on");
+    println!("chaperone: policies/agent-authz with {REGISTERED_AGENTS} more registered agents, registry enforced, records on, answers remembered as the bundle allows (cache_seconds) unless the row says otherwise");
     println!("envoy: {envoy_version}");
     // Other work on the machine skews every figure; say how busy it was before we started.
     if let Some(load) = load_before {
