@@ -276,6 +276,16 @@ mod tests {
         );
     }
 
+    /// The scan reads tokens, so a reference to `input` hidden inside a string would escape
+    /// it. regorus 0.14.1 has no string interpolation (OPA's `$"...{input.x}..."`); when an
+    /// upgrade brings it, this fails, and the scan must learn to look inside such strings.
+    #[test]
+    fn strings_cannot_reference_the_input() {
+        let mut engine = regorus::Engine::new();
+        let added = engine.add_policy("p.rego".into(), "package p\n\nx := $\"{input.a}\"\n".into());
+        assert!(added.is_err(), "regorus now interpolates strings");
+    }
+
     fn key_of(reads: &InputReads, input: serde_json::Value) -> [u8; 32] {
         reads.key(&Value::from(input))
     }
