@@ -32,7 +32,8 @@ fn write_bundle(dir: &Path, revision: &str, deletes: bool, broken: bool) {
     } else {
         r#"package chaperone.authz
 
-default decision := {"allowed": false, "reason": "not_permitted", "rule": "default_deny"}
+# Remembered for five minutes: a new configuration must forget it all the same.
+default decision := {"allowed": false, "reason": "not_permitted", "rule": "default_deny", "cache_seconds": 300}
 
 decision := {"allowed": true, "reason": "ticket_read", "rule": "tickets.read"} if {
 	input.attributes.request.http.method == "GET"
@@ -95,16 +96,19 @@ fn a_new_bundle_decides_the_next_request_and_a_broken_one_is_refused() {
     let pid = gateway.envoy.pid();
     let token = key.mint(&claims());
 
-    let response = gateway.with_token("DELETE", "/tickets/1", &token);
-    assert_eq!(
-        assert_denied(&gateway, &response, 403, "not_permitted")["bundles"]["loop"]["revision"],
-        "r1"
-    );
+    for round in 0..2 {
+        let response = gateway.with_token("DELETE", "/tickets/1", &token);
+        let record = assert_denied(&gateway, &response, 403, "not_permitted");
+        assert_eq!(record["bundles"]["loop"]["revision"], "r1");
+        // The second time from memory, as the bundle's cache_seconds allows.
+        assert_eq!(record["flags"] == json!(["decision_cached"]), round == 1);
+    }
 
     assert!(
         gateway.reconfigure(&packed(&work.0, &key, &v2)),
         "r2 accepted"
     );
+    // r2 allows what r1's remembered answer denied: the new configuration starts with none.
     let response = gateway.with_token("DELETE", "/tickets/1", &token);
     assert_eq!(response.status, 200, "{}", response.body_text());
     let id = response.header_str("x-chaperone-decision-id").unwrap();
