@@ -4,6 +4,7 @@
 
 use crate::args::Args;
 use crate::bundle;
+use chaperone_core::decision_cache::InputReads;
 use serde_json::Value;
 use std::path::Path;
 use std::process::ExitCode;
@@ -30,6 +31,7 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
                 compiled.policy.revision,
                 compiled.policy.decision_path
             );
+            print_input_reads(&compiled.policy.input_reads);
             return Ok(ExitCode::SUCCESS);
         }
         Ok(_) => {}
@@ -98,10 +100,22 @@ fn check_bundle(dir: &str, decision_path: Option<&str>) -> Result<ExitCode, Stri
             loaded.revision,
             loaded.modules.len() - tests
         );
+        print_input_reads(&InputReads::of_modules(&loaded.shipped_modules()));
         return Ok(ExitCode::SUCCESS);
     }
     for problem in problems {
         eprintln!("{problem}");
     }
     Ok(ExitCode::FAILURE)
+}
+
+/// What an answer carrying `cache_seconds` is remembered by: the parts of the input the
+/// modules read, so a policy author can see why answers are, or are not, given from memory.
+fn print_input_reads(reads: &InputReads) {
+    let reads = reads.to_string();
+    if reads.is_empty() {
+        println!("  reads nothing of the input: an answer with cache_seconds serves every request");
+    } else {
+        println!("  reads {reads} (the clock aside): the key of an answer with cache_seconds");
+    }
 }

@@ -175,6 +175,15 @@ fn check_reports_schema_positions_parser_fields_and_rego_locations() {
         "chaperone/authz/decision",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
+    // What an answer with cache_seconds is keyed on: what the shipped modules read.
+    assert!(
+        text(&out.stdout).contains(
+            "reads input.agent.id, input.agent.purpose, input.attributes.request.http.method, \
+             input.grants, input.parsed_path, input.parsed_query (the clock aside)"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
     let copy = scratch.0.join("bundle");
     copy_tree(&bundle, &copy);
     std::fs::write(

@@ -75,6 +75,30 @@ impl InputReads {
     }
 }
 
+/// The paths as a policy author writes them, comma-separated: `input.agent.id`,
+/// `input.headers["x-tenant"]`, or `input` for the whole document.
+impl std::fmt::Display for InputReads {
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, path) in self.paths.iter().enumerate() {
+            out.write_str(if i == 0 { "input" } else { ", input" })?;
+            for name in path {
+                let name = name.as_string().map(|n| n.to_string()).unwrap_or_default();
+                let plain = name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if plain {
+                    write!(out, ".{name}")?;
+                } else {
+                    write!(out, "[{}]", serde_json::Value::from(name))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The static path after every `input` that is not itself a field (`x.input`), or `None`
 /// when the source does not lex. `.name` and `["name"]` extend a path; anything else ends
 /// it. A bracketed string with an escape ends it too (its text is not the key it names).
@@ -257,6 +281,24 @@ mod tests {
                 path(&["grants"]),
                 path(&["parsed_path"]),
             ]
+        );
+    }
+
+    #[test]
+    fn the_paths_read_as_rego() {
+        let file = "p.rego".to_owned();
+        let source = r#"package p
+            allow if [input.agent.id, input.headers["x-tenant"], input.now_ns]"#
+            .to_owned();
+        let reads = InputReads::of_modules([(&file, &source)]);
+        assert_eq!(
+            reads.to_string(),
+            r#"input.agent.id, input.headers["x-tenant"]"#
+        );
+        let whole = "package p\nallow if count(input) > 0".to_owned();
+        assert_eq!(
+            InputReads::of_modules([(&file, &whole)]).to_string(),
+            "input"
         );
     }
 
