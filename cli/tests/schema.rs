@@ -73,7 +73,8 @@ fn identity_features_pass_schema_and_parser() {
     );
     config["transaction_tokens"] = json!({"issuer": "https://tts.test", "audiences": ["domain"],
                                           "local_jwks": keys, "header": "Txn-Token", "required": true});
-    config["limits"] = json!({"max_delegation_depth": 3, "max_cached_tokens": 20000});
+    config["limits"] =
+        json!({"max_delegation_depth": 3, "max_cached_tokens": 20000, "max_cached_decisions": 0});
     config["registry"] = json!({"data_path": "chaperone/registry", "unregistered": "flag"});
     config["revocations"] = json!({"jti": ["j1"], "agents": ["a"], "owners": ["o"],
                                    "keys": [{"issuer": "https://idp.test", "kid": "k1"}]});
@@ -188,6 +189,10 @@ fn schema_and_parser_reject_the_same_mistakes() {
         (
             "token cache size negative",
             Box::new(|c| c["limits"] = json!({"max_cached_tokens": -1})),
+        ),
+        (
+            "decision cache too large",
+            Box::new(|c| c["limits"] = json!({"max_cached_decisions": 1_000_001})),
         ),
         (
             "no modules",

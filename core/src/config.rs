@@ -22,7 +22,7 @@ pub const DEFAULT_DECISION_PATH: &str = "envoy/authz/allow";
 /// Upper bound of `limits.max_cached_tokens` and `limits.max_cached_decisions`: a token
 /// entry costs about a kilobyte of each VM's heap (BENCHMARKS.md), so this already means
 /// gigabytes per worker.
-pub const MAX_CACHED_TOKENS: usize = 1_000_000;
+pub const MAX_CACHE_CAPACITY: usize = 1_000_000;
 
 /// The configuration document as users write it. Unknown keys are errors everywhere.
 #[derive(Debug, Deserialize)]
@@ -404,10 +404,10 @@ pub fn compile(raw: RawConfig) -> Result<Compiled, ConfigError> {
             raw.limits.max_cached_decisions,
         ),
     ] {
-        if value > MAX_CACHED_TOKENS {
+        if value > MAX_CACHE_CAPACITY {
             return Err(config_error(
                 field,
-                format!("must be between 0 and {MAX_CACHED_TOKENS}"),
+                format!("must be between 0 and {MAX_CACHE_CAPACITY}"),
             ));
         }
     }

@@ -538,6 +538,14 @@ fn configuration_errors_are_precise() {
             "clock_skew_seconds",
         ),
         (
+            {
+                let mut c = config_with(json!({}), jwks.clone());
+                c["limits"] = json!({"max_cached_decisions": 1_000_001});
+                c
+            },
+            "limits.max_cached_decisions",
+        ),
+        (
             config_with(
                 json!({}),
                 json!({"keys": [es256_jwk(&key, "k1"), es256_jwk(&key, "k1")]}),
