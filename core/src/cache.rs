@@ -1,7 +1,8 @@
 //! Verified-token cache: signature checks are the expensive part of a request, and agents
 //! reuse one token for many calls. A token verified once is remembered, by its SHA-256, until
 //! it expires. Bounded (`limits.max_cached_tokens`). The same structure remembers agent
-//! tokens refused for good (`Runtime::rejected`). Belongs to one configuration: a new
+//! tokens refused for good (`Runtime::rejected`) and policy answers by their input key
+//! (`Runtime::decisions`, `decision_cache`). Belongs to one configuration: a new
 //! configuration starts with an empty cache.
 //!
 //! When full, the oldest entry not used since it was last considered goes (second chance):

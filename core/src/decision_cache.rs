@@ -13,7 +13,6 @@ use crate::cache::TokenCache;
 use crate::policy::{Policy, Verdict};
 use regorus::unstable::{Lexer, TokenKind};
 use regorus::{Source, Value};
-use std::collections::BTreeMap;
 
 /// The input key left out of the cache key: the policy vouches for it with `cache_seconds`.
 const CLOCK_KEY: &str = "now_ns";
@@ -188,13 +187,15 @@ fn feed(hash: &mut hmac_sha256::Hash, value: &Value) {
 
 /// The whole input, for a policy that reads it whole, without the clock.
 fn feed_without_clock(hash: &mut hmac_sha256::Hash, input: &Value) {
-    let clock = Value::from(CLOCK_KEY);
     match input {
         Value::Object(fields) => {
-            let kept: BTreeMap<&Value, &Value> =
-                fields.iter().filter(|(name, _)| **name != clock).collect();
-            prefix(hash, b'o', kept.len());
-            for (name, item) in kept {
+            let kept = || {
+                fields
+                    .iter()
+                    .filter(|(name, _)| name.as_string().map_or(true, |n| &**n != CLOCK_KEY))
+            };
+            prefix(hash, b'o', kept().count());
+            for (name, item) in kept() {
                 feed(hash, name);
                 feed(hash, item);
             }
@@ -235,6 +236,7 @@ pub fn evaluate(
     };
     if let Some(seconds) = verdict.cache_seconds {
         let key = key.unwrap_or_else(|| policy.input_reads.key(&input));
+        // No issuer: a verdict does not depend on which keys verified the token.
         cache.insert(key, "", verdict.clone(), now_s.saturating_add(seconds));
     }
     (verdict, served)

@@ -1,5 +1,6 @@
 //! Per-VM mutable state of one configuration: the verified-token caches, remembered
-//! verdicts and the fetched key sets of remote issuers. `Compiled` never changes after `on_configure`; this does.
+//! verdicts and the fetched key sets of remote issuers. `Compiled` never changes after
+//! `on_configure`; this does.
 
 use crate::cache::TokenCache;
 use crate::config::{KeySource, Loaded};

@@ -199,8 +199,16 @@ fn run() -> Result<(), String> {
         ],
     )?;
     let plugin_config = with_registered_agents(&packed, REGISTERED_AGENTS)?;
-    let quiet_plugin_config = without_host_log(&plugin_config)?;
-    let evaluating_plugin_config = without_decision_cache(&plugin_config)?;
+    let quiet_plugin_config = with_field(
+        &plugin_config,
+        "decision_log",
+        serde_json::json!({"host_log": false}),
+    )?;
+    let evaluating_plugin_config = with_field(
+        &plugin_config,
+        "limits",
+        serde_json::json!({"max_cached_decisions": 0}),
+    )?;
     let mut tokens = Vec::new();
     for (alg, kid) in ALGORITHMS {
         let key_path = format!("{work_text}/{kid}.key.pem");
@@ -308,18 +316,12 @@ fn with_registered_agents(packed: &str, count: usize) -> Result<String, String> 
     Ok(config.to_string())
 }
 
-/// The configuration with `decision_log.host_log` off: records only where the access log
-/// reads them (filter state).
-fn without_host_log(config: &str) -> Result<String, String> {
+/// The configuration with one top-level field replaced: `decision_log` with `host_log` off
+/// (records only where the access log reads them, filter state), or `limits` with no verdict
+/// remembered (every request evaluates the policy).
+fn with_field(config: &str, name: &str, value: serde_json::Value) -> Result<String, String> {
     let mut config: serde_json::Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
-    config["decision_log"] = serde_json::json!({"host_log": false});
-    Ok(config.to_string())
-}
-
-/// The configuration with no verdict remembered: every request evaluates the policy.
-fn without_decision_cache(config: &str) -> Result<String, String> {
-    let mut config: serde_json::Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
-    config["limits"] = serde_json::json!({"max_cached_decisions": 0});
+    config[name] = value;
     Ok(config.to_string())
 }
 
