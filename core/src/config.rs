@@ -221,6 +221,9 @@ pub struct Compiled {
     pub max_cached_decisions: usize,
     pub transaction_tokens: Option<TransactionTokens>,
     pub grants: Option<Grants>,
+    /// Lower-case names of the request headers that carry credentials: never shown to the
+    /// policy.
+    pub credential_headers: Vec<String>,
     pub registry: Option<Registry>,
     pub revocations: Revocations,
     pub decision_log: DecisionLog,
@@ -246,16 +249,6 @@ impl Compiled {
     /// Where the grant issuer's key set is in [`Compiled::key_issuers`].
     pub fn grant_key_index(&self) -> usize {
         self.issuers.len() + usize::from(self.transaction_tokens.is_some())
-    }
-
-    /// Request headers that carry credentials: never shown to the policy.
-    pub fn credential_headers(&self) -> Vec<String> {
-        self.token_sources
-            .iter()
-            .map(|s| s.name.clone())
-            .chain(self.transaction_tokens.as_ref().map(|t| t.header.clone()))
-            .chain(self.grants.as_ref().map(|g| g.header.clone()))
-            .collect()
     }
 }
 
@@ -440,6 +433,12 @@ pub fn compile(raw: RawConfig) -> Result<Compiled, ConfigError> {
     let revocations = Revocations::compile(raw.revocations)?;
     let decision_log = DecisionLog::compile(raw.decision_log)?;
     let policy = compile_policy(raw.policy)?;
+    let credential_headers = token_sources
+        .iter()
+        .map(|s| s.name.clone())
+        .chain(transaction_tokens.as_ref().map(|t| t.header.clone()))
+        .chain(grants.as_ref().map(|g| g.header.clone()))
+        .collect();
     Ok(Compiled {
         issuers,
         token_sources,
@@ -450,6 +449,7 @@ pub fn compile(raw: RawConfig) -> Result<Compiled, ConfigError> {
         max_cached_decisions: raw.limits.max_cached_decisions,
         transaction_tokens,
         grants,
+        credential_headers,
         registry,
         revocations,
         decision_log,

@@ -134,7 +134,7 @@ fn decide_compiled(
             let input = build_input(
                 line,
                 facts,
-                &compiled.credential_headers(),
+                &compiled.credential_headers,
                 &agent,
                 &grants.valid,
             );

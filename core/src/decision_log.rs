@@ -62,8 +62,9 @@ fn default_buffer() -> usize {
 pub struct DecisionLog {
     /// Records carry the (erased) policy input.
     pub input: bool,
-    /// JSON Pointers under `/input`, split into unescaped reference tokens after `input`.
-    erase: Vec<(String, Vec<String>)>,
+    /// JSON Pointers under `/input`, split into unescaped reference tokens after `input`,
+    /// kept as policy values so that erasing looks them up without making them per request.
+    erase: Vec<(String, Vec<PolicyValue>)>,
     pub labels: BTreeMap<String, String>,
     pub max_record_bytes: usize,
     /// Each record is a line of the host's own log (Envoy's log, Kong's error log).
@@ -209,7 +210,7 @@ fn compile_collector(raw: RawCollector) -> Result<Collector, ConfigError> {
 }
 
 /// `/input/a/b` to (`/input/a/b`, `["a", "b"]`); `None` for pointers outside the input.
-fn split_input_pointer(pointer: &str) -> Option<(String, Vec<String>)> {
+fn split_input_pointer(pointer: &str) -> Option<(String, Vec<PolicyValue>)> {
     let rest = pointer.strip_prefix("/input/")?;
     let tokens: Vec<String> = rest
         .split('/')
@@ -218,12 +219,13 @@ fn split_input_pointer(pointer: &str) -> Option<(String, Vec<String>)> {
     if tokens.iter().any(String::is_empty) {
         return None;
     }
+    let tokens = tokens.into_iter().map(PolicyValue::from).collect();
     Some((pointer.to_owned(), tokens))
 }
 
 /// Removes the object member at `tokens`; true if it was there. Looks before it copies:
 /// a path that is absent leaves the (shared) input untouched.
-fn remove_at(value: &mut PolicyValue, tokens: &[String]) -> bool {
+fn remove_at(value: &mut PolicyValue, tokens: &[PolicyValue]) -> bool {
     let Some((last, parents)) = tokens.split_last() else {
         return false;
     };
@@ -245,22 +247,20 @@ fn remove_at(value: &mut PolicyValue, tokens: &[String]) -> bool {
         let PolicyValue::Object(object) = current else {
             return false;
         };
-        match regorus::Rc::make_mut(object).get_mut(&PolicyValue::from(token.as_str())) {
+        match regorus::Rc::make_mut(object).get_mut(token) {
             Some(next) => current = next,
             None => return false,
         }
     }
     match current {
-        PolicyValue::Object(object) => regorus::Rc::make_mut(object)
-            .remove(&PolicyValue::from(last.as_str()))
-            .is_some(),
+        PolicyValue::Object(object) => regorus::Rc::make_mut(object).remove(last).is_some(),
         _ => false,
     }
 }
 
-fn member<'a>(value: &'a PolicyValue, key: &str) -> Option<&'a PolicyValue> {
+fn member<'a>(value: &'a PolicyValue, key: &PolicyValue) -> Option<&'a PolicyValue> {
     match value {
-        PolicyValue::Object(object) => object.get(&PolicyValue::from(key)),
+        PolicyValue::Object(object) => object.get(key),
         _ => None,
     }
 }

@@ -57,11 +57,66 @@ impl RequestFacts {
 /// The policy's own value type: inputs are built in it directly, with no JSON in between.
 pub type PolicyValue = regorus::Value;
 
-/// An object from string keys.
-fn object<const N: usize>(pairs: [(&str, PolicyValue); N]) -> PolicyValue {
+/// Declares [`Names`]: every key of the input, as a policy value made once per VM, so that a
+/// request's input shares its keys instead of allocating each of them again.
+macro_rules! input_names {
+    ($($name:ident),* $(,)?) => {
+        struct Names {
+            $($name: PolicyValue,)*
+        }
+
+        impl Names {
+            fn new() -> Self {
+                Self { $($name: PolicyValue::from(stringify!($name)),)* }
+            }
+        }
+    };
+}
+
+input_names!(
+    attributes,
+    request,
+    http,
+    method,
+    path,
+    host,
+    scheme,
+    headers,
+    parsed_path,
+    parsed_query,
+    agent,
+    id,
+    issuer,
+    owner,
+    subject,
+    on_behalf_of,
+    delegation,
+    task,
+    purpose,
+    task_context,
+    registered,
+    claims,
+    grants,
+    now_ns,
+    sub,
+    iss,
+    client_id,
+    jti,
+    approver,
+    reason,
+    authorization_details,
+    not_before_ns,
+    expires_at_ns,
+    remaining_seconds,
+);
+
+static NAMES: std::sync::LazyLock<Names> = std::sync::LazyLock::new(Names::new);
+
+/// An object from keys of [`NAMES`].
+fn object<const N: usize>(pairs: [(&PolicyValue, PolicyValue); N]) -> PolicyValue {
     pairs
         .into_iter()
-        .map(|(key, value)| (PolicyValue::from(key), value))
+        .map(|(key, value)| (key.clone(), value))
         .collect::<BTreeMap<_, _>>()
         .into()
 }
@@ -75,7 +130,7 @@ fn optional(value: Option<&str>) -> PolicyValue {
 }
 
 /// Builds `input`. Credentials and chaperone's own headers never enter it; grants enter as
-/// their verified claims.
+/// their verified claims. `credential_headers` are lower-case.
 pub fn build_input(
     line: &RequestLine,
     facts: &RequestFacts,
@@ -83,6 +138,7 @@ pub fn build_input(
     agent: &Agent,
     grants: &[Grant],
 ) -> PolicyValue {
+    let names = &*NAMES;
     let mut headers: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in &facts.headers {
         let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value)) else {
@@ -124,14 +180,14 @@ pub fn build_input(
         .delegation
         .iter()
         .map(|actor| {
-            let mut fields = vec![(PolicyValue::from("sub"), text(&actor.sub))];
+            let mut fields = BTreeMap::from([(names.sub.clone(), text(&actor.sub))]);
             if let Some(iss) = &actor.iss {
-                fields.push((PolicyValue::from("iss"), text(iss)));
+                fields.insert(names.iss.clone(), text(iss));
             }
             if let Some(client_id) = &actor.client_id {
-                fields.push((PolicyValue::from("client_id"), text(client_id)));
+                fields.insert(names.client_id.clone(), text(client_id));
             }
-            fields.into_iter().collect::<BTreeMap<_, _>>().into()
+            fields.into()
         })
         .collect();
     let grants: Vec<PolicyValue> = grants
@@ -140,66 +196,70 @@ pub fn build_input(
         .collect();
     object([
         (
-            "attributes",
+            &names.attributes,
             object([(
-                "request",
+                &names.request,
                 object([(
-                    "http",
+                    &names.http,
                     object([
-                        ("method", text(&line.method)),
-                        ("path", text(&line.path)),
-                        ("host", text(&line.host)),
-                        ("scheme", text(&line.scheme)),
-                        ("headers", headers.into()),
+                        (&names.method, text(&line.method)),
+                        (&names.path, text(&line.path)),
+                        (&names.host, text(&line.host)),
+                        (&names.scheme, text(&line.scheme)),
+                        (&names.headers, headers.into()),
                     ]),
                 )]),
             )]),
         ),
-        ("parsed_path", parsed_path.into()),
-        ("parsed_query", parsed_query.into()),
+        (&names.parsed_path, parsed_path.into()),
+        (&names.parsed_query, parsed_query.into()),
         (
-            "agent",
+            &names.agent,
             object([
-                ("id", text(&agent.id)),
-                ("issuer", text(&agent.issuer)),
-                ("owner", optional(agent.owner.as_deref())),
-                ("subject", text(&agent.subject)),
-                ("on_behalf_of", optional(agent.on_behalf_of.as_deref())),
-                ("delegation", delegation.into()),
-                ("task", optional(agent.task.as_deref())),
-                ("purpose", optional(agent.purpose.as_deref())),
+                (&names.id, text(&agent.id)),
+                (&names.issuer, text(&agent.issuer)),
+                (&names.owner, optional(agent.owner.as_deref())),
+                (&names.subject, text(&agent.subject)),
+                (&names.on_behalf_of, optional(agent.on_behalf_of.as_deref())),
+                (&names.delegation, delegation.into()),
+                (&names.task, optional(agent.task.as_deref())),
+                (&names.purpose, optional(agent.purpose.as_deref())),
                 (
-                    "task_context",
+                    &names.task_context,
                     agent.task_context.clone().unwrap_or(PolicyValue::Null),
                 ),
                 (
-                    "registered",
+                    &names.registered,
                     agent
                         .registered
                         .map_or(PolicyValue::Null, PolicyValue::from),
                 ),
                 // Converted once when the token was verified; shared, not copied, per request.
-                ("claims", agent.claims.clone()),
+                (&names.claims, agent.claims.clone()),
             ]),
         ),
-        ("grants", grants.into()),
-        ("now_ns", PolicyValue::from(facts.now_ns)),
+        (&names.grants, grants.into()),
+        (&names.now_ns, PolicyValue::from(facts.now_ns)),
     ])
 }
 
 /// A grant as the policy sees it, with the whole seconds it has left at `now_ns`.
 fn grant_input(grant: &Grant, now_ns: u64) -> PolicyValue {
+    let names = &*NAMES;
     object([
-        ("jti", text(&grant.jti)),
-        ("issuer", text(&grant.issuer)),
-        ("approver", text(&grant.approver)),
-        ("task", optional(grant.task.as_deref())),
-        ("reason", optional(grant.reason.as_deref())),
-        ("authorization_details", grant.authorization_details.clone()),
-        ("not_before_ns", PolicyValue::from(grant.not_before_ns)),
-        ("expires_at_ns", PolicyValue::from(grant.expires_at_ns)),
+        (&names.jti, text(&grant.jti)),
+        (&names.issuer, text(&grant.issuer)),
+        (&names.approver, text(&grant.approver)),
+        (&names.task, optional(grant.task.as_deref())),
+        (&names.reason, optional(grant.reason.as_deref())),
         (
-            "remaining_seconds",
+            &names.authorization_details,
+            grant.authorization_details.clone(),
+        ),
+        (&names.not_before_ns, PolicyValue::from(grant.not_before_ns)),
+        (&names.expires_at_ns, PolicyValue::from(grant.expires_at_ns)),
+        (
+            &names.remaining_seconds,
             PolicyValue::from(remaining_seconds(grant, now_ns)),
         ),
     ])
