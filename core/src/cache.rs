@@ -1,6 +1,6 @@
 //! Verified-token cache: signature checks are the expensive part of a request, and agents
-//! reuse one token for many calls. A token verified once is remembered, by its SHA-256, until
-//! it expires. Bounded (`limits.max_cached_tokens`). The same structure remembers agent
+//! reuse one token for many calls. A token verified once is remembered, by its [`TokenKey`],
+//! until it expires. Bounded (`limits.max_cached_tokens`). The same structure remembers agent
 //! tokens refused for good (`Runtime::rejected`) and policy answers by their input key
 //! (`Runtime::decisions`, `decision_cache`). Belongs to one configuration: a new
 //! configuration starts with an empty cache.
@@ -9,17 +9,51 @@
 //! a token in steady use survives a stream of tokens seen once, such as an agent that mints
 //! a fresh token per call.
 
+use siphasher::sip128::{Hasher128, SipHasher24};
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 
 pub const DEFAULT_CAPACITY: usize = 1024;
 
-/// Remembers what verifying a token produced (`T`: the agent, or a transaction).
-pub struct TokenCache<T> {
+/// A presented token's key in the token caches: SipHash-2-4 of its bytes, 128 bits, under a
+/// key secret to the VM ([`TokenHasher`]).
+///
+/// Not SHA-256: a token is hashed on every request, and in Wasm SipHash takes about a tenth of
+/// the time. Collision resistance against the key's holder is not needed here. An entry holds
+/// what verifying the token that made it produced, so a token that collided with it would get
+/// that token's verified identity (or its refusal), which only someone holding that token's
+/// bytes could aim at, and they could present the token itself. The secret key puts even
+/// chance collisions out of an attacker's control: 2^-128 per pair of tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TokenKey(u128);
+
+/// Makes [`TokenKey`]s under one VM's secret key.
+#[derive(Clone)]
+pub struct TokenHasher {
+    key: [u8; 16],
+}
+
+impl TokenHasher {
+    /// `key`: random bytes from the host, once per VM.
+    pub fn new(key: [u8; 16]) -> Self {
+        Self { key }
+    }
+
+    pub fn key(&self, token: &[u8]) -> TokenKey {
+        let mut hasher = SipHasher24::new_with_key(&self.key);
+        hasher.write(token);
+        TokenKey(hasher.finish128().as_u128())
+    }
+}
+
+/// Remembers what verifying a token produced (`T`: the agent, or a transaction), by its
+/// [`TokenKey`]; remembered verdicts use the same structure with their own key (`K`).
+pub struct TokenCache<T, K = TokenKey> {
     capacity: usize,
-    entries: HashMap<[u8; 32], Cached<T>>,
+    entries: HashMap<K, Cached<T>>,
     /// Eviction candidates, oldest first; entries used since they were queued go round again.
-    order: VecDeque<[u8; 32]>,
+    order: VecDeque<K>,
 }
 
 struct Cached<T> {
@@ -32,13 +66,13 @@ struct Cached<T> {
     valid_until_s: u64,
 }
 
-impl<T> Default for TokenCache<T> {
+impl<T, K: Copy + Eq + Hash> Default for TokenCache<T, K> {
     fn default() -> Self {
         Self::with_capacity(DEFAULT_CAPACITY)
     }
 }
 
-impl<T> TokenCache<T> {
+impl<T, K: Copy + Eq + Hash> TokenCache<T, K> {
     /// A capacity of 0 disables caching.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
@@ -48,17 +82,13 @@ impl<T> TokenCache<T> {
         }
     }
 
-    pub fn key(token: &[u8]) -> [u8; 32] {
-        hmac_sha256::Hash::hash(token)
-    }
-
-    pub fn get(&self, key: &[u8; 32], now_s: u64) -> Option<&T> {
+    pub fn get(&self, key: &K, now_s: u64) -> Option<&T> {
         let entry = self.entries.get(key).filter(|e| now_s < e.valid_until_s)?;
         entry.used.set(true);
         Some(&entry.value)
     }
 
-    pub fn insert(&mut self, key: [u8; 32], issuer: &str, value: T, valid_until_s: u64) {
+    pub fn insert(&mut self, key: K, issuer: &str, value: T, valid_until_s: u64) {
         if self.capacity == 0 {
             return;
         }
@@ -116,14 +146,31 @@ impl<T> TokenCache<T> {
 mod tests {
     use super::*;
 
+    fn key(token: &[u8]) -> TokenKey {
+        TokenHasher::new([1; 16]).key(token)
+    }
+
+    #[test]
+    fn token_keys_depend_on_every_byte_and_on_the_vm_secret() {
+        let token = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhZ2VudCJ9.c2lnbmF0dXJl".to_vec();
+        let mut keys = std::collections::HashSet::new();
+        keys.insert(key(&token));
+        for at in 0..token.len() {
+            let mut changed = token.clone();
+            changed[at] ^= 1;
+            assert!(keys.insert(key(&changed)), "byte {at}");
+        }
+        let mut longer = token.clone();
+        longer.push(0);
+        assert!(keys.insert(key(&longer)));
+        assert_ne!(TokenHasher::new([2; 16]).key(&token), key(&token));
+        assert_eq!(TokenHasher::new([1; 16]).key(&token), key(&token));
+    }
+
     #[test]
     fn entries_expire_and_capacity_holds() {
         let mut cache = TokenCache::with_capacity(2);
-        let (a, b, c) = (
-            TokenCache::<&str>::key(b"a"),
-            TokenCache::<&str>::key(b"b"),
-            TokenCache::<&str>::key(b"c"),
-        );
+        let (a, b, c) = (key(b"a"), key(b"b"), key(b"c"));
         cache.insert(a, "iss", "a", 100);
         assert_eq!(cache.get(&a, 99), Some(&"a"));
         assert!(cache.get(&a, 100).is_none(), "expired at valid_until");
@@ -148,7 +195,7 @@ mod tests {
 
     #[test]
     fn a_token_in_use_outlives_a_stream_of_one_off_tokens() {
-        let key = |i: u32| TokenCache::<u32>::key(&i.to_be_bytes());
+        let key = |i: u32| key(&i.to_be_bytes());
         let mut cache = TokenCache::with_capacity(4);
         cache.insert(key(0), "iss", 0, 100);
         for i in 1..1000 {
@@ -172,7 +219,7 @@ mod tests {
 
     #[test]
     fn when_every_entry_is_in_use_the_oldest_still_goes() {
-        let key = |i: u32| TokenCache::<u32>::key(&i.to_be_bytes());
+        let key = |i: u32| key(&i.to_be_bytes());
         let mut cache = TokenCache::with_capacity(3);
         for i in 0..3 {
             cache.insert(key(i), "iss", i, 100);

@@ -219,7 +219,7 @@ pub enum Served {
 /// still valid at `now_s`. A verdict is remembered only when the policy said for how long.
 pub fn evaluate(
     policy: &Policy,
-    cache: &mut TokenCache<Verdict>,
+    cache: &mut TokenCache<Verdict, [u8; 32]>,
     input: Value,
     now_s: u64,
 ) -> (Verdict, Served) {

@@ -2,7 +2,7 @@
 //! verdicts and the fetched key sets of remote issuers. `Compiled` never changes after
 //! `on_configure`; this does.
 
-use crate::cache::TokenCache;
+use crate::cache::{TokenCache, TokenHasher};
 use crate::config::{KeySource, Loaded};
 use crate::policy::Verdict;
 use crate::reason::Reason;
@@ -19,7 +19,9 @@ pub struct Runtime {
     /// Agent tokens refused for good (a failed signature, an expired token, ...).
     pub rejected: TokenCache<Reason>,
     /// Verdicts the policy allowed to be remembered (`cache_seconds`), by input key.
-    pub decisions: TokenCache<Verdict>,
+    pub decisions: TokenCache<Verdict, [u8; 32]>,
+    /// Keys presented tokens in every token cache above.
+    pub token_hasher: TokenHasher,
     pub keys: KeyStore,
     /// Agent-token cache lookups since the host last took them (for its metrics).
     pub cache_stats: CacheStats,
@@ -38,7 +40,8 @@ pub struct CacheStats {
 
 impl Runtime {
     /// Fresh state for `loaded`. `vm_nonce` tells this VM's fetch leases apart from other
-    /// VMs' (random per VM).
+    /// VMs' (random per VM). The token caches are keyed from the nonce until
+    /// [`Runtime::with_token_key`] gives them a secret key.
     pub fn new(loaded: &Loaded, vm_nonce: u64) -> Self {
         let remotes = match loaded {
             Loaded::Empty => Vec::new(),
@@ -62,7 +65,16 @@ impl Runtime {
             decisions: TokenCache::with_capacity(decisions),
             keys: KeyStore::new(remotes, vm_nonce),
             cache_stats: CacheStats::default(),
+            token_hasher: TokenHasher::new(u128::from(vm_nonce).to_le_bytes()),
         }
+    }
+
+    /// Keys the token caches with `key`, random bytes the host gave the VM once. Tokens do
+    /// not need it secret to be told apart (`cache::TokenKey` says why); a secret key keeps
+    /// chance collisions out of anyone's control.
+    pub fn with_token_key(mut self, key: [u8; 16]) -> Self {
+        self.token_hasher = TokenHasher::new(key);
+        self
     }
 
     /// Periodic key work (see [`KeyStore::tick`]).

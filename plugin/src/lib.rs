@@ -10,6 +10,7 @@ mod records;
 use chaperone_core::decision::{refuse, DECISION_ID_HEADER};
 use chaperone_core::export::Exporter;
 use chaperone_core::input::HeaderPairs;
+use chaperone_core::record::DecisionIds;
 use chaperone_core::{decide_timed, Decision, Loaded, Reason, RequestFacts, Runtime};
 use keys::GatewayStore;
 use metrics::{Metrics, DECISION_DURATION};
@@ -61,6 +62,10 @@ struct Vm {
     /// tells its key-fetch leases apart from other workers'.
     nonce: u64,
     instance: String,
+    /// Decision ids, from a random seed drawn once per VM.
+    ids: DecisionIds,
+    /// The token caches' secret key, drawn once per VM (`cache::TokenKey`).
+    token_key: [u8; 16],
     kind: Cell<HostKind>,
     metrics: Metrics,
     /// Where workers share fetched key sets.
@@ -75,9 +80,18 @@ struct ChaperoneRoot {
 
 impl Default for ChaperoneRoot {
     fn default() -> Self {
-        let mut nonce = [0u8; 8];
-        let _ = getrandom::getrandom(&mut nonce);
-        let nonce = u64::from_le_bytes(nonce) ^ host::now_ns();
+        // Without randomness from the host, the start time still tells VMs apart, and the
+        // sequence number keeps decision ids unique within one.
+        let mut random = [0u8; 56];
+        let _ = getrandom::getrandom(&mut random);
+        let now_ns = host::now_ns();
+        for (byte, time) in random.iter_mut().zip(now_ns.to_le_bytes().iter().cycle()) {
+            *byte ^= time;
+        }
+        let (nonce, secrets) = random.split_at(8);
+        let (id_seed, token_key) = secrets.split_at(32);
+        let nonce = u64::from_le_bytes(nonce.try_into().unwrap_or_default());
+        let token_key: [u8; 16] = token_key.try_into().unwrap_or_default();
         Self {
             active: Rc::new(Active {
                 runtime: RefCell::new(Runtime::new(&Loaded::Empty, nonce)),
@@ -88,6 +102,8 @@ impl Default for ChaperoneRoot {
                 seq: Cell::new(0),
                 nonce,
                 instance: format!("{nonce:016x}"),
+                ids: DecisionIds::new(id_seed.try_into().unwrap_or_default()),
+                token_key,
                 kind: Cell::new(HostKind::Envoy),
                 metrics: Metrics::default(),
                 store: GatewayStore::default(),
@@ -130,7 +146,7 @@ impl ChaperoneRoot {
             }
             exporter
         });
-        let runtime = Runtime::new(&loaded, self.vm.nonce);
+        let runtime = Runtime::new(&loaded, self.vm.nonce).with_token_key(self.vm.token_key);
         let has_remote_keys = !runtime.keys.is_empty();
         // Requests already in flight keep the configuration they started with.
         self.active = Rc::new(Active {
@@ -269,7 +285,7 @@ impl HttpContext for ChaperoneFilter {
         self.vm.seq.set(seq);
         let facts = RequestFacts {
             headers: read_request_headers(),
-            decision_id: new_decision_id(started_ns, seq),
+            decision_id: self.vm.ids.id(seq),
             now_ns: started_ns,
         };
         let mut decision = self.decide(&facts);
@@ -443,15 +459,4 @@ fn read_request_headers() -> HeaderPairs {
         }
     }
     headers
-}
-
-/// A random decision id. If the host has no randomness, time and sequence keep ids unique
-/// within this VM.
-fn new_decision_id(now_ns: u64, seq: u64) -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::getrandom(&mut bytes).is_err() {
-        bytes[..8].copy_from_slice(&now_ns.to_be_bytes());
-        bytes[8..].copy_from_slice(&seq.to_be_bytes());
-    }
-    chaperone_core::record::uuid_v4(bytes)
 }
