@@ -138,7 +138,7 @@ fn decide_compiled(
                 &agent,
                 &grants.valid,
             );
-            let logged_input = compiled.decision_log.input.then(|| input.clone());
+            let logged_input = compiled.decision_log.keeps_input().then(|| input.clone());
             let policy_started = clock();
             let (verdict, served) = decision_cache::evaluate(
                 &compiled.policy,

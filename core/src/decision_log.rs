@@ -151,6 +151,13 @@ impl DecisionLog {
         })
     }
 
+    /// Whether records carry the input: asked for, and records are written somewhere (the
+    /// host log or a collector). With neither, no record is serialised, so its input is
+    /// never assembled either.
+    pub fn keeps_input(&self) -> bool {
+        self.input && (self.host_log || self.collector.is_some())
+    }
+
     /// Removes every configured pointer from `input`; returns it and the pointers that were
     /// present (OPA's `erased`). Only the objects on an erased path are copied.
     pub fn erase_from(&self, mut input: PolicyValue) -> (PolicyValue, Vec<String>) {
@@ -272,6 +279,23 @@ mod tests {
 
     fn log(raw: Value) -> Result<DecisionLog, ConfigError> {
         DecisionLog::compile(serde_json::from_value(raw).unwrap())
+    }
+
+    #[test]
+    fn records_keep_the_input_only_where_a_record_is_written() {
+        let collector = json!({"http_uri": {"uri": "http://otel:4318/v1/logs"}});
+        for (raw, keeps) in [
+            (json!({}), true),
+            (json!({"input": false}), false),
+            (json!({"host_log": false}), false),
+            (json!({"host_log": false, "collector": collector}), true),
+            (
+                json!({"host_log": false, "input": false, "collector": collector}),
+                false,
+            ),
+        ] {
+            assert_eq!(log(raw.clone()).unwrap().keeps_input(), keeps, "{raw}");
+        }
     }
 
     #[test]

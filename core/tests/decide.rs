@@ -865,12 +865,16 @@ fn records_carry_the_input_minus_erased_fields_and_stay_bounded() {
     let record = written(&decide_with(&custom, "GET", "/tickets/1", &headers));
     assert!(record["input"]["agent"]["claims"].get("owner").is_none());
     assert_eq!(record["labels"]["gateway"], "edge-1");
-    let without = load_with(&f, json!({"decision_log": {"input": false}}));
-    assert!(
-        written(&decide_with(&without, "GET", "/tickets/1", &headers))
-            .get("input")
-            .is_none()
-    );
+    // Not asked for, or no record written anywhere: the input is not assembled.
+    for decision_log in [json!({"input": false}), json!({"host_log": false})] {
+        let without = load_with(&f, json!({ "decision_log": decision_log }));
+        assert!(
+            written(&decide_with(&without, "GET", "/tickets/1", &headers))
+                .get("input")
+                .is_none(),
+            "{decision_log}"
+        );
+    }
 
     // Too large: the input goes, the rest stays.
     let mut decision = decide_with(&f.loaded, "GET", "/tickets/1", &headers);
