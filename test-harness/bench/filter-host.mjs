@@ -34,8 +34,9 @@ const decoder = new TextDecoder();
 const token = readFileSync(tokenPath, "utf8").trim();
 const baseConfig = JSON.parse(readFileSync(configPath, "utf8"));
 
-// One instance of the module under the host, configured with `config`.
-function instantiate(config) {
+// One instance of the module under the host, configured with `config`. With `counts`, every
+// host function counts its calls there by name (not while timing: counting costs time).
+function instantiate(config, counts = null) {
   const configBytes = encoder.encode(JSON.stringify(config));
   const host = {
     request: [], response: [], localReplies: [], records: [], properties: 0,
@@ -182,6 +183,13 @@ function instantiate(config) {
   for (const { module: from, name } of WebAssembly.Module.imports(module)) {
     const table = from === "env" ? env : wasi;
     table[name] ??= () => UNIMPLEMENTED;
+    if (counts) {
+      const call = table[name];
+      table[name] = (...args) => {
+        counts[name] = (counts[name] ?? 0) + 1;
+        return call(...args);
+      };
+    }
   }
   const instance = new WebAssembly.Instance(module, { env, wasi_snapshot_preview1: wasi });
   exports = instance.exports;
@@ -241,11 +249,29 @@ function measure(hostLog) {
   return { us: median(batches), decide: hostLog ? median(decide) : null };
 }
 
+// The host calls of one allowed request with `host_log` off, once the module is warm (what
+// `make bench`'s "Wasm floor + chaperone's host calls" row repeats without deciding anything).
+function hostCalls() {
+  const config = structuredClone(baseConfig);
+  config.decision_log = { ...(config.decision_log ?? {}), host_log: false };
+  const counts = {};
+  const host = instantiate(config, counts);
+  for (let i = 0; i < 10; i++) host.send();
+  for (const name of Object.keys(counts)) delete counts[name];
+  const REQUESTS = 100;
+  for (let i = 0; i < REQUESTS; i++) host.send();
+  return Object.entries(counts)
+    .filter(([name]) => !name.startsWith("proxy_on_"))
+    .map(([name, count]) => `${name.replace(/^proxy_/, "")} ${count / REQUESTS}`)
+    .join(", ");
+}
+
 const logged = measure(true);
 const quiet = measure(false);
 const row = (label, us) => `  ${label.padEnd(44)}${us.toFixed(1).padStart(7)} us`;
 stdout.write(
   `${row("allowed, records in the host log", logged.us)}` +
     ` (the decision, by its own timer: ${logged.decide.toFixed(1)} us)\n` +
-    `${row("allowed, host_log off (no record serialised)", quiet.us)}\n`,
+    `${row("allowed, host_log off (no record serialised)", quiet.us)}\n` +
+    `  host calls per allowed request, host_log off: ${hostCalls()}\n`,
 );

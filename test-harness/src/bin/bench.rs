@@ -1,6 +1,8 @@
 //! `make bench`: one run, one Envoy worker, wrk on loopback, the same request for every setup:
 //! bare Envoy, Envoy's native jwt_authn + RBAC, a Wasm filter that only reads the request
-//! headers (`floor-filter`: what any such filter pays), Envoy + chaperone with ES256, RS256
+//! headers (`floor-filter`: what any such filter pays), the same filter making the host calls
+//! chaperone makes for an allowed request (the host's side of chaperone's work), Envoy +
+//! chaperone with ES256, RS256
 //! and EdDSA agent tokens (the shipped bundle, 1,000 registered agents, registry enforced, records on,
 //! verdicts remembered as the bundle allows), once more with ES256 and every verdict evaluated,
 //! and once with ES256 and the records via the access log instead of Envoy's log.
@@ -33,7 +35,16 @@ enum Module {
     None,
     Chaperone,
     Floor,
+    /// `floor-filter` configured with [`CHAPERONE_HOST_CALLS`].
+    FloorWithHostCalls,
 }
+
+/// The host calls chaperone makes for the benchmark's allowed request besides reading the
+/// header pairs, with `host_log` off, as `filter-host.mjs` (run by `make bench`) counts them:
+/// the clock, the record's key fields as filter state, the identity headers and the response's
+/// decision id, the decision and cache counters and the duration histogram.
+const CHAPERONE_HOST_CALLS: &str =
+    "clock=8 properties=9 request_headers=4 response_headers=1 counters=3 histograms=1";
 
 struct Setup {
     name: &'static str,
@@ -52,7 +63,7 @@ struct Setup {
     remembers: bool,
 }
 
-const SETUPS: [Setup; 8] = [
+const SETUPS: [Setup; 9] = [
     Setup {
         name: "bare Envoy (direct response)",
         template: "bare.yaml",
@@ -75,6 +86,15 @@ const SETUPS: [Setup; 8] = [
         name: "Wasm floor (reads the headers, no decision)",
         template: "chaperone.yaml",
         module: Module::Floor,
+        algorithm: 0,
+        authenticates: false,
+        access_log: false,
+        remembers: false,
+    },
+    Setup {
+        name: "Wasm floor + chaperone's host calls, no decision",
+        template: "chaperone.yaml",
+        module: Module::FloorWithHostCalls,
         algorithm: 0,
         authenticates: false,
         access_log: false,
@@ -234,10 +254,13 @@ fn run() -> Result<(), String> {
         let (listen, admin) = (ports[0], ports[1]);
         let dir = work.join(setup.template.trim_end_matches(".yaml"));
         let module = match setup.module {
-            Module::Floor => &floor,
+            Module::Floor | Module::FloorWithHostCalls => &floor,
             Module::None | Module::Chaperone => &wasm,
         };
-        let (plugin, access_log) = if setup.access_log {
+        let host_calls = CHAPERONE_HOST_CALLS.to_owned();
+        let (plugin, access_log) = if setup.module == Module::FloorWithHostCalls {
+            (&host_calls, "[]".to_owned())
+        } else if setup.access_log {
             (
                 &quiet_plugin_config,
                 file_access_log(&dir.join("access.log")),
@@ -273,6 +296,9 @@ fn run() -> Result<(), String> {
         measurement.rss_kib = resident_kib(process.pid());
         if setup.module == Module::Chaperone {
             check_remembered(setup, admin)?;
+        }
+        if setup.module == Module::FloorWithHostCalls {
+            check_floor_calls(setup, admin)?;
         }
         drop(process);
         if setup.access_log {
@@ -340,6 +366,26 @@ fn check_remembered(setup: &Setup, admin: u16) -> Result<(), String> {
     if (hits > 0) != setup.remembers {
         return Err(format!(
             "{}: {hits} requests answered by remembered verdicts",
+            setup.name
+        ));
+    }
+    Ok(())
+}
+
+/// After the load: the floor made its host calls (its first counter counted requests), so
+/// its configuration was read and the row measures what it says.
+fn check_floor_calls(setup: &Setup, admin: u16) -> Result<(), String> {
+    let raw =
+        "GET /stats?filter=floor_counter_0 HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n";
+    let stats = try_send(admin, raw.as_bytes(), Duration::from_secs(10))?;
+    let text = String::from_utf8_lossy(&stats.body);
+    let counted: u64 = text
+        .lines()
+        .find_map(|line| line.rsplit(": ").next()?.trim().parse().ok())
+        .unwrap_or(0);
+    if counted == 0 {
+        return Err(format!(
+            "{}: the floor made no host calls (stats: {text})",
             setup.name
         ));
     }
