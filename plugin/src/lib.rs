@@ -62,7 +62,7 @@ struct Vm {
     /// tells its key-fetch leases apart from other workers'.
     nonce: u64,
     instance: String,
-    /// Decision ids, from a random seed drawn once per VM.
+    /// Decision ids, under a random key drawn once per VM.
     ids: DecisionIds,
     /// The token caches' secret key, drawn once per VM (`cache::TokenKey`).
     token_key: [u8; 16],
@@ -82,14 +82,14 @@ impl Default for ChaperoneRoot {
     fn default() -> Self {
         // Without randomness from the host, the start time still tells VMs apart, and the
         // sequence number keeps decision ids unique within one.
-        let mut random = [0u8; 56];
+        let mut random = [0u8; 40];
         let _ = getrandom::getrandom(&mut random);
         let now_ns = host::now_ns();
         for (byte, time) in random.iter_mut().zip(now_ns.to_le_bytes().iter().cycle()) {
             *byte ^= time;
         }
-        let (nonce, secrets) = random.split_at(8);
-        let (id_seed, token_key) = secrets.split_at(32);
+        let (nonce, keys) = random.split_at(8);
+        let (id_key, token_key) = keys.split_at(16);
         let nonce = u64::from_le_bytes(nonce.try_into().unwrap_or_default());
         let token_key: [u8; 16] = token_key.try_into().unwrap_or_default();
         Self {
@@ -102,7 +102,7 @@ impl Default for ChaperoneRoot {
                 seq: Cell::new(0),
                 nonce,
                 instance: format!("{nonce:016x}"),
-                ids: DecisionIds::new(id_seed.try_into().unwrap_or_default()),
+                ids: DecisionIds::new(id_key.try_into().unwrap_or_default()),
                 token_key,
                 kind: Cell::new(HostKind::Envoy),
                 metrics: Metrics::default(),
