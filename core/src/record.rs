@@ -193,16 +193,27 @@ pub fn uuid_v4(mut bytes: [u8; 16]) -> String {
 /// RFC 3339 UTC timestamp with nanoseconds, from Unix nanoseconds.
 pub fn rfc3339(unix_ns: u64) -> String {
     let secs = unix_ns / 1_000_000_000;
-    let nanos = unix_ns % 1_000_000_000;
-    let days = secs / 86_400;
     let rem = secs % 86_400;
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    // Digit by digit, as decision ids are: every record has one.
+    let mut text = String::with_capacity(30);
+    let fields = [
+        (year.unsigned_abs(), 4, '-'),
+        (u64::from(month), 2, '-'),
+        (u64::from(day), 2, 'T'),
+        (rem / 3600, 2, ':'),
+        ((rem % 3600) / 60, 2, ':'),
+        (rem % 60, 2, '.'),
+        (unix_ns % 1_000_000_000, 9, 'Z'),
+    ];
+    for (value, width, then) in fields {
+        for position in (0..width).rev() {
+            let digit = (value / 10u64.pow(position)) % 10;
+            text.push(char::from(b'0' + digit as u8));
+        }
+        text.push(then);
+    }
+    text
 }
 
 /// Unix nanoseconds from an RFC 3339 UTC timestamp (`2026-11-24T11:04:05Z`, with an optional
@@ -330,5 +341,7 @@ mod tests {
             rfc3339(1_795_518_245_123_456_789),
             "2026-11-24T11:04:05.123456789Z"
         );
+        // The latest instant a host clock can give: still four digits of year.
+        assert_eq!(rfc3339(u64::MAX), "2554-07-21T23:34:33.709551615Z");
     }
 }
