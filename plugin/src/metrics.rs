@@ -4,6 +4,7 @@
 //! `(_result=([a-z]+))` (README, "Metrics").
 
 use crate::host;
+use foldhash::fast::FixedState;
 use proxy_wasm::types::MetricType;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -36,8 +37,9 @@ impl MetricKey {
 
 #[derive(Default)]
 pub struct Metrics {
-    /// Metric ids; one the host refused is remembered as `None`.
-    ids: RefCell<HashMap<MetricKey, Option<u32>>>,
+    /// Metric ids; one the host refused is remembered as `None`. Looked up several times
+    /// per request by constant names, never by a name from outside: a fixed fast hash.
+    ids: RefCell<HashMap<MetricKey, Option<u32>, FixedState>>,
     /// Off on hosts without proxy-wasm metrics (see `HostKind::detect`).
     disabled: Cell<bool>,
 }
