@@ -147,10 +147,17 @@ fn input_paths(file: &str, source: &str) -> Option<Vec<Vec<String>>> {
     Some(paths)
 }
 
-/// A kind tag and a length, in front of a string's bytes or a collection's items.
+/// A kind tag and a length, in front of a string's bytes or a collection's items. The length
+/// in seven-bit groups, low first, the high bit set on all but the last (LEB128): one byte for
+/// the short strings a request is made of, and still read back one way only.
 fn prefix(out: &mut Vec<u8>, tag: u8, length: usize) {
     out.push(tag);
-    out.extend_from_slice(&(length as u64).to_le_bytes());
+    let mut rest = length as u64;
+    while rest >= 0x80 {
+        out.push((rest & 0x7f) as u8 | 0x80);
+        rest >>= 7;
+    }
+    out.push(rest as u8);
 }
 
 fn feed(out: &mut Vec<u8>, value: &Value) {
@@ -360,6 +367,32 @@ mod tests {
         ] {
             assert_ne!(key_of(&reads, changed.clone()), key, "{changed}");
         }
+    }
+
+    #[test]
+    fn lengths_keep_neighbouring_values_apart_at_every_size() {
+        let file = "p.rego".to_owned();
+        let source = "package p\nallow if input.q".to_owned();
+        let reads = InputReads::of_modules([(&file, &source)]);
+        let long = |n: usize| "x".repeat(n);
+        let values = [
+            json!(["ab", "c"]),
+            json!(["a", "bc"]),
+            json!(["abc"]),
+            json!([long(127)]),
+            json!([long(128)]),
+            json!([long(127), "x"]),
+            json!([long(16_383)]),
+            json!([long(16_384)]),
+            json!([long(16_383), "x"]),
+            json!({ long(127): "" }),
+            json!({ long(126): "x" }),
+        ];
+        let keys: std::collections::HashSet<[u8; 32]> = values
+            .iter()
+            .map(|q| key_of(&reads, json!({ "q": q })))
+            .collect();
+        assert_eq!(keys.len(), values.len());
     }
 
     #[test]
