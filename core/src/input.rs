@@ -2,6 +2,7 @@
 
 use crate::token::{Agent, Grant};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Header name and value pairs exactly as the host gave them: bytes, in order, repeats kept.
@@ -139,31 +140,7 @@ pub fn build_input(
     grants: &[Grant],
 ) -> PolicyValue {
     let names = &*NAMES;
-    let mut headers: BTreeMap<String, String> = BTreeMap::new();
-    for (name, value) in &facts.headers {
-        let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value)) else {
-            continue;
-        };
-        let name = name.to_ascii_lowercase();
-        if name.starts_with(':')
-            || credential_headers.contains(&name)
-            || crate::decision::is_identity_header(&name)
-        {
-            continue;
-        }
-        // Repeated headers are joined with a comma, as Envoy presents them to ext_authz.
-        headers
-            .entry(name)
-            .and_modify(|existing| {
-                existing.push(',');
-                existing.push_str(value);
-            })
-            .or_insert_with(|| value.to_owned());
-    }
-    let headers: BTreeMap<PolicyValue, PolicyValue> = headers
-        .into_iter()
-        .map(|(name, value)| (PolicyValue::from(name), PolicyValue::from(value)))
-        .collect();
+    let headers = headers_input(facts, credential_headers);
     let (path_only, query) = line
         .path
         .split_once('?')
@@ -206,7 +183,7 @@ pub fn build_input(
                         (&names.path, text(&line.path)),
                         (&names.host, text(&line.host)),
                         (&names.scheme, text(&line.scheme)),
-                        (&names.headers, headers.into()),
+                        (&names.headers, headers),
                     ]),
                 )]),
             )]),
@@ -241,6 +218,49 @@ pub fn build_input(
         (&names.grants, grants.into()),
         (&names.now_ns, PolicyValue::from(facts.now_ns)),
     ])
+}
+
+/// `attributes.request.http.headers`: names in lower case (hosts already send them so, and
+/// only others are copied), pseudo-headers, credentials and chaperone's own headers left out,
+/// repeated headers joined with a comma in the order they came, as Envoy presents them to
+/// ext_authz.
+fn headers_input(facts: &RequestFacts, credential_headers: &[String]) -> PolicyValue {
+    let mut kept: Vec<(Cow<str>, &str)> = Vec::with_capacity(facts.headers.len());
+    for (name, value) in &facts.headers {
+        let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value)) else {
+            continue;
+        };
+        let name = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(name)
+        };
+        if name.starts_with(':')
+            || credential_headers.iter().any(|c| *c == name)
+            || crate::decision::is_identity_header(&name)
+        {
+            continue;
+        }
+        kept.push((name, value));
+    }
+    // Stable: the values of a repeated header stay in the order they came.
+    kept.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut headers = BTreeMap::new();
+    let mut pairs = kept.iter().peekable();
+    while let Some((name, value)) = pairs.next() {
+        let mut joined: Option<String> = None;
+        while let Some((_, next)) = pairs.next_if(|(other, _)| other == name) {
+            let joined = joined.get_or_insert_with(|| (*value).to_owned());
+            joined.push(',');
+            joined.push_str(next);
+        }
+        let value = match joined {
+            Some(joined) => PolicyValue::from(joined),
+            None => PolicyValue::from(*value),
+        };
+        headers.insert(PolicyValue::from(&**name), value);
+    }
+    headers.into()
 }
 
 /// A grant as the policy sees it, with the whole seconds it has left at `now_ns`.
@@ -329,6 +349,30 @@ mod tests {
         assert_eq!(parse_path("/a%20b/c%2Fd"), ["a b", "c/d"]);
         assert_eq!(parse_path("/bad%zz/%"), ["bad%zz", "%"]);
         assert!(parse_path("/").is_empty());
+    }
+
+    #[test]
+    fn headers_enter_in_lower_case_with_repeats_joined_in_order() {
+        let pair = |name: &str, value: &[u8]| (name.as_bytes().to_vec(), value.to_vec());
+        let facts = RequestFacts {
+            headers: vec![
+                pair(":path", b"/x"),
+                pair("Accept", b"text/plain"),
+                pair("x-tenant", b"a"),
+                pair("authorization", b"Bearer secret"),
+                pair("X-Chaperone-Agent-Id", b"spoofed"),
+                pair("zeta", b"1"),
+                pair("X-Tenant", b"b"),
+                pair("bad", b"\xff"),
+                pair("x-tenant", b"c"),
+            ],
+            ..RequestFacts::default()
+        };
+        let headers = headers_input(&facts, &["authorization".to_owned()]);
+        assert_eq!(
+            headers,
+            PolicyValue::from(json!({"accept": "text/plain", "x-tenant": "a,b,c", "zeta": "1"}))
+        );
     }
 
     #[test]
