@@ -131,11 +131,12 @@ fn decide_compiled(
     let timer_token_ns = clock().saturating_sub(token_started);
     let mut decision = match attributed {
         Ok((agent, grants)) => {
+            let agent_input = runtime.agent_inputs.input_of(&agent, &runtime.token_hasher);
             let input = build_input(
                 line,
                 facts,
                 &compiled.credential_headers,
-                &agent,
+                agent_input,
                 &grants.valid,
             );
             let logged_input = compiled.decision_log.keeps_input().then(|| input.clone());

@@ -1,5 +1,6 @@
 //! The policy input document, OPA-Envoy compatible plus chaperone's own keys.
 
+use crate::cache::{TokenCache, TokenHasher};
 use crate::token::{Agent, Grant};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -131,12 +132,13 @@ fn optional(value: Option<&str>) -> PolicyValue {
 }
 
 /// Builds `input`. Credentials and chaperone's own headers never enter it; grants enter as
-/// their verified claims. `credential_headers` are lower-case.
+/// their verified claims. `credential_headers` are lower-case; `agent` is the agent's object
+/// ([`agent_input`], or remembered by [`AgentInputs`]).
 pub fn build_input(
     line: &RequestLine,
     facts: &RequestFacts,
     credential_headers: &[String],
-    agent: &Agent,
+    agent: PolicyValue,
     grants: &[Grant],
 ) -> PolicyValue {
     let names = &*NAMES;
@@ -152,20 +154,6 @@ pub fn build_input(
     let parsed_query: BTreeMap<PolicyValue, PolicyValue> = parse_query(query)
         .into_iter()
         .map(|(key, values)| (PolicyValue::from(key), PolicyValue::from(values)))
-        .collect();
-    let delegation: Vec<PolicyValue> = agent
-        .delegation
-        .iter()
-        .map(|actor| {
-            let mut fields = BTreeMap::from([(names.sub.clone(), text(&actor.sub))]);
-            if let Some(iss) = &actor.iss {
-                fields.insert(names.iss.clone(), text(iss));
-            }
-            if let Some(client_id) = &actor.client_id {
-                fields.insert(names.client_id.clone(), text(client_id));
-            }
-            fields.into()
-        })
         .collect();
     let grants: Vec<PolicyValue> = grants
         .iter()
@@ -190,34 +178,84 @@ pub fn build_input(
         ),
         (&names.parsed_path, parsed_path.into()),
         (&names.parsed_query, parsed_query.into()),
-        (
-            &names.agent,
-            object([
-                (&names.id, text(&agent.id)),
-                (&names.issuer, text(&agent.issuer)),
-                (&names.owner, optional(agent.owner.as_deref())),
-                (&names.subject, text(&agent.subject)),
-                (&names.on_behalf_of, optional(agent.on_behalf_of.as_deref())),
-                (&names.delegation, delegation.into()),
-                (&names.task, optional(agent.task.as_deref())),
-                (&names.purpose, optional(agent.purpose.as_deref())),
-                (
-                    &names.task_context,
-                    agent.task_context.clone().unwrap_or(PolicyValue::Null),
-                ),
-                (
-                    &names.registered,
-                    agent
-                        .registered
-                        .map_or(PolicyValue::Null, PolicyValue::from),
-                ),
-                // Converted once when the token was verified; shared, not copied, per request.
-                (&names.claims, agent.claims.clone()),
-            ]),
-        ),
+        (&names.agent, agent),
         (&names.grants, grants.into()),
         (&names.now_ns, PolicyValue::from(facts.now_ns)),
     ])
+}
+
+/// `input.agent`: who is asking, as attribution left it (owner from the registry, the
+/// transaction's task and purpose), with its verified claims.
+pub fn agent_input(agent: &Agent) -> PolicyValue {
+    let names = &*NAMES;
+    let delegation: Vec<PolicyValue> = agent
+        .delegation
+        .iter()
+        .map(|actor| {
+            let mut fields = BTreeMap::from([(names.sub.clone(), text(&actor.sub))]);
+            if let Some(iss) = &actor.iss {
+                fields.insert(names.iss.clone(), text(iss));
+            }
+            if let Some(client_id) = &actor.client_id {
+                fields.insert(names.client_id.clone(), text(client_id));
+            }
+            fields.into()
+        })
+        .collect();
+    object([
+        (&names.id, text(&agent.id)),
+        (&names.issuer, text(&agent.issuer)),
+        (&names.owner, optional(agent.owner.as_deref())),
+        (&names.subject, text(&agent.subject)),
+        (&names.on_behalf_of, optional(agent.on_behalf_of.as_deref())),
+        (&names.delegation, delegation.into()),
+        (&names.task, optional(agent.task.as_deref())),
+        (&names.purpose, optional(agent.purpose.as_deref())),
+        (
+            &names.task_context,
+            agent.task_context.clone().unwrap_or(PolicyValue::Null),
+        ),
+        (
+            &names.registered,
+            agent
+                .registered
+                .map_or(PolicyValue::Null, PolicyValue::from),
+        ),
+        // Converted once when the token was verified; shared, not copied, per request.
+        (&names.claims, agent.claims.clone()),
+    ])
+}
+
+/// Agents' objects ([`agent_input`]) remembered between requests, as agents come back with
+/// the same token request after request. An entry serves only an agent equal to the one it
+/// was made for, whatever changed in between (another transaction, another registry), so it
+/// cannot go stale; a different agent replaces it. Bounded like the token caches.
+pub struct AgentInputs {
+    known: TokenCache<(Agent, PolicyValue)>,
+}
+
+impl AgentInputs {
+    /// A capacity of 0 makes every agent's object afresh.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            known: TokenCache::with_capacity(capacity),
+        }
+    }
+
+    /// `agent`'s object, made once while the same agent keeps coming back.
+    pub fn input_of(&mut self, agent: &Agent, hasher: &TokenHasher) -> PolicyValue {
+        let key = hasher.key(agent.id.as_bytes());
+        if let Some((known, input)) = self.known.get(&key, 0) {
+            if known == agent {
+                return input.clone();
+            }
+        }
+        let input = agent_input(agent);
+        // Never expires: an entry is checked against the agent every time it serves.
+        self.known
+            .insert(key, "", (agent.clone(), input.clone()), u64::MAX);
+        input
+    }
 }
 
 /// `attributes.request.http.headers`: names in lower case (hosts already send them so, and
@@ -373,6 +411,60 @@ mod tests {
             headers,
             PolicyValue::from(json!({"accept": "text/plain", "x-tenant": "a,b,c", "zeta": "1"}))
         );
+    }
+
+    fn agent(id: &str, owner: Option<&str>) -> Agent {
+        Agent {
+            id: id.to_owned(),
+            issuer: "https://idp.example".to_owned(),
+            owner: owner.map(str::to_owned),
+            kid: None,
+            jti: None,
+            subject: id.to_owned(),
+            on_behalf_of: None,
+            delegation: Vec::new(),
+            task: None,
+            purpose: Some("support".to_owned()),
+            task_context: None,
+            registered: Some(true),
+            claims: PolicyValue::from(json!({"sub": id})),
+        }
+    }
+
+    #[test]
+    fn a_returning_agent_gets_its_object_again_and_a_changed_one_a_new_one() {
+        let same_object = |a: &PolicyValue, b: &PolicyValue| match (a, b) {
+            (PolicyValue::Object(a), PolicyValue::Object(b)) => regorus::Rc::ptr_eq(a, b),
+            _ => false,
+        };
+        let hasher = TokenHasher::new([3; 16]);
+        let mut inputs = AgentInputs::with_capacity(4);
+        let bot = agent("support-bot", Some("alice@example.com"));
+        let first = inputs.input_of(&bot, &hasher);
+        assert_eq!(first, agent_input(&bot));
+        assert!(same_object(&first, &inputs.input_of(&bot.clone(), &hasher)));
+
+        // The registry gave the same agent another owner: never the remembered object.
+        let moved = agent("support-bot", Some("bob@example.com"));
+        let after = inputs.input_of(&moved, &hasher);
+        assert_eq!(after, agent_input(&moved));
+        assert_eq!(after["owner"], PolicyValue::from("bob@example.com"));
+        let mut tasked = moved.clone();
+        tasked.task = Some("TKT-1".to_owned());
+        assert_eq!(
+            inputs.input_of(&tasked, &hasher)["task"],
+            PolicyValue::from("TKT-1")
+        );
+
+        // Others come and go within the bound; with none, every object is made afresh.
+        for n in 0..10 {
+            let other = agent(&format!("agent-{n}"), None);
+            assert_eq!(inputs.input_of(&other, &hasher), agent_input(&other));
+        }
+        let mut none = AgentInputs::with_capacity(0);
+        let a = none.input_of(&bot, &hasher);
+        assert!(!same_object(&a, &none.input_of(&bot, &hasher)));
+        assert_eq!(a, agent_input(&bot));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use crate::cache::{TokenCache, TokenHasher};
 use crate::config::{KeySource, Loaded};
+use crate::input::AgentInputs;
 use crate::policy::Verdict;
 use crate::reason::Reason;
 use crate::remote::{FetchResponse, KeyStore, KeyWork, SharedStore};
@@ -20,8 +21,10 @@ pub struct Runtime {
     pub rejected: TokenCache<Reason>,
     /// Verdicts the policy allowed to be remembered (`cache_seconds`), by input key.
     pub decisions: TokenCache<Verdict, [u8; 32]>,
-    /// Keys presented tokens in every token cache above.
+    /// Keys presented tokens in every token cache above, and agents in `agent_inputs`.
     pub token_hasher: TokenHasher,
+    /// Agents' input objects, remembered while the same agent keeps asking.
+    pub agent_inputs: AgentInputs,
     pub keys: KeyStore,
     /// Agent-token cache lookups since the host last took them (for its metrics).
     pub cache_stats: CacheStats,
@@ -66,6 +69,7 @@ impl Runtime {
             keys: KeyStore::new(remotes, vm_nonce),
             cache_stats: CacheStats::default(),
             token_hasher: TokenHasher::new(u128::from(vm_nonce).to_le_bytes()),
+            agent_inputs: AgentInputs::with_capacity(capacity),
         }
     }
 
