@@ -40,7 +40,8 @@ enum Module {
 }
 
 /// The host calls chaperone makes for the benchmark's allowed request besides reading the
-/// header pairs, with `host_log` off, as `filter-host.mjs` (run by `make bench`) counts them:
+/// header pairs, with `host_log` off, as `filter-host.mjs` (run by `make bench`) counts them,
+/// and fails when they differ:
 /// the clock, the record's key fields as filter state, the identity headers and the response's
 /// decision id, the decision and cache counters and the duration histogram.
 const CHAPERONE_HOST_CALLS: &str =
@@ -243,9 +244,11 @@ fn run() -> Result<(), String> {
     }
 
     // For the filter's row in V8 (test-harness/bench/filter-host.mjs, run by `make bench`
-    // after this): the same configuration and ES256 token.
+    // after this): the same configuration and ES256 token, and the host calls the floor row
+    // repeats, which it checks against the calls chaperone makes.
     std::fs::write(work.join("plugin.json"), &plugin_config).map_err(|e| e.to_string())?;
     std::fs::write(work.join("token-es256"), &tokens[0]).map_err(|e| e.to_string())?;
+    std::fs::write(work.join("host-calls"), CHAPERONE_HOST_CALLS).map_err(|e| e.to_string())?;
 
     let quote = |text: &str| serde_json::to_string(text).unwrap_or_default();
     let mut results = Vec::new();
