@@ -3,7 +3,7 @@
 //! which task it is on; the registry says whether it may act at all and who owns it; the
 //! revocation lists can void any of it. Every step can deny with its own reason.
 
-use crate::cache::{TokenCache, TokenHasher, TokenKey};
+use crate::cache::{SecretHasher, TokenCache, TokenKey};
 use crate::config::{Compiled, KeySource};
 use crate::input::HeaderPairs;
 use crate::reason::Reason;
@@ -103,7 +103,7 @@ fn verified_agent(
     token: &[u8],
     now_ms: u64,
 ) -> Result<Agent, Reason> {
-    let token = HashedToken::new(compiled, &runtime.token_hasher, token)?;
+    let token = HashedToken::new(compiled, &runtime.hasher, token)?;
     let now_s = now_ms / 1000;
     if let Some(reason) = runtime.rejected.get(&token.key, now_s) {
         runtime.cache_stats.rejected += 1;
@@ -142,7 +142,7 @@ struct HashedToken<'a> {
 
 impl<'a> HashedToken<'a> {
     /// Size first: no cache hashes arbitrarily large junk.
-    fn new(compiled: &Compiled, hasher: &TokenHasher, bytes: &'a [u8]) -> Result<Self, Reason> {
+    fn new(compiled: &Compiled, hasher: &SecretHasher, bytes: &'a [u8]) -> Result<Self, Reason> {
         if bytes.len() > compiled.max_token_bytes {
             return Err(Reason::TokenTooLarge);
         }
@@ -249,7 +249,7 @@ fn apply_transaction(
         }
         (Some(value), None) => value,
     };
-    let (transaction, _) = HashedToken::new(compiled, &runtime.token_hasher, token)
+    let (transaction, _) = HashedToken::new(compiled, &runtime.hasher, token)
         .and_then(|token| {
             cached_or_verified(
                 compiled,
@@ -307,7 +307,7 @@ pub fn collect_grants(
             });
             continue;
         }
-        let verified = HashedToken::new(compiled, &runtime.token_hasher, token).and_then(|token| {
+        let verified = HashedToken::new(compiled, &runtime.hasher, token).and_then(|token| {
             cached_or_verified(
                 compiled,
                 &mut runtime.grants,

@@ -17,7 +17,7 @@ use std::hash::{Hash, Hasher};
 pub const DEFAULT_CAPACITY: usize = 1024;
 
 /// A presented token's key in the token caches: SipHash-2-4 of its bytes, 128 bits, under a
-/// key secret to the VM ([`TokenHasher`]).
+/// key secret to the VM ([`SecretHasher`]).
 ///
 /// Not SHA-256: a token is hashed on every request, and in Wasm SipHash takes about a tenth of
 /// the time. Collision resistance against the key's holder is not needed here. An entry holds
@@ -28,22 +28,28 @@ pub const DEFAULT_CAPACITY: usize = 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenKey(u128);
 
-/// Makes [`TokenKey`]s under one VM's secret key.
+/// SipHash-2-4 with a 128-bit output under one VM's secret key: a keyed pseudo-random
+/// function, for the [`TokenKey`]s of tokens and agents and for decision ids
+/// (`record::DecisionIds`).
 #[derive(Clone)]
-pub struct TokenHasher {
+pub struct SecretHasher {
     key: [u8; 16],
 }
 
-impl TokenHasher {
+impl SecretHasher {
     /// `key`: random bytes from the host, once per VM.
     pub fn new(key: [u8; 16]) -> Self {
         Self { key }
     }
 
-    pub fn key(&self, token: &[u8]) -> TokenKey {
+    pub fn digest(&self, bytes: &[u8]) -> [u8; 16] {
         let mut hasher = SipHasher24::new_with_key(&self.key);
-        hasher.write(token);
-        TokenKey(hasher.finish128().as_u128())
+        hasher.write(bytes);
+        hasher.finish128().as_bytes()
+    }
+
+    pub fn key(&self, token: &[u8]) -> TokenKey {
+        TokenKey(u128::from_le_bytes(self.digest(token)))
     }
 }
 
@@ -147,7 +153,7 @@ mod tests {
     use super::*;
 
     fn key(token: &[u8]) -> TokenKey {
-        TokenHasher::new([1; 16]).key(token)
+        SecretHasher::new([1; 16]).key(token)
     }
 
     #[test]
@@ -163,8 +169,8 @@ mod tests {
         let mut longer = token.clone();
         longer.push(0);
         assert!(keys.insert(key(&longer)));
-        assert_ne!(TokenHasher::new([2; 16]).key(&token), key(&token));
-        assert_eq!(TokenHasher::new([1; 16]).key(&token), key(&token));
+        assert_ne!(SecretHasher::new([2; 16]).key(&token), key(&token));
+        assert_eq!(SecretHasher::new([1; 16]).key(&token), key(&token));
     }
 
     #[test]

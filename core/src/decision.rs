@@ -131,7 +131,7 @@ fn decide_compiled(
     let timer_token_ns = clock().saturating_sub(token_started);
     let mut decision = match attributed {
         Ok((agent, grants)) => {
-            let agent_input = runtime.agent_inputs.input_of(&agent, &runtime.token_hasher);
+            let agent_input = runtime.agent_inputs.input_of(&agent, &runtime.hasher);
             let input = build_input(
                 line,
                 facts,

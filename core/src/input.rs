@@ -1,6 +1,6 @@
 //! The policy input document, OPA-Envoy compatible plus chaperone's own keys.
 
-use crate::cache::{TokenCache, TokenHasher};
+use crate::cache::{SecretHasher, TokenCache};
 use crate::token::{Agent, Grant};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -243,7 +243,7 @@ impl AgentInputs {
     }
 
     /// `agent`'s object, made once while the same agent keeps coming back.
-    pub fn input_of(&mut self, agent: &Agent, hasher: &TokenHasher) -> PolicyValue {
+    pub fn input_of(&mut self, agent: &Agent, hasher: &SecretHasher) -> PolicyValue {
         let key = hasher.key(agent.id.as_bytes());
         if let Some((known, input)) = self.known.get(&key, 0) {
             if known == agent {
@@ -437,7 +437,7 @@ mod tests {
             (PolicyValue::Object(a), PolicyValue::Object(b)) => regorus::Rc::ptr_eq(a, b),
             _ => false,
         };
-        let hasher = TokenHasher::new([3; 16]);
+        let hasher = SecretHasher::new([3; 16]);
         let mut inputs = AgentInputs::with_capacity(4);
         let bot = agent("support-bot", Some("alice@example.com"));
         let first = inputs.input_of(&bot, &hasher);

@@ -2,13 +2,12 @@
 //! the concept is the same. It never holds a token.
 
 use crate::attribution::DroppedGrant;
+use crate::cache::SecretHasher;
 use crate::identity::Actor;
 use crate::revocation::Revoked;
 use crate::token::Agent;
 use serde::Serialize;
-use siphasher::sip128::{Hasher128, SipHasher24};
 use std::collections::BTreeMap;
-use std::hash::Hasher;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct DecisionRecord {
@@ -151,25 +150,25 @@ impl DecisionRecord {
     }
 }
 
-/// Decision ids for one VM: SipHash-2-4 (128 bits) of the VM's decision sequence number
-/// under a secret key, as a UUID version 4. As unique as the sequence numbers and as hard to
-/// guess as random ids (a keyed pseudo-random function; the key never leaves the VM), for a
-/// few arithmetic rounds per request instead of a call to the host's randomness.
+/// Decision ids for one VM: the VM's decision sequence number through a [`SecretHasher`], as
+/// a UUID version 4. As unique as the sequence numbers and as hard to guess as random ids
+/// (the key never leaves the VM), for a few arithmetic rounds per request instead of a call
+/// to the host's randomness.
 pub struct DecisionIds {
-    key: [u8; 16],
+    hasher: SecretHasher,
 }
 
 impl DecisionIds {
     /// `key`: random bytes from the host, once per VM.
     pub fn new(key: [u8; 16]) -> Self {
-        Self { key }
+        Self {
+            hasher: SecretHasher::new(key),
+        }
     }
 
     /// The id of the VM's decision number `seq`.
     pub fn id(&self, seq: u64) -> String {
-        let mut hasher = SipHasher24::new_with_key(&self.key);
-        hasher.write_u64(seq);
-        uuid_v4(hasher.finish128().as_bytes())
+        uuid_v4(self.hasher.digest(&seq.to_le_bytes()))
     }
 }
 

@@ -2,7 +2,7 @@
 //! verdicts and the fetched key sets of remote issuers. `Compiled` never changes after
 //! `on_configure`; this does.
 
-use crate::cache::{TokenCache, TokenHasher};
+use crate::cache::{SecretHasher, TokenCache};
 use crate::config::{KeySource, Loaded};
 use crate::input::AgentInputs;
 use crate::policy::Verdict;
@@ -22,7 +22,7 @@ pub struct Runtime {
     /// Verdicts the policy allowed to be remembered (`cache_seconds`), by input key.
     pub decisions: TokenCache<Verdict, [u8; 32]>,
     /// Keys presented tokens in every token cache above, and agents in `agent_inputs`.
-    pub token_hasher: TokenHasher,
+    pub hasher: SecretHasher,
     /// Agents' input objects, remembered while the same agent keeps asking.
     pub agent_inputs: AgentInputs,
     pub keys: KeyStore,
@@ -68,7 +68,7 @@ impl Runtime {
             decisions: TokenCache::with_capacity(decisions),
             keys: KeyStore::new(remotes, vm_nonce),
             cache_stats: CacheStats::default(),
-            token_hasher: TokenHasher::new(u128::from(vm_nonce).to_le_bytes()),
+            hasher: SecretHasher::new(u128::from(vm_nonce).to_le_bytes()),
             agent_inputs: AgentInputs::with_capacity(capacity),
         }
     }
@@ -77,7 +77,7 @@ impl Runtime {
     /// not need it secret to be told apart (`cache::TokenKey` says why); a secret key keeps
     /// chance collisions out of anyone's control.
     pub fn with_token_key(mut self, key: [u8; 16]) -> Self {
-        self.token_hasher = TokenHasher::new(key);
+        self.hasher = SecretHasher::new(key);
         self
     }
 
