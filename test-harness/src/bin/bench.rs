@@ -357,15 +357,7 @@ fn with_field(config: &str, name: &str, value: serde_json::Value) -> Result<Stri
 /// After the load: remembered verdicts answered requests exactly when the setup says they
 /// should (Envoy's counter of `chaperone_decision_cache_total{result="hit"}`).
 fn check_remembered(setup: &Setup, admin: u16) -> Result<(), String> {
-    let raw = "GET /stats?filter=chaperone_decision_cache HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n";
-    let stats = try_send(admin, raw.as_bytes(), Duration::from_secs(10))?;
-    let text = String::from_utf8_lossy(&stats.body);
-    let hits: u64 = text
-        .lines()
-        .find(|line| line.contains("result=hit"))
-        .and_then(|line| line.rsplit(": ").next())
-        .and_then(|count| count.trim().parse().ok())
-        .unwrap_or(0);
+    let hits = counter(admin, "chaperone_decision_cache_total_result=hit")?;
     if (hits > 0) != setup.remembers {
         return Err(format!(
             "{}: {hits} requests answered by remembered verdicts",
@@ -378,21 +370,25 @@ fn check_remembered(setup: &Setup, admin: u16) -> Result<(), String> {
 /// After the load: the floor made its host calls (its first counter counted requests), so
 /// its configuration was read and the row measures what it says.
 fn check_floor_calls(setup: &Setup, admin: u16) -> Result<(), String> {
-    let raw =
-        "GET /stats?filter=floor_counter_0 HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n";
-    let stats = try_send(admin, raw.as_bytes(), Duration::from_secs(10))?;
-    let text = String::from_utf8_lossy(&stats.body);
-    let counted: u64 = text
-        .lines()
-        .find_map(|line| line.rsplit(": ").next()?.trim().parse().ok())
-        .unwrap_or(0);
-    if counted == 0 {
-        return Err(format!(
-            "{}: the floor made no host calls (stats: {text})",
-            setup.name
-        ));
+    if counter(admin, "floor_counter_0")? == 0 {
+        return Err(format!("{}: the floor made no host calls", setup.name));
     }
     Ok(())
+}
+
+/// A counter's value from Envoy's admin `/stats`; 0 when it is not there.
+fn counter(admin: u16, name: &str) -> Result<u64, String> {
+    // The filter is a regular expression in a query string: the name up to any `=`.
+    let filter = name.split('=').next().unwrap_or(name);
+    let raw =
+        format!("GET /stats?filter={filter} HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n");
+    let stats = try_send(admin, raw.as_bytes(), Duration::from_secs(10))?;
+    Ok(String::from_utf8_lossy(&stats.body)
+        .lines()
+        .find(|line| line.contains(name))
+        .and_then(|line| line.rsplit(": ").next())
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0))
 }
 
 /// A JSON access log at `path` with the records' key fields (filter state), as Envoy's
