@@ -4,7 +4,7 @@ use crate::attribution::{attribute, collect_grants};
 use crate::config::{Compiled, Loaded};
 use crate::decision_cache::{self, Served};
 use crate::encoding::{header_safe, list_header_value};
-use crate::input::{build_input, remaining_seconds, RequestFacts, RequestLine};
+use crate::input::{remaining_seconds, InputDocument, RequestFacts, RequestInput, RequestLine};
 use crate::policy::Verdict;
 use crate::reason::Reason;
 use crate::record::{
@@ -131,22 +131,22 @@ fn decide_compiled(
     let timer_token_ns = clock().saturating_sub(token_started);
     let mut decision = match attributed {
         Ok((agent, grants)) => {
-            let agent_input = runtime.agent_inputs.input_of(&agent, &runtime.hasher);
-            let input = build_input(
+            let input = RequestInput {
                 line,
                 facts,
-                &compiled.credential_headers,
-                agent_input,
-                &grants.valid,
-            );
-            let logged_input = compiled.decision_log.keeps_input().then(|| input.clone());
+                credential_headers: &compiled.credential_headers,
+                agent: runtime.agent_inputs.input_of(&agent, &runtime.hasher),
+                grants: &grants.valid,
+            };
+            // Made whole here only for the record; otherwise only where the policy needs it.
+            let logged_input = compiled.decision_log.keeps_input().then(|| input.whole());
             let policy_started = clock();
-            let (verdict, served) = decision_cache::evaluate(
-                &compiled.policy,
-                &mut runtime.decisions,
-                input,
-                now_ms / 1_000,
-            );
+            let (policy, decisions, now_s) =
+                (&compiled.policy, &mut runtime.decisions, now_ms / 1_000);
+            let (verdict, served) = match &logged_input {
+                Some(whole) => decision_cache::evaluate(policy, decisions, whole, now_s),
+                None => decision_cache::evaluate(policy, decisions, &input, now_s),
+            };
             let timer_rego_query_eval_ns = clock().saturating_sub(policy_started);
             let mut decision = if verdict.allowed {
                 allow(&agent, &verdict, facts)

@@ -10,6 +10,7 @@
 //! configuration, so a new bundle, registry or revocation list starts from nothing.
 
 use crate::cache::TokenCache;
+use crate::input::InputDocument;
 use crate::policy::{Policy, Verdict};
 use regorus::unstable::{Lexer, TokenKind};
 use regorus::{Source, Value};
@@ -57,18 +58,14 @@ impl InputReads {
     /// The cache key of `input`: SHA-256 over the value at each path (absent marked as
     /// such), the clock left out. Every value is tagged with its kind and every string and
     /// collection with its length, so two different inputs never feed the same bytes.
-    pub fn key(&self, input: &Value) -> [u8; 32] {
+    pub fn key(&self, input: &impl InputDocument) -> [u8; 32] {
         // Encoded first and hashed once: many small updates cost more than the bytes.
         let mut encoded = Vec::with_capacity(256);
         for path in &self.paths {
-            let found = path.iter().try_fold(input, |value, name| match value {
-                Value::Object(fields) => fields.get(name),
-                _ => None,
-            });
-            match found {
+            match input.at(path) {
                 None => encoded.push(b'-'),
-                Some(value) if path.is_empty() => feed_without_clock(&mut encoded, value),
-                Some(value) => feed(&mut encoded, value),
+                Some(value) if path.is_empty() => feed_without_clock(&mut encoded, &value),
+                Some(value) => feed(&mut encoded, &value),
             }
         }
         hmac_sha256::Hash::hash(&encoded)
@@ -225,25 +222,26 @@ pub enum Served {
 
 /// Evaluates `input`, or answers from `cache` when an earlier verdict for the same key is
 /// still valid at `now_s`. A verdict is remembered only when the policy said for how long.
+/// The whole input is made only to be evaluated.
 pub fn evaluate(
     policy: &Policy,
     cache: &mut TokenCache<Verdict, [u8; 32]>,
-    input: Value,
+    input: &impl InputDocument,
     now_s: u64,
 ) -> (Verdict, Served) {
     // Keys are computed only once something was remembered, or to remember it: a policy
-    // that never sets `cache_seconds` pays nothing but a reference count.
-    let key = (!cache.is_empty()).then(|| policy.input_reads.key(&input));
+    // that never sets `cache_seconds` pays nothing for them.
+    let key = (!cache.is_empty()).then(|| policy.input_reads.key(input));
     if let Some(remembered) = key.as_ref().and_then(|key| cache.get(key, now_s)) {
         return (remembered.clone(), Served::Remembered);
     }
-    let verdict = policy.evaluate_value(input.clone());
+    let verdict = policy.evaluate_value(input.whole());
     let served = match key {
         Some(_) => Served::Missed,
         None => Served::Evaluated,
     };
     if let Some(seconds) = verdict.cache_seconds {
-        let key = key.unwrap_or_else(|| policy.input_reads.key(&input));
+        let key = key.unwrap_or_else(|| policy.input_reads.key(input));
         // No issuer: a verdict does not depend on which keys verified the token.
         cache.insert(key, "", verdict.clone(), now_s.saturating_add(seconds));
     }

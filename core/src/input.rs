@@ -131,57 +131,148 @@ fn optional(value: Option<&str>) -> PolicyValue {
     value.map_or(PolicyValue::Null, PolicyValue::from)
 }
 
-/// Builds `input`. Credentials and chaperone's own headers never enter it; grants enter as
-/// their verified claims. `credential_headers` are lower-case; `agent` is the agent's object
-/// ([`agent_input`], or remembered by [`AgentInputs`]).
-pub fn build_input(
-    line: &RequestLine,
-    facts: &RequestFacts,
-    credential_headers: &[String],
-    agent: PolicyValue,
-    grants: &[Grant],
-) -> PolicyValue {
-    let names = &*NAMES;
-    let headers = headers_input(facts, credential_headers);
-    let (path_only, query) = line
-        .path
-        .split_once('?')
-        .unwrap_or((line.path.as_str(), ""));
-    let parsed_path: Vec<PolicyValue> = parse_path(path_only)
-        .into_iter()
-        .map(PolicyValue::from)
-        .collect();
-    let parsed_query: BTreeMap<PolicyValue, PolicyValue> = parse_query(query)
-        .into_iter()
-        .map(|(key, values)| (PolicyValue::from(key), PolicyValue::from(values)))
-        .collect();
-    let grants: Vec<PolicyValue> = grants
-        .iter()
-        .map(|g| grant_input(g, facts.now_ns))
-        .collect();
-    object([
-        (
-            &names.attributes,
-            object([(
-                &names.request,
-                object([(
-                    &names.http,
-                    object([
-                        (&names.method, text(&line.method)),
-                        (&names.path, text(&line.path)),
-                        (&names.host, text(&line.host)),
-                        (&names.scheme, text(&line.scheme)),
-                        (&names.headers, headers),
-                    ]),
-                )]),
-            )]),
-        ),
-        (&names.parsed_path, parsed_path.into()),
-        (&names.parsed_query, parsed_query.into()),
-        (&names.agent, agent),
-        (&names.grants, grants.into()),
-        (&names.now_ns, PolicyValue::from(facts.now_ns)),
-    ])
+/// A document the policy reads and a remembered answer's key is made from: whole, or only at
+/// one path.
+pub trait InputDocument {
+    fn whole(&self) -> PolicyValue;
+    /// The value at `path` (field names, outermost first); `None` when there is none.
+    fn at(&self, path: &[PolicyValue]) -> Option<PolicyValue>;
+}
+
+impl InputDocument for PolicyValue {
+    fn whole(&self) -> PolicyValue {
+        self.clone()
+    }
+
+    fn at(&self, path: &[PolicyValue]) -> Option<PolicyValue> {
+        lookup(self, path)
+    }
+}
+
+fn lookup(value: &PolicyValue, path: &[PolicyValue]) -> Option<PolicyValue> {
+    path.iter()
+        .try_fold(value, |value, name| match value {
+            PolicyValue::Object(fields) => fields.get(name),
+            _ => None,
+        })
+        .cloned()
+}
+
+/// One request's `input`, made from its parts only where it is read: whole for the policy,
+/// or just the values a remembered answer's key covers, so that an answer served from memory
+/// never pays for the headers, the query or the grants its policy does not read.
+/// Credentials and chaperone's own headers never enter it; grants enter as their verified
+/// claims.
+pub struct RequestInput<'a> {
+    pub line: &'a RequestLine,
+    pub facts: &'a RequestFacts,
+    /// Lower case.
+    pub credential_headers: &'a [String],
+    /// The agent's object ([`agent_input`], or remembered by [`AgentInputs`]).
+    pub agent: PolicyValue,
+    pub grants: &'a [Grant],
+}
+
+/// The objects of `input` that [`RequestInput`] makes field by field.
+#[derive(Debug, Clone, Copy)]
+enum Level {
+    Input,
+    Attributes,
+    Request,
+    Http,
+}
+
+/// A field of one of those objects: a value made from the request, or another such object.
+enum Field {
+    Value(PolicyValue),
+    Object(Level),
+}
+
+impl RequestInput<'_> {
+    /// The one place the input's shape is written: every field of every level.
+    fn field(&self, level: Level, name: &PolicyValue) -> Option<Field> {
+        let name = name.as_string().ok()?;
+        let value = match (level, &**name) {
+            (Level::Input, "attributes") => return Some(Field::Object(Level::Attributes)),
+            (Level::Attributes, "request") => return Some(Field::Object(Level::Request)),
+            (Level::Request, "http") => return Some(Field::Object(Level::Http)),
+            (Level::Input, "parsed_path") => parse_path(self.path_and_query().0)
+                .into_iter()
+                .map(PolicyValue::from)
+                .collect::<Vec<_>>()
+                .into(),
+            (Level::Input, "parsed_query") => parse_query(self.path_and_query().1)
+                .into_iter()
+                .map(|(key, values)| (PolicyValue::from(key), PolicyValue::from(values)))
+                .collect::<BTreeMap<_, _>>()
+                .into(),
+            (Level::Input, "agent") => self.agent.clone(),
+            (Level::Input, "grants") => self
+                .grants
+                .iter()
+                .map(|grant| grant_input(grant, self.facts.now_ns))
+                .collect::<Vec<_>>()
+                .into(),
+            (Level::Input, "now_ns") => PolicyValue::from(self.facts.now_ns),
+            (Level::Http, "method") => text(&self.line.method),
+            (Level::Http, "path") => text(&self.line.path),
+            (Level::Http, "host") => text(&self.line.host),
+            (Level::Http, "scheme") => text(&self.line.scheme),
+            (Level::Http, "headers") => headers_input(self.facts, self.credential_headers),
+            _ => return None,
+        };
+        Some(Field::Value(value))
+    }
+
+    fn build(&self, level: Level) -> PolicyValue {
+        let n = &*NAMES;
+        let names: &[&PolicyValue] = match level {
+            Level::Input => &[
+                &n.attributes,
+                &n.parsed_path,
+                &n.parsed_query,
+                &n.agent,
+                &n.grants,
+                &n.now_ns,
+            ],
+            Level::Attributes => &[&n.request],
+            Level::Request => &[&n.http],
+            Level::Http => &[&n.method, &n.path, &n.host, &n.scheme, &n.headers],
+        };
+        names
+            .iter()
+            .filter_map(|&name| {
+                let value = match self.field(level, name)? {
+                    Field::Value(value) => value,
+                    Field::Object(inner) => self.build(inner),
+                };
+                Some((name.clone(), value))
+            })
+            .collect::<BTreeMap<_, _>>()
+            .into()
+    }
+
+    fn path_and_query(&self) -> (&str, &str) {
+        let path = self.line.path.as_str();
+        path.split_once('?').unwrap_or((path, ""))
+    }
+}
+
+impl InputDocument for RequestInput<'_> {
+    fn whole(&self) -> PolicyValue {
+        self.build(Level::Input)
+    }
+
+    fn at(&self, path: &[PolicyValue]) -> Option<PolicyValue> {
+        let mut level = Level::Input;
+        for (depth, name) in path.iter().enumerate() {
+            match self.field(level, name)? {
+                Field::Object(inner) => level = inner,
+                Field::Value(value) => return lookup(&value, &path[depth + 1..]),
+            }
+        }
+        Some(self.build(level))
+    }
 }
 
 /// `input.agent`: who is asking, as attribution left it (owner from the registry, the
@@ -411,6 +502,118 @@ mod tests {
             headers,
             PolicyValue::from(json!({"accept": "text/plain", "x-tenant": "a,b,c", "zeta": "1"}))
         );
+    }
+
+    /// A request with a query, repeated and credential headers, and one grant.
+    fn with_input<T>(check: impl FnOnce(&RequestInput) -> T) -> T {
+        let pair = |name: &str, value: &str| (name.as_bytes().to_vec(), value.as_bytes().to_vec());
+        let facts = RequestFacts {
+            headers: vec![
+                pair(":method", "POST"),
+                pair(":path", "/tickets/42/comments?draft=1&tag=a&tag=b"),
+                pair(":authority", "api.example"),
+                pair(":scheme", "https"),
+                pair("authorization", "Bearer secret"),
+                pair("x-tenant", "acme"),
+            ],
+            decision_id: "d".to_owned(),
+            now_ns: 1_700_000_000_000_000_000,
+        };
+        let grant = Grant {
+            jti: "g1".to_owned(),
+            issuer: "https://grants.example".to_owned(),
+            agent: "support-bot".to_owned(),
+            approver: "erin@example.com".to_owned(),
+            task: None,
+            reason: Some("incident".to_owned()),
+            authorization_details: PolicyValue::from(json!([{"type": "agent_http"}])),
+            not_before_ns: 1_699_999_990_000_000_000,
+            expires_at_ns: 1_700_000_060_000_000_000,
+        };
+        let Some(line) = facts.request_line() else {
+            panic!("the request has its pseudo-headers");
+        };
+        let input = RequestInput {
+            line: &line,
+            facts: &facts,
+            credential_headers: &["authorization".to_owned()],
+            agent: agent_input(&agent("support-bot", Some("alice@example.com"))),
+            grants: std::slice::from_ref(&grant),
+        };
+        check(&input)
+    }
+
+    #[test]
+    fn the_input_is_opa_envoys_with_chaperones_keys() {
+        let whole = with_input(|input| input.whole());
+        let agent = agent_input(&agent("support-bot", Some("alice@example.com")));
+        let expected = json!({
+            "attributes": {"request": {"http": {
+                "method": "POST",
+                "path": "/tickets/42/comments?draft=1&tag=a&tag=b",
+                "host": "api.example",
+                "scheme": "https",
+                "headers": {"x-tenant": "acme"},
+            }}},
+            "parsed_path": ["tickets", "42", "comments"],
+            "parsed_query": {"draft": ["1"], "tag": ["a", "b"]},
+            "grants": [{
+                "jti": "g1",
+                "issuer": "https://grants.example",
+                "approver": "erin@example.com",
+                "task": null,
+                "reason": "incident",
+                "authorization_details": [{"type": "agent_http"}],
+                "not_before_ns": 1_699_999_990_000_000_000_u64,
+                "expires_at_ns": 1_700_000_060_000_000_000_u64,
+                "remaining_seconds": 60,
+            }],
+            "now_ns": 1_700_000_000_000_000_000_u64,
+        });
+        let mut expected = PolicyValue::from(expected);
+        if let Ok(fields) = expected.as_object_mut() {
+            fields.insert(PolicyValue::from("agent"), agent);
+        }
+        assert_eq!(whole, expected);
+    }
+
+    /// A remembered answer's key reads the input at paths, made only there: every path must
+    /// find what the whole input holds, and nothing where it holds nothing.
+    #[test]
+    fn every_path_finds_in_the_parts_what_the_whole_input_holds() {
+        fn paths_of(value: &PolicyValue, path: Vec<PolicyValue>, out: &mut Vec<Vec<PolicyValue>>) {
+            if let PolicyValue::Object(fields) = value {
+                for (name, inner) in fields.iter() {
+                    let mut longer = path.clone();
+                    longer.push(name.clone());
+                    paths_of(inner, longer, out);
+                }
+            }
+            out.push(path);
+        }
+        with_input(|input| {
+            let whole = input.whole();
+            let mut paths = Vec::new();
+            paths_of(&whole, Vec::new(), &mut paths);
+            assert!(paths.len() > 25, "{} paths", paths.len());
+            let names = |names: &[&str]| names.iter().map(|&n| PolicyValue::from(n)).collect();
+            for absent in [
+                &["nope"][..],
+                &["attributes", "nope"],
+                &["attributes", "request", "http", "nope"],
+                &["attributes", "request", "http", "method", "more"],
+                &["attributes", "request", "http", "headers", "authorization"],
+                &["parsed_path", "0"],
+                &["agent", "nope"],
+                &["now_ns", "x"],
+            ] {
+                paths.push(names(absent));
+            }
+            paths.push(vec![PolicyValue::from(1)]);
+            for path in paths {
+                assert_eq!(input.at(&path), whole.at(&path), "{path:?}");
+            }
+        });
     }
 
     fn agent(id: &str, owner: Option<&str>) -> Agent {

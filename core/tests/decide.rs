@@ -912,13 +912,16 @@ decision := {"allowed": input.now_ns < 1800000001000000000, "reason": "window", 
 decision := {"allowed": false, "reason": "not_get"} if input.attributes.request.http.method != "GET"
 "#;
 
-fn remembering(f: &Fixture, max_cached_decisions: u64) -> Loaded {
+/// With `host_log` off no record keeps the input, so a remembered verdict is found without
+/// making the input whole.
+fn remembering(f: &Fixture, max_cached_decisions: u64, host_log: bool) -> Loaded {
     load_with(
         f,
         json!({
             "policy": {"modules": {"authz.rego": REMEMBERING_POLICY},
                        "decision_path": "chaperone/authz/decision"},
             "limits": {"max_cached_decisions": max_cached_decisions},
+            "decision_log": {"host_log": host_log},
         }),
     )
 }
@@ -935,8 +938,6 @@ fn remembered(decision: &Decision) -> bool {
 #[test]
 fn a_verdict_with_cache_seconds_answers_the_same_request_until_it_expires() {
     let f = fixture();
-    let loaded = remembering(&f, 16);
-    let mut runtime = Runtime::new(&loaded, 1);
     let bearer = format!("Bearer {}", token(&f, json!({})));
     let get = |path: &str, noise: &[u8]| {
         facts(
@@ -945,46 +946,50 @@ fn a_verdict_with_cache_seconds_answers_the_same_request_until_it_expires() {
             &[("authorization", bearer.as_bytes()), ("x-noise", noise)],
         )
     };
+    for host_log in [true, false] {
+        let loaded = remembering(&f, 16, host_log);
+        let mut runtime = Runtime::new(&loaded, 1);
 
-    let first = decide(&loaded, &mut runtime, &at(0, get("/tickets/1", b"a")));
-    assert!(first.allowed && !remembered(&first));
-    assert_eq!(runtime.decisions.len(), 1);
+        let first = decide(&loaded, &mut runtime, &at(0, get("/tickets/1", b"a")));
+        assert!(first.allowed && !remembered(&first));
+        assert_eq!(runtime.decisions.len(), 1);
 
-    // Later, another path and another header: the policy reads neither, nor (by its promise)
-    // the clock, so the verdict of the first request stands, stale as this policy makes it.
-    let second = decide(&loaded, &mut runtime, &at(2, get("/tickets/2", b"b")));
-    assert!(second.allowed && remembered(&second), "{:?}", second.record);
-    assert_eq!(second.record.reason, first.record.reason);
-    assert_eq!(second.record.rule, first.record.rule);
-    assert_valid_record(&second, "remembered verdict");
-    assert_eq!(runtime.cache_stats.decision_hits, 1);
+        // Later, another path and another header: the policy reads neither, nor (by its promise)
+        // the clock, so the verdict of the first request stands, stale as this policy makes it.
+        let second = decide(&loaded, &mut runtime, &at(2, get("/tickets/2", b"b")));
+        assert!(second.allowed && remembered(&second), "{:?}", second.record);
+        assert_eq!(second.record.reason, first.record.reason);
+        assert_eq!(second.record.rule, first.record.rule);
+        assert_valid_record(&second, "remembered verdict");
+        assert_eq!(runtime.cache_stats.decision_hits, 1);
 
-    // A method the policy reads: evaluated.
-    let mut post = at(2, get("/tickets/1", b"a"));
-    post.headers[0].1 = b"POST".to_vec();
-    let posted = decide(&loaded, &mut runtime, &post);
-    assert!(!posted.allowed && !remembered(&posted));
-    assert_eq!(posted.record.reason, "not_get");
-    assert_eq!(runtime.cache_stats.decision_misses, 1);
+        // A method the policy reads: evaluated.
+        let mut post = at(2, get("/tickets/1", b"a"));
+        post.headers[0].1 = b"POST".to_vec();
+        let posted = decide(&loaded, &mut runtime, &post);
+        assert!(!posted.allowed && !remembered(&posted));
+        assert_eq!(posted.record.reason, "not_get");
+        assert_eq!(runtime.cache_stats.decision_misses, 1);
 
-    // Another agent: its id is read, so evaluated (and denied: its clock is past the window).
-    let other = format!("Bearer {}", token(&f, json!({"sub": "other-bot"})));
-    let other = decide(
-        &loaded,
-        &mut runtime,
-        &at(
-            2,
-            facts("GET", "/tickets/1", &[("authorization", other.as_bytes())]),
-        ),
-    );
-    assert!(!other.allowed && !remembered(&other));
+        // Another agent: its id is read, so evaluated (and denied: its clock is past the window).
+        let other = format!("Bearer {}", token(&f, json!({"sub": "other-bot"})));
+        let other = decide(
+            &loaded,
+            &mut runtime,
+            &at(
+                2,
+                facts("GET", "/tickets/1", &[("authorization", other.as_bytes())]),
+            ),
+        );
+        assert!(!other.allowed && !remembered(&other));
 
-    // Ten seconds after the first: the promise has run out, the policy runs again.
-    let late = decide(&loaded, &mut runtime, &at(10, get("/tickets/1", b"a")));
-    assert!(!late.allowed && !remembered(&late));
+        // Ten seconds after the first: the promise has run out, the policy runs again.
+        let late = decide(&loaded, &mut runtime, &at(10, get("/tickets/1", b"a")));
+        assert!(!late.allowed && !remembered(&late));
+    }
 
     // With no room for verdicts, every request is evaluated.
-    let loaded = remembering(&f, 0);
+    let loaded = remembering(&f, 0, false);
     let mut runtime = Runtime::new(&loaded, 1);
     assert!(decide(&loaded, &mut runtime, &at(0, get("/tickets/1", b"a"))).allowed);
     let again = decide(&loaded, &mut runtime, &at(2, get("/tickets/1", b"a")));
