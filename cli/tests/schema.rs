@@ -86,7 +86,7 @@ fn identity_features_pass_schema_and_parser() {
     config["policy"]["dry_run"] = json!(true);
     config["decision_log"] = json!({"input": true, "erase": ["/input/agent/claims/email"],
                                     "labels": {"gateway": "edge-1"}, "max_record_bytes": 32768,
-                                    "host_log": false,
+                                    "host_log": false, "key_fields": ["agent_id", "reason"],
                                     "collector": {"http_uri": {"uri": "http://otel:4318/v1/logs",
                                                                "cluster": "otel"},
                                                   "when_full": "deny"}});
@@ -252,6 +252,18 @@ fn schema_and_parser_reject_the_same_mistakes() {
             remote_change("/cooldown_seconds", json!(0)),
         ),
         ("unknown remote key", remote_change("/refresh", json!(10))),
+        (
+            "unknown key field",
+            Box::new(|c| c["decision_log"] = json!({"key_fields": ["agent"]})),
+        ),
+        (
+            "key field named twice",
+            Box::new(|c| c["decision_log"] = json!({"key_fields": ["seq", "seq"]})),
+        ),
+        (
+            "key fields as one name",
+            Box::new(|c| c["decision_log"] = json!({"key_fields": "seq"})),
+        ),
     ];
     let validator = schema();
     for (name, mutate) in mutations {

@@ -29,8 +29,9 @@ pub struct RawDecisionLog {
     pub max_record_bytes: Option<usize>,
     #[serde(default)]
     pub host_log: Option<bool>,
+    /// `true`, `false` or a list of [`KeyField`] names; read by [`DecisionLog::compile`].
     #[serde(default)]
-    pub key_fields: Option<bool>,
+    pub key_fields: Option<serde_json::Value>,
     #[serde(default)]
     pub collector: Option<RawCollector>,
 }
@@ -59,6 +60,90 @@ fn default_buffer() -> usize {
     10_000
 }
 
+/// A field of the record that the host gets apart, for its access log: one host call each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyField {
+    DecisionId,
+    Decision,
+    Reason,
+    Rule,
+    AgentId,
+    Issuer,
+    Owner,
+    Delegation,
+    Task,
+    PolicyRevision,
+    Seq,
+}
+
+impl KeyField {
+    pub const ALL: [KeyField; 11] = [
+        KeyField::DecisionId,
+        KeyField::Decision,
+        KeyField::Reason,
+        KeyField::Rule,
+        KeyField::AgentId,
+        KeyField::Issuer,
+        KeyField::Owner,
+        KeyField::Delegation,
+        KeyField::Task,
+        KeyField::PolicyRevision,
+        KeyField::Seq,
+    ];
+
+    /// As configurations and access-log formats name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyField::DecisionId => "decision_id",
+            KeyField::Decision => "decision",
+            KeyField::Reason => "reason",
+            KeyField::Rule => "rule",
+            KeyField::AgentId => "agent_id",
+            KeyField::Issuer => "issuer",
+            KeyField::Owner => "owner",
+            KeyField::Delegation => "delegation",
+            KeyField::Task => "task",
+            KeyField::PolicyRevision => "policy_revision",
+            KeyField::Seq => "seq",
+        }
+    }
+}
+
+/// `decision_log.key_fields`: `true` for all, `false` for `decision_id` alone, or the names of
+/// those wanted besides `decision_id` (which joins an access-log line to its record, so it is
+/// always set), each once.
+fn key_fields(named: &serde_json::Value) -> Result<Vec<KeyField>, ConfigError> {
+    let mistake = || {
+        let names: Vec<&str> = KeyField::ALL.iter().map(|f| f.name()).collect();
+        config_error(
+            "decision_log.key_fields",
+            format!(
+                "must be true, false, or a list of distinct field names from: {}",
+                names.join(", ")
+            ),
+        )
+    };
+    let wanted: Vec<&str> = match named {
+        serde_json::Value::Bool(true) => return Ok(KeyField::ALL.to_vec()),
+        serde_json::Value::Bool(false) => Vec::new(),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .map(|item| item.as_str().ok_or_else(mistake))
+            .collect::<Result<_, _>>()?,
+        _ => return Err(mistake()),
+    };
+    for (i, name) in wanted.iter().enumerate() {
+        let known = KeyField::ALL.iter().any(|f| f.name() == *name);
+        if !known || wanted[..i].contains(name) {
+            return Err(mistake());
+        }
+    }
+    Ok(KeyField::ALL
+        .into_iter()
+        .filter(|f| *f == KeyField::DecisionId || wanted.contains(&f.name()))
+        .collect())
+}
+
 pub struct DecisionLog {
     /// Records carry the (erased) policy input.
     pub input: bool,
@@ -69,9 +154,9 @@ pub struct DecisionLog {
     pub max_record_bytes: usize,
     /// Each record is a line of the host's own log (Envoy's log, Kong's error log).
     pub host_log: bool,
-    /// The record's key fields go to the host for its access log (Envoy filter state, Kong
-    /// `kong.ctx.shared`); when off, only `decision_id` does.
-    pub key_fields: bool,
+    /// The record's key fields that go to the host for its access log (Envoy filter state,
+    /// Kong `kong.ctx.shared`), in [`KeyField::ALL`]'s order; `decision_id` always.
+    pub key_fields: Vec<KeyField>,
     pub collector: Option<Collector>,
 }
 
@@ -100,7 +185,7 @@ impl Default for DecisionLog {
             labels: BTreeMap::new(),
             max_record_bytes: 65_536,
             host_log: true,
-            key_fields: true,
+            key_fields: KeyField::ALL.to_vec(),
             collector: None,
         }
     }
@@ -146,7 +231,10 @@ impl DecisionLog {
             labels: raw.labels,
             max_record_bytes,
             host_log: raw.host_log.unwrap_or(defaults.host_log),
-            key_fields: raw.key_fields.unwrap_or(defaults.key_fields),
+            key_fields: match raw.key_fields {
+                None => defaults.key_fields,
+                Some(named) => key_fields(&named)?,
+            },
             collector,
         })
     }
@@ -330,6 +418,36 @@ mod tests {
             PolicyValue::from("s=1"),
             "explicit list replaces the defaults"
         );
+    }
+
+    #[test]
+    fn key_fields_are_all_none_or_those_named_with_the_decision_id_always() {
+        let names = |raw: Value| {
+            log(json!({ "key_fields": raw }))
+                .map(|log| log.key_fields.iter().map(|f| f.name()).collect::<Vec<_>>())
+        };
+        let all: Vec<&str> = KeyField::ALL.iter().map(|f| f.name()).collect();
+        assert_eq!(log(json!({})).unwrap().key_fields, KeyField::ALL);
+        assert_eq!(names(json!(true)).unwrap(), all);
+        assert_eq!(names(json!(false)).unwrap(), ["decision_id"]);
+        assert_eq!(names(json!([])).unwrap(), ["decision_id"]);
+        assert_eq!(
+            names(json!(["seq", "agent_id", "decision_id", "reason"])).unwrap(),
+            ["decision_id", "reason", "agent_id", "seq"]
+        );
+        for wrong in [
+            json!(["agent"]),
+            json!(["reason", "reason"]),
+            json!([1]),
+            json!("agent_id"),
+        ] {
+            let error = names(wrong.clone()).unwrap_err();
+            assert_eq!(error.field, "decision_log.key_fields", "{wrong}");
+            assert!(
+                error.message.contains("policy_revision"),
+                "{wrong}: {error:?}"
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod metrics;
 mod records;
 
 use chaperone_core::decision::{refuse, DECISION_ID_HEADER};
+use chaperone_core::decision_log::KeyField;
 use chaperone_core::export::Exporter;
 use chaperone_core::input::HeaderPairs;
 use chaperone_core::record::DecisionIds;
@@ -352,11 +353,10 @@ impl ChaperoneFilter {
                 return self.fail_closed(decision);
             }
         }
-        let key_fields = self
-            .active
-            .loaded
-            .decision_log()
-            .is_none_or(|log| log.key_fields);
+        let key_fields = match self.active.loaded.decision_log() {
+            Some(log) => log.key_fields.as_slice(),
+            None => &KeyField::ALL,
+        };
         records::publish(self.vm.kind.get(), decision, key_fields);
         if !decision.allowed {
             let details = format!("chaperone_{}", decision.reason.code());

@@ -3,9 +3,11 @@
 
 use crate::host;
 use crate::metrics::{Metrics, RECORDS_DROPPED};
+use chaperone_core::decision_log::KeyField;
 use chaperone_core::export::{ExportOutcome, Exporter};
 use chaperone_core::Decision;
 use proxy_wasm::types::LogLevel;
+use std::borrow::Cow;
 
 /// Which proxy the module runs in: they expose per-request data differently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,72 +49,74 @@ pub fn outcome(decision: &Decision) -> &'static str {
 /// A key field's property name on each host, spelled out once rather than formatted for every
 /// request: Envoy filter state `chaperone.<field>`, Kong `kong.ctx.shared.chaperone_<field>`.
 #[derive(Clone, Copy)]
-struct KeyField {
+struct Property {
     envoy: &'static str,
     kong: &'static str,
 }
 
-macro_rules! key_field {
+macro_rules! property {
     ($field:literal) => {
-        KeyField {
+        Property {
             envoy: concat!("chaperone.", $field),
             kong: concat!("kong.ctx.shared.chaperone_", $field),
         }
     };
 }
 
-const DECISION_ID: KeyField = key_field!("decision_id");
-
-/// The record's key fields for the host's own logs: Envoy filter state
-/// (`%FILTER_STATE(wasm.chaperone.<field>:PLAIN)%`), Kong `kong.ctx.shared.chaperone_<field>`.
-/// Without `key_fields` only `decision_id`, which still joins an access-log line to its record:
-/// each field is a host call (BENCHMARKS.md, 2026-11-25 (fourth)).
-pub fn publish(kind: HostKind, decision: &Decision, key_fields: bool) {
-    let record = &decision.record;
-    if !key_fields {
-        set_field(kind, DECISION_ID, &record.decision_id);
-        return;
-    }
-    let agent = record.agent.as_ref();
-    let delegation = agent.map(|a| {
-        a.delegation
-            .iter()
-            .map(|actor| actor.sub.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
-    });
-    let revision = record.bundles.values().next().map(|b| b.revision.as_str());
-    let seq = record.seq.to_string();
-    let fields: [(KeyField, Option<&str>); 11] = [
-        (DECISION_ID, Some(record.decision_id.as_str())),
-        (key_field!("decision"), Some(outcome(decision))),
-        (key_field!("reason"), Some(record.reason.as_str())),
-        (key_field!("rule"), record.rule.as_deref()),
-        (key_field!("agent_id"), agent.map(|a| a.id.as_str())),
-        (key_field!("issuer"), agent.map(|a| a.issuer.as_str())),
-        (key_field!("owner"), agent.and_then(|a| a.owner.as_deref())),
-        (
-            key_field!("delegation"),
-            delegation.as_deref().filter(|d| !d.is_empty()),
-        ),
-        (key_field!("task"), agent.and_then(|a| a.task.as_deref())),
-        (key_field!("policy_revision"), revision),
-        (key_field!("seq"), Some(seq.as_str())),
-    ];
-    for (field, value) in fields {
-        if let Some(value) = value {
-            set_field(kind, field, value);
-        }
+fn property(field: KeyField) -> Property {
+    match field {
+        KeyField::DecisionId => property!("decision_id"),
+        KeyField::Decision => property!("decision"),
+        KeyField::Reason => property!("reason"),
+        KeyField::Rule => property!("rule"),
+        KeyField::AgentId => property!("agent_id"),
+        KeyField::Issuer => property!("issuer"),
+        KeyField::Owner => property!("owner"),
+        KeyField::Delegation => property!("delegation"),
+        KeyField::Task => property!("task"),
+        KeyField::PolicyRevision => property!("policy_revision"),
+        KeyField::Seq => property!("seq"),
     }
 }
 
-fn set_field(kind: HostKind, field: KeyField, value: &str) {
-    let name = match kind {
-        HostKind::Envoy => field.envoy,
-        HostKind::Kong => field.kong,
-    };
-    // Hosts without the notion answer with an error status; the record still has it all.
-    let _ = host::set_property(name, value.as_bytes());
+/// The record's key fields for the host's own logs: Envoy filter state
+/// (`%FILTER_STATE(wasm.chaperone.<field>:PLAIN)%`), Kong `kong.ctx.shared.chaperone_<field>`.
+/// Only the `fields` configured (`decision_log.key_fields`), and of those only the ones this
+/// record has: each is a host call (BENCHMARKS.md, 2026-11-25 (fourth)).
+pub fn publish(kind: HostKind, decision: &Decision, fields: &[KeyField]) {
+    let record = &decision.record;
+    let agent = record.agent.as_ref();
+    for &field in fields {
+        let value: Option<Cow<str>> = match field {
+            KeyField::DecisionId => Some(record.decision_id.as_str().into()),
+            KeyField::Decision => Some(outcome(decision).into()),
+            KeyField::Reason => Some(record.reason.as_str().into()),
+            KeyField::Rule => record.rule.as_deref().map(Cow::from),
+            KeyField::AgentId => agent.map(|a| a.id.as_str().into()),
+            KeyField::Issuer => agent.map(|a| a.issuer.as_str().into()),
+            KeyField::Owner => agent.and_then(|a| a.owner.as_deref()).map(Cow::from),
+            KeyField::Delegation => agent.filter(|a| !a.delegation.is_empty()).map(|a| {
+                let actors: Vec<&str> = a.delegation.iter().map(|d| d.sub.as_str()).collect();
+                actors.join(",").into()
+            }),
+            KeyField::Task => agent.and_then(|a| a.task.as_deref()).map(Cow::from),
+            KeyField::PolicyRevision => record
+                .bundles
+                .values()
+                .next()
+                .map(|b| b.revision.as_str().into()),
+            KeyField::Seq => Some(record.seq.to_string().into()),
+        };
+        if let Some(value) = value {
+            let property = property(field);
+            let name = match kind {
+                HostKind::Envoy => property.envoy,
+                HostKind::Kong => property.kong,
+            };
+            // Hosts without the notion answer with an error status; the record has it all.
+            let _ = host::set_property(name, value.as_bytes());
+        }
+    }
 }
 
 /// Sends the next batch of records if one is due.
@@ -193,10 +197,14 @@ mod tests {
 
     #[test]
     fn key_fields_are_named_as_the_readme_says() {
-        let field = key_field!("agent_id");
-        assert_eq!(field.envoy, "chaperone.agent_id");
-        assert_eq!(field.kong, "kong.ctx.shared.chaperone_agent_id");
-        assert_eq!(DECISION_ID.envoy, "chaperone.decision_id");
+        for field in KeyField::ALL {
+            let property = property(field);
+            assert_eq!(property.envoy, format!("chaperone.{}", field.name()));
+            assert_eq!(
+                property.kong,
+                format!("kong.ctx.shared.chaperone_{}", field.name())
+            );
+        }
     }
 
     #[test]

@@ -462,34 +462,44 @@ fn with_host_log_off_records_reach_only_the_access_log_and_the_collector() {
     }
 }
 
-/// `decision_log.key_fields: false`: the access log still gets `decision_id` (to join the
-/// record), and none of the other fields.
+/// `decision_log.key_fields`: `false` leaves the access log only `decision_id` (to join the
+/// record); a list adds the fields it names, and no others.
 #[test]
-fn with_key_fields_off_only_the_decision_id_reaches_the_access_log() {
+fn the_access_log_gets_the_decision_id_and_the_key_fields_named() {
     let collector = ScriptedServer::start().unwrap();
     let key = AgentKey::es256("es-1");
     let token = key.mint(&claims());
-    let gateway = start(
-        &config_with(&key, json!({"decision_log": {"key_fields": false}})),
-        &collector,
-    );
-    let allowed = gateway.with_token("GET", "/tickets/1", &token);
-    assert_eq!(allowed.status, 200);
-    let id = decision_id(&allowed);
-    let access = gateway.access_log_entry(&id);
-    assert_eq!(access["decision_id"], id.as_str());
-    for field in ["decision", "reason", "rule", "agent_id", "owner", "seq"] {
-        assert!(
-            access[field].is_null() || access[field] == "-",
-            "{field}: {}",
-            access[field]
+    for (key_fields, named) in [
+        (json!(false), &[][..]),
+        (json!(["agent_id", "seq"]), &["agent_id", "seq"][..]),
+    ] {
+        let gateway = start(
+            &config_with(&key, json!({"decision_log": {"key_fields": key_fields}})),
+            &collector,
+        );
+        let allowed = gateway.with_token("GET", "/tickets/1", &token);
+        assert_eq!(allowed.status, 200);
+        let id = decision_id(&allowed);
+        let access = gateway.access_log_entry(&id);
+        assert_eq!(access["decision_id"], id.as_str());
+        for field in ["decision", "reason", "rule", "agent_id", "owner", "seq"] {
+            let set = !(access[field].is_null() || access[field] == "-");
+            assert_eq!(
+                set,
+                named.contains(&field),
+                "{key_fields} {field}: {}",
+                access[field]
+            );
+        }
+        if !named.is_empty() {
+            assert_eq!(access["agent_id"], AGENT);
+        }
+        assert_eq!(
+            gateway.record(&id)["agent"]["id"],
+            AGENT,
+            "the record has it all"
         );
     }
-    assert_eq!(
-        gateway.record(&id)["agent"]["id"],
-        AGENT,
-        "the record has it all"
-    );
 }
 
 #[test]
