@@ -99,7 +99,7 @@ bench: tools build cli
 	$(ONE_CPU) node --no-liftoff --single-threaded test-harness/bench/run-wasi.mjs target/$(WASM_TARGET)/release/examples/decide_bench.wasm < build/bench-policy.json
 	cargo run --release --quiet -p chaperone-test-harness --bin bench
 	@echo "== the filter's callbacks per request in V8 (Node, a minimal host in JS; ES256, the gateways' configuration)"
-	$(ONE_CPU) node --no-liftoff test-harness/bench/filter-host.mjs $(WASM) build/bench/plugin.json build/bench/token-es256
+	$(ONE_CPU) node --no-liftoff test-harness/bench/filter-host.mjs $(WASM) build/bench/plugin.json build/bench/plugin-access-log.json build/bench/token-es256
 	@echo "== module size: as cargo built it, as shipped (wasm-opt -O3), and smallest (-Oz, no names)"
 	$(WASM_OPT) -Oz --strip-debug --strip-producers $(WASM) -o build/chaperone.min.wasm
 	@wc -c $(RAW_WASM) $(WASM) build/chaperone.min.wasm

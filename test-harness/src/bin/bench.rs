@@ -40,12 +40,26 @@ enum Module {
 }
 
 /// The host calls chaperone makes for the benchmark's allowed request besides reading the
-/// header pairs, with `host_log` off, as `filter-host.mjs` (run by `make bench`) counts them,
-/// and fails when they differ:
-/// the clock, the record's key fields as filter state, the identity headers and the response's
-/// decision id, the decision and cache counters and the duration histogram.
+/// header pairs, configured as the access-log setup (`host_log` off), as `filter-host.mjs`
+/// (run by `make bench`) counts them, and fails when they differ:
+/// the clock, the record's key fields its access log reads as filter state, the identity
+/// headers and the response's decision id, the decision and cache counters and the duration
+/// histogram.
 const CHAPERONE_HOST_CALLS: &str =
-    "clock=8 properties=9 request_headers=4 response_headers=1 counters=3 histograms=1";
+    "clock=8 properties=8 request_headers=4 response_headers=1 counters=3 histograms=1";
+
+/// The record's key fields the access-log setup's log reads, and so the ones its
+/// `decision_log.key_fields` names, as a deployment would.
+const ACCESS_LOG_FIELDS: [&str; 8] = [
+    "decision_id",
+    "decision",
+    "reason",
+    "rule",
+    "agent_id",
+    "owner",
+    "policy_revision",
+    "seq",
+];
 
 struct Setup {
     name: &'static str,
@@ -55,8 +69,9 @@ struct Setup {
     algorithm: usize,
     /// Whether a request without a token must be rejected (it must, for the auth setups).
     authenticates: bool,
-    /// Records via the access log: their key fields in a JSON access log (filter state) and
-    /// `decision_log.host_log` off; the harness checks the log got them after the load.
+    /// Records via the access log: their key fields in a JSON access log (filter state), only
+    /// those it reads set, and `decision_log.host_log` off; the harness checks the log got
+    /// them after the load.
     access_log: bool,
     /// chaperone remembers verdicts as the bundle allows (`cache_seconds`); otherwise it
     /// evaluates every request (`limits.max_cached_decisions: 0`). The harness checks which
@@ -220,10 +235,10 @@ fn run() -> Result<(), String> {
         ],
     )?;
     let plugin_config = with_registered_agents(&packed, REGISTERED_AGENTS)?;
-    let quiet_plugin_config = with_field(
+    let access_log_plugin_config = with_field(
         &plugin_config,
         "decision_log",
-        serde_json::json!({"host_log": false}),
+        serde_json::json!({"host_log": false, "key_fields": ACCESS_LOG_FIELDS}),
     )?;
     let evaluating_plugin_config = with_field(
         &plugin_config,
@@ -243,10 +258,12 @@ fn run() -> Result<(), String> {
         tokens.push(mint_support_bot_token(&cli, &spec)?);
     }
 
-    // For the filter's row in V8 (test-harness/bench/filter-host.mjs, run by `make bench`
-    // after this): the same configuration and ES256 token, and the host calls the floor row
+    // For the filter's rows in V8 (test-harness/bench/filter-host.mjs, run by `make bench`
+    // after this): the same configurations and ES256 token, and the host calls the floor row
     // repeats, which it checks against the calls chaperone makes.
     std::fs::write(work.join("plugin.json"), &plugin_config).map_err(|e| e.to_string())?;
+    std::fs::write(work.join("plugin-access-log.json"), &access_log_plugin_config)
+        .map_err(|e| e.to_string())?;
     std::fs::write(work.join("token-es256"), &tokens[0]).map_err(|e| e.to_string())?;
     std::fs::write(work.join("host-calls"), CHAPERONE_HOST_CALLS).map_err(|e| e.to_string())?;
 
@@ -265,7 +282,7 @@ fn run() -> Result<(), String> {
             (&host_calls, "[]".to_owned())
         } else if setup.access_log {
             (
-                &quiet_plugin_config,
+                &access_log_plugin_config,
                 file_access_log(&dir.join("access.log")),
             )
         } else if setup.module == Module::Chaperone && !setup.remembers {
@@ -346,8 +363,8 @@ fn with_registered_agents(packed: &str, count: usize) -> Result<String, String> 
 }
 
 /// The configuration with one top-level field replaced: `decision_log` with `host_log` off
-/// (records only where the access log reads them, filter state), or `limits` with no verdict
-/// remembered (every request evaluates the policy).
+/// (records only where the access log reads them, filter state, and only the fields it
+/// reads), or `limits` with no verdict remembered (every request evaluates the policy).
 fn with_field(config: &str, name: &str, value: serde_json::Value) -> Result<String, String> {
     let mut config: serde_json::Value = serde_json::from_str(config).map_err(|e| e.to_string())?;
     config[name] = value;
@@ -400,16 +417,7 @@ fn file_access_log(path: &Path) -> String {
         "status": "%RESPONSE_CODE%",
         "request_id": "%REQ(X-REQUEST-ID)%",
     });
-    for name in [
-        "decision_id",
-        "decision",
-        "reason",
-        "rule",
-        "agent_id",
-        "owner",
-        "policy_revision",
-        "seq",
-    ] {
+    for name in ACCESS_LOG_FIELDS {
         format[name] = serde_json::json!(field(name));
     }
     serde_json::json!([{
