@@ -504,7 +504,7 @@ mod tests {
         );
     }
 
-    /// A request with a query, repeated and credential headers, and one grant.
+    /// A request with a query, a credential header and one grant.
     fn with_input<T>(check: impl FnOnce(&RequestInput) -> T) -> T {
         let pair = |name: &str, value: &str| (name.as_bytes().to_vec(), value.as_bytes().to_vec());
         let facts = RequestFacts {

@@ -262,8 +262,11 @@ fn run() -> Result<(), String> {
     // after this): the same configurations and ES256 token, and the host calls the floor row
     // repeats, which it checks against the calls chaperone makes.
     std::fs::write(work.join("plugin.json"), &plugin_config).map_err(|e| e.to_string())?;
-    std::fs::write(work.join("plugin-access-log.json"), &access_log_plugin_config)
-        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        work.join("plugin-access-log.json"),
+        &access_log_plugin_config,
+    )
+    .map_err(|e| e.to_string())?;
     std::fs::write(work.join("token-es256"), &tokens[0]).map_err(|e| e.to_string())?;
     std::fs::write(work.join("host-calls"), CHAPERONE_HOST_CALLS).map_err(|e| e.to_string())?;
 
