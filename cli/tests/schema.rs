@@ -264,6 +264,13 @@ fn schema_and_parser_reject_the_same_mistakes() {
             "key fields as one name",
             Box::new(|c| c["decision_log"] = json!({"key_fields": "seq"})),
         ),
+        (
+            "more erase pointers than a record can leave out",
+            Box::new(|c| {
+                let pointers: Vec<String> = (0..65).map(|i| format!("/input/x{i}")).collect();
+                c["decision_log"] = json!({"erase": pointers});
+            }),
+        ),
     ];
     let validator = schema();
     for (name, mutate) in mutations {

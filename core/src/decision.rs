@@ -4,7 +4,7 @@ use crate::attribution::{attribute, collect_grants};
 use crate::config::{Compiled, Loaded};
 use crate::decision_cache::{self, Served};
 use crate::encoding::{header_safe, list_header_value};
-use crate::input::{remaining_seconds, InputDocument, RequestFacts, RequestInput, RequestLine};
+use crate::input::{remaining_seconds, RequestFacts, RequestInput, RequestLine};
 use crate::policy::Verdict;
 use crate::reason::Reason;
 use crate::record::{
@@ -138,15 +138,13 @@ fn decide_compiled(
                 agent: runtime.agent_inputs.input_of(&agent, &runtime.hasher),
                 grants: &grants.valid,
             };
-            // Made whole here only for the record; otherwise only where the policy needs it.
-            let logged_input = compiled.decision_log.keeps_input().then(|| input.whole());
             let policy_started = clock();
-            let (policy, decisions, now_s) =
-                (&compiled.policy, &mut runtime.decisions, now_ms / 1_000);
-            let (verdict, served) = match &logged_input {
-                Some(whole) => decision_cache::evaluate(policy, decisions, whole, now_s),
-                None => decision_cache::evaluate(policy, decisions, &input, now_s),
-            };
+            let (verdict, served) = decision_cache::evaluate(
+                &compiled.policy,
+                &mut runtime.decisions,
+                &input,
+                now_ms / 1_000,
+            );
             let timer_rego_query_eval_ns = clock().saturating_sub(policy_started);
             let mut decision = if verdict.allowed {
                 allow(&agent, &verdict, facts)
@@ -161,10 +159,9 @@ fn decide_compiled(
                 Served::Missed => runtime.cache_stats.decision_misses += 1,
                 Served::Evaluated => {}
             }
-            if let Some(input) = logged_input {
-                let (input, erased) = compiled.decision_log.erase_from(input);
-                decision.record.input = Some(input);
-                decision.record.erased = erased;
+            if compiled.decision_log.keeps_input() {
+                (decision.record.input, decision.record.erased) =
+                    compiled.decision_log.logged_input(&input);
             }
             decision.record.metrics.timer_rego_query_eval_ns = timer_rego_query_eval_ns;
             decision.record.grants = grants

@@ -2,7 +2,7 @@
 //! input, labels), how large it may get, and where else it goes (an HTTP collector).
 
 use crate::config::{config_error, ConfigError};
-use crate::input::PolicyValue;
+use crate::input::{LoggedInput, PolicyValue, RequestInput, MAX_ERASED_PATHS};
 use crate::remote::{upstream_for, HttpTarget, RawHttpUri};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -147,9 +147,11 @@ fn key_fields(named: &serde_json::Value) -> Result<Vec<KeyField>, ConfigError> {
 pub struct DecisionLog {
     /// Records carry the (erased) policy input.
     pub input: bool,
-    /// JSON Pointers under `/input`, split into unescaped reference tokens after `input`,
-    /// kept as policy values so that erasing looks them up without making them per request.
-    erase: Vec<(String, Vec<PolicyValue>)>,
+    /// JSON Pointers under `/input`, as configured, and each split into its unescaped
+    /// reference tokens after `input`, kept as policy values (the paths a record's input is
+    /// written without).
+    erase_pointers: Vec<String>,
+    erase_paths: Vec<Vec<PolicyValue>>,
     pub labels: BTreeMap<String, String>,
     pub max_record_bytes: usize,
     /// Each record is a line of the host's own log (Envoy's log, Kong's error log).
@@ -177,10 +179,10 @@ impl Default for DecisionLog {
     fn default() -> Self {
         DecisionLog {
             input: true,
-            erase: DEFAULT_ERASE
+            erase_pointers: DEFAULT_ERASE.map(str::to_owned).to_vec(),
+            erase_paths: DEFAULT_ERASE
                 .iter()
-                .filter_map(|p| split_input_pointer(p))
-                .map(|tokens| (tokens.0, tokens.1))
+                .filter_map(|pointer| input_path(pointer))
                 .collect(),
             labels: BTreeMap::new(),
             max_record_bytes: 65_536,
@@ -194,19 +196,25 @@ impl Default for DecisionLog {
 impl DecisionLog {
     pub fn compile(raw: RawDecisionLog) -> Result<DecisionLog, ConfigError> {
         let defaults = DecisionLog::default();
-        let erase = match raw.erase {
-            None => defaults.erase,
+        let (erase_pointers, erase_paths) = match raw.erase {
+            None => (defaults.erase_pointers, defaults.erase_paths),
+            Some(pointers) if pointers.len() > MAX_ERASED_PATHS => {
+                return Err(config_error(
+                    "decision_log.erase",
+                    format!("at most {MAX_ERASED_PATHS} pointers"),
+                ))
+            }
             Some(pointers) => {
-                let mut erase = Vec::with_capacity(pointers.len());
+                let mut paths = Vec::with_capacity(pointers.len());
                 for (i, pointer) in pointers.iter().enumerate() {
-                    erase.push(split_input_pointer(pointer).ok_or_else(|| {
+                    paths.push(input_path(pointer).ok_or_else(|| {
                         config_error(
                             format!("decision_log.erase[{i}]"),
                             "must be a JSON Pointer into the input, like /input/agent/claims/email",
                         )
                     })?);
                 }
-                erase
+                (pointers, paths)
             }
         };
         for (name, value) in &raw.labels {
@@ -227,7 +235,8 @@ impl DecisionLog {
         let collector = raw.collector.map(compile_collector).transpose()?;
         Ok(DecisionLog {
             input: raw.input.unwrap_or(true),
-            erase,
+            erase_pointers,
+            erase_paths,
             labels: raw.labels,
             max_record_bytes,
             host_log: raw.host_log.unwrap_or(defaults.host_log),
@@ -246,16 +255,21 @@ impl DecisionLog {
         self.input && (self.host_log || self.collector.is_some())
     }
 
-    /// Removes every configured pointer from `input`; returns it and the pointers that were
-    /// present (OPA's `erased`). Only the objects on an erased path are copied.
-    pub fn erase_from(&self, mut input: PolicyValue) -> (PolicyValue, Vec<String>) {
-        let mut erased = Vec::new();
-        for (pointer, tokens) in &self.erase {
-            if remove_at(&mut input, tokens) {
-                erased.push(pointer.clone());
-            }
-        }
-        (input, erased)
+    /// The record's copy of `input`, without the members at the configured pointers, and
+    /// the pointers that were there (OPA's `erased`, in configuration order). Should the
+    /// input fail to be written, the record goes without it (`erased`: `/input`).
+    pub fn logged_input(&self, input: &RequestInput) -> (Option<LoggedInput>, Vec<String>) {
+        let Some((logged, erased)) = input.logged(&self.erase_paths) else {
+            return (None, vec!["/input".to_owned()]);
+        };
+        let erased = self
+            .erase_pointers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| erased >> i & 1 == 1)
+            .map(|(_, pointer)| pointer.clone())
+            .collect();
+        (Some(logged), erased)
     }
 }
 
@@ -304,60 +318,17 @@ fn compile_collector(raw: RawCollector) -> Result<Collector, ConfigError> {
     })
 }
 
-/// `/input/a/b` to (`/input/a/b`, `["a", "b"]`); `None` for pointers outside the input.
-fn split_input_pointer(pointer: &str) -> Option<(String, Vec<PolicyValue>)> {
-    let rest = pointer.strip_prefix("/input/")?;
-    let tokens: Vec<String> = rest
+/// `/input/a/b` to `["a", "b"]`; `None` for pointers outside the input.
+fn input_path(pointer: &str) -> Option<Vec<PolicyValue>> {
+    let tokens: Vec<String> = pointer
+        .strip_prefix("/input/")?
         .split('/')
         .map(|t| t.replace("~1", "/").replace("~0", "~"))
         .collect();
     if tokens.iter().any(String::is_empty) {
         return None;
     }
-    let tokens = tokens.into_iter().map(PolicyValue::from).collect();
-    Some((pointer.to_owned(), tokens))
-}
-
-/// Removes the object member at `tokens`; true if it was there. Looks before it copies:
-/// a path that is absent leaves the (shared) input untouched.
-fn remove_at(value: &mut PolicyValue, tokens: &[PolicyValue]) -> bool {
-    let Some((last, parents)) = tokens.split_last() else {
-        return false;
-    };
-    let present = {
-        let mut current = &*value;
-        parents.iter().all(|token| match member(current, token) {
-            Some(next) => {
-                current = next;
-                true
-            }
-            None => false,
-        }) && member(current, last).is_some()
-    };
-    if !present {
-        return false;
-    }
-    let mut current = value;
-    for token in parents {
-        let PolicyValue::Object(object) = current else {
-            return false;
-        };
-        match regorus::Rc::make_mut(object).get_mut(token) {
-            Some(next) => current = next,
-            None => return false,
-        }
-    }
-    match current {
-        PolicyValue::Object(object) => regorus::Rc::make_mut(object).remove(last).is_some(),
-        _ => false,
-    }
-}
-
-fn member<'a>(value: &'a PolicyValue, key: &PolicyValue) -> Option<&'a PolicyValue> {
-    match value {
-        PolicyValue::Object(object) => object.get(key),
-        _ => None,
-    }
+    Some(tokens.into_iter().map(PolicyValue::from).collect())
 }
 
 #[cfg(test)]
@@ -384,40 +355,6 @@ mod tests {
         ] {
             assert_eq!(log(raw.clone()).unwrap().keeps_input(), keeps, "{raw}");
         }
-    }
-
-    #[test]
-    fn erasing_removes_what_is_there_and_reports_it() {
-        let input = PolicyValue::from(
-            json!({"attributes": {"request": {"http": {"headers": {"cookie": "s=1", "accept": "*/*"}}}},
-                           "agent": {"claims": {"email": "a@b", "sub": "x"}}}),
-        );
-        let (erased_input, erased) = DecisionLog::default().erase_from(input.clone());
-        assert_eq!(erased, ["/input/attributes/request/http/headers/cookie"]);
-        assert_eq!(
-            erased_input["attributes"]["request"]["http"]["headers"],
-            PolicyValue::from(json!({"accept": "*/*"}))
-        );
-        assert_eq!(
-            input["attributes"]["request"]["http"]["headers"]["cookie"],
-            PolicyValue::from("s=1"),
-            "the input the policy saw is not changed by erasing the record's copy"
-        );
-
-        let custom =
-            log(json!({"erase": ["/input/agent/claims/email", "/input/agent/claims/missing"]}))
-                .unwrap();
-        let (erased_input, erased) = custom.erase_from(input);
-        assert_eq!(erased, ["/input/agent/claims/email"]);
-        assert_eq!(
-            erased_input["agent"]["claims"],
-            PolicyValue::from(json!({"sub": "x"}))
-        );
-        assert_eq!(
-            erased_input["attributes"]["request"]["http"]["headers"]["cookie"],
-            PolicyValue::from("s=1"),
-            "explicit list replaces the defaults"
-        );
     }
 
     #[test]
@@ -461,6 +398,14 @@ mod tests {
             field(json!({"erase": ["/input//x"]})).as_deref(),
             Some("decision_log.erase[0]")
         );
+        let many: Vec<String> = (0..=MAX_ERASED_PATHS)
+            .map(|i| format!("/input/x{i}"))
+            .collect();
+        assert_eq!(
+            field(json!({"erase": many})).as_deref(),
+            Some("decision_log.erase")
+        );
+        assert!(log(json!({"erase": &many[1..]})).is_ok());
         assert_eq!(
             field(json!({"labels": {"instance": "x"}})).as_deref(),
             Some("decision_log.labels.instance")

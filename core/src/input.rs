@@ -2,8 +2,11 @@
 
 use crate::cache::{SecretHasher, TokenCache};
 use crate::token::{Agent, Grant};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 /// Header name and value pairs exactly as the host gave them: bytes, in order, repeats kept.
@@ -182,10 +185,38 @@ enum Level {
     Http,
 }
 
-/// A field of one of those objects: a value made from the request, or another such object.
+/// A field of one of those objects: a value made from the request, another such object, or
+/// the request's headers (made as a value for the policy, written from their pairs for a
+/// record).
 enum Field {
     Value(PolicyValue),
     Object(Level),
+    Headers,
+}
+
+/// The fields of each [`Level`], in the order an object lists them (by name).
+fn level_fields(level: Level) -> [Option<&'static PolicyValue>; 6] {
+    let n = &*NAMES;
+    match level {
+        Level::Input => [
+            Some(&n.agent),
+            Some(&n.attributes),
+            Some(&n.grants),
+            Some(&n.now_ns),
+            Some(&n.parsed_path),
+            Some(&n.parsed_query),
+        ],
+        Level::Attributes => [Some(&n.request), None, None, None, None, None],
+        Level::Request => [Some(&n.http), None, None, None, None, None],
+        Level::Http => [
+            Some(&n.headers),
+            Some(&n.host),
+            Some(&n.method),
+            Some(&n.path),
+            Some(&n.scheme),
+            None,
+        ],
+    }
 }
 
 impl RequestInput<'_> {
@@ -218,38 +249,61 @@ impl RequestInput<'_> {
             (Level::Http, "path") => text(&self.line.path),
             (Level::Http, "host") => text(&self.line.host),
             (Level::Http, "scheme") => text(&self.line.scheme),
-            (Level::Http, "headers") => headers_input(self.facts, self.credential_headers),
+            (Level::Http, "headers") => return Some(Field::Headers),
             _ => return None,
         };
         Some(Field::Value(value))
     }
 
     fn build(&self, level: Level) -> PolicyValue {
-        let n = &*NAMES;
-        let names: &[&PolicyValue] = match level {
-            Level::Input => &[
-                &n.attributes,
-                &n.parsed_path,
-                &n.parsed_query,
-                &n.agent,
-                &n.grants,
-                &n.now_ns,
-            ],
-            Level::Attributes => &[&n.request],
-            Level::Request => &[&n.http],
-            Level::Http => &[&n.method, &n.path, &n.host, &n.scheme, &n.headers],
-        };
-        names
-            .iter()
-            .filter_map(|&name| {
+        level_fields(level)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| {
                 let value = match self.field(level, name)? {
                     Field::Value(value) => value,
                     Field::Object(inner) => self.build(inner),
+                    Field::Headers => self.headers(),
                 };
                 Some((name.clone(), value))
             })
             .collect::<BTreeMap<_, _>>()
             .into()
+    }
+
+    fn headers(&self) -> PolicyValue {
+        kept_headers(self.facts, self.credential_headers)
+            .into_iter()
+            .map(|(name, value)| (text(&name), text(&value)))
+            .collect::<BTreeMap<_, _>>()
+            .into()
+    }
+
+    /// `input` as a record keeps it: JSON written straight from the parts, in the order of
+    /// the whole document's objects, so a record never makes the document for itself. The
+    /// members at `erase` (paths of field names under `input`, at most [`MAX_ERASED_PATHS`])
+    /// are left out. Also returns a bit for each path that was there and left out (a path
+    /// inside another one left out is not reached). `None` when it cannot be written.
+    pub fn logged(&self, erase: &[Vec<PolicyValue>]) -> Option<(LoggedInput, u64)> {
+        if erase.len() > MAX_ERASED_PATHS {
+            return None;
+        }
+        let erasing = Erasing {
+            paths: erase,
+            erased: Cell::new(0),
+        };
+        let document = LevelJson {
+            input: self,
+            erasing: &erasing,
+            level: Level::Input,
+            depth: 0,
+            // A bit for each path.
+            pending: u64::MAX
+                .checked_shr((MAX_ERASED_PATHS - erase.len()) as u32)
+                .unwrap_or(0),
+        };
+        let text = serde_json::value::to_raw_value(&document).ok()?;
+        Some((LoggedInput(text), erasing.erased.get()))
     }
 
     fn path_and_query(&self) -> (&str, &str) {
@@ -269,6 +323,7 @@ impl InputDocument for RequestInput<'_> {
             match self.field(level, name)? {
                 Field::Object(inner) => level = inner,
                 Field::Value(value) => return lookup(&value, &path[depth + 1..]),
+                Field::Headers => return lookup(&self.headers(), &path[depth + 1..]),
             }
         }
         Some(self.build(level))
@@ -349,11 +404,14 @@ impl AgentInputs {
     }
 }
 
-/// `attributes.request.http.headers`: names in lower case (hosts already send them so, and
-/// only others are copied), pseudo-headers, credentials and chaperone's own headers left out,
-/// repeated headers joined with a comma in the order they came, as Envoy presents them to
-/// ext_authz.
-fn headers_input(facts: &RequestFacts, credential_headers: &[String]) -> PolicyValue {
+/// `attributes.request.http.headers`, by name: names in lower case (hosts already send them
+/// so, and only others are copied), pseudo-headers, credentials and chaperone's own headers
+/// left out, repeated headers joined with a comma in the order they came, as Envoy presents
+/// them to ext_authz.
+fn kept_headers<'f>(
+    facts: &'f RequestFacts,
+    credential_headers: &[String],
+) -> Vec<(Cow<'f, str>, Cow<'f, str>)> {
     let mut kept: Vec<(Cow<str>, &str)> = Vec::with_capacity(facts.headers.len());
     for (name, value) in &facts.headers {
         let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value)) else {
@@ -374,22 +432,191 @@ fn headers_input(facts: &RequestFacts, credential_headers: &[String]) -> PolicyV
     }
     // Stable: the values of a repeated header stay in the order they came.
     kept.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut headers = BTreeMap::new();
-    let mut pairs = kept.iter().peekable();
+    let mut headers = Vec::with_capacity(kept.len());
+    let mut pairs = kept.into_iter().peekable();
     while let Some((name, value)) = pairs.next() {
-        let mut joined: Option<String> = None;
-        while let Some((_, next)) = pairs.next_if(|(other, _)| other == name) {
-            let joined = joined.get_or_insert_with(|| (*value).to_owned());
+        let mut joined = Cow::Borrowed(value);
+        while let Some((_, next)) = pairs.next_if(|(other, _)| *other == name) {
+            let joined = joined.to_mut();
             joined.push(',');
             joined.push_str(next);
         }
-        let value = match joined {
-            Some(joined) => PolicyValue::from(joined),
-            None => PolicyValue::from(*value),
-        };
-        headers.insert(PolicyValue::from(&**name), value);
+        headers.push((name, joined));
     }
-    headers.into()
+    headers
+}
+
+/// Paths a record's input can have erased ([`RequestInput::logged`]): one bit each.
+pub const MAX_ERASED_PATHS: usize = 64;
+
+/// The policy input as a record keeps it: JSON text.
+#[derive(Debug, Clone)]
+pub struct LoggedInput(Box<RawValue>);
+
+impl LoggedInput {
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for LoggedInput {
+    fn eq(&self, other: &Self) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl Serialize for LoggedInput {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+/// The erase paths of one [`RequestInput::logged`], and which of them were met. Writers
+/// carry `pending`: a bit for each path that leads through where they are.
+struct Erasing<'e> {
+    paths: &'e [Vec<PolicyValue>],
+    erased: Cell<u64>,
+}
+
+impl Erasing<'_> {
+    /// The `pending` paths that go on through member `name`, `depth` names down; `None`
+    /// when one of them ends there: the member is left out and those paths are erased.
+    fn enter(&self, pending: u64, depth: usize, name: &str) -> Option<u64> {
+        let (mut through, mut ending) = (0, 0);
+        let mut rest = pending;
+        while rest != 0 {
+            let bit = rest & rest.wrapping_neg();
+            rest &= rest - 1;
+            let path = &self.paths[bit.trailing_zeros() as usize];
+            let named = path.get(depth).and_then(|token| token.as_string().ok());
+            if named.is_some_and(|token| **token == *name) {
+                if path.len() == depth + 1 {
+                    ending |= bit;
+                } else {
+                    through |= bit;
+                }
+            }
+        }
+        if ending == 0 {
+            return Some(through);
+        }
+        self.erased.set(self.erased.get() | ending);
+        None
+    }
+}
+
+/// Writes one of [`RequestInput`]'s objects for a record.
+struct LevelJson<'w, 'a> {
+    input: &'w RequestInput<'a>,
+    erasing: &'w Erasing<'w>,
+    level: Level,
+    depth: usize,
+    pending: u64,
+}
+
+impl Serialize for LevelJson<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for name in level_fields(self.level).into_iter().flatten() {
+            let Some(field) = self.input.field(self.level, name) else {
+                continue;
+            };
+            let Ok(key) = name.as_string() else {
+                continue;
+            };
+            let Some(pending) = self.erasing.enter(self.pending, self.depth, key) else {
+                continue;
+            };
+            let depth = self.depth + 1;
+            match field {
+                Field::Object(level) => map.serialize_entry(
+                    &**key,
+                    &LevelJson {
+                        level,
+                        depth,
+                        pending,
+                        ..*self
+                    },
+                )?,
+                Field::Value(value) => map.serialize_entry(
+                    &**key,
+                    &ValueJson {
+                        value: &value,
+                        erasing: self.erasing,
+                        depth,
+                        pending,
+                    },
+                )?,
+                Field::Headers => {
+                    let headers = kept_headers(self.input.facts, self.input.credential_headers);
+                    map.serialize_entry(
+                        &**key,
+                        &HeadersJson {
+                            headers: &headers,
+                            erasing: self.erasing,
+                            depth,
+                            pending,
+                        },
+                    )?
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+/// Writes a value of the input for a record, leaving out the members erase paths end at.
+struct ValueJson<'w> {
+    value: &'w PolicyValue,
+    erasing: &'w Erasing<'w>,
+    depth: usize,
+    pending: u64,
+}
+
+impl Serialize for ValueJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let fields = match self.value {
+            PolicyValue::Object(fields) if self.pending != 0 => fields,
+            value => return value.serialize(serializer),
+        };
+        let mut map = serializer.serialize_map(None)?;
+        for (name, value) in fields.iter() {
+            let pending = match name.as_string() {
+                Ok(key) => self.erasing.enter(self.pending, self.depth, key),
+                Err(_) => Some(0),
+            };
+            if let Some(pending) = pending {
+                let value = ValueJson {
+                    value,
+                    erasing: self.erasing,
+                    depth: self.depth + 1,
+                    pending,
+                };
+                map.serialize_entry(name, &value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// Writes the kept headers (by name) for a record, leaving out those erase paths end at.
+struct HeadersJson<'w, 'f> {
+    headers: &'w [(Cow<'f, str>, Cow<'f, str>)],
+    erasing: &'w Erasing<'w>,
+    depth: usize,
+    pending: u64,
+}
+
+impl Serialize for HeadersJson<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.headers.len()))?;
+        for (name, value) in self.headers {
+            if self.erasing.enter(self.pending, self.depth, name).is_some() {
+                map.serialize_entry(&**name, &**value)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// A grant as the policy sees it, with the whole seconds it has left at `now_ns`.
@@ -497,10 +724,15 @@ mod tests {
             ],
             ..RequestFacts::default()
         };
-        let headers = headers_input(&facts, &["authorization".to_owned()]);
+        let headers = kept_headers(&facts, &["authorization".to_owned()]);
         assert_eq!(
             headers,
-            PolicyValue::from(json!({"accept": "text/plain", "x-tenant": "a,b,c", "zeta": "1"}))
+            [
+                ("accept", "text/plain"),
+                ("x-tenant", "a,b,c"),
+                ("zeta", "1")
+            ]
+            .map(|(name, value)| (Cow::from(name), Cow::from(value)))
         );
     }
 
@@ -515,6 +747,7 @@ mod tests {
                 pair(":scheme", "https"),
                 pair("authorization", "Bearer secret"),
                 pair("x-tenant", "acme"),
+                pair("cookie", "session=s3cret"),
             ],
             decision_id: "d".to_owned(),
             now_ns: 1_700_000_000_000_000_000,
@@ -553,7 +786,7 @@ mod tests {
                 "path": "/tickets/42/comments?draft=1&tag=a&tag=b",
                 "host": "api.example",
                 "scheme": "https",
-                "headers": {"x-tenant": "acme"},
+                "headers": {"cookie": "session=s3cret", "x-tenant": "acme"},
             }}},
             "parsed_path": ["tickets", "42", "comments"],
             "parsed_query": {"draft": ["1"], "tag": ["a", "b"]},
@@ -614,6 +847,112 @@ mod tests {
                 assert_eq!(input.at(&path), whole.at(&path), "{path:?}");
             }
         });
+    }
+
+    /// A record's input is written from the parts: it must be, to the byte, the whole input
+    /// as serialised, less the members the erase paths name, and report those it found.
+    #[test]
+    fn a_records_input_is_the_whole_input_serialised_less_what_is_erased() {
+        /// Removes the member at `path` (outermost paths first, so a path inside one already
+        /// removed is not found); true if it was there.
+        fn remove(value: &mut PolicyValue, path: &[&str]) -> bool {
+            let Some((last, parents)) = path.split_last() else {
+                return false;
+            };
+            let mut current = value;
+            for name in parents {
+                match current.as_object_mut() {
+                    Ok(fields) => match fields.get_mut(&PolicyValue::from(*name)) {
+                        Some(inner) => current = inner,
+                        None => return false,
+                    },
+                    Err(_) => return false,
+                }
+            }
+            current
+                .as_object_mut()
+                .is_ok_and(|fields| fields.remove(&PolicyValue::from(*last)).is_some())
+        }
+        let headers = ["attributes", "request", "http", "headers"];
+        let under = |prefix: &[&'static str], name: &'static str| {
+            let mut path = prefix.to_vec();
+            path.push(name);
+            path
+        };
+        let cases: Vec<Vec<Vec<&str>>> = vec![
+            vec![],
+            vec![
+                under(&headers, "cookie"),
+                under(&headers, "proxy-authorization"),
+            ],
+            vec![
+                vec!["agent", "claims", "sub"],
+                vec!["agent", "claims", "absent"],
+                vec!["agent", "owner"],
+            ],
+            // Through an array (not a member), a string, and an absent level.
+            vec![
+                vec!["grants", "0"],
+                vec!["parsed_path", "tickets"],
+                vec!["attributes", "request", "http", "method", "x"],
+                vec!["nope", "x"],
+            ],
+            // A whole level; a path inside another one erased; a header absent.
+            vec![
+                under(&headers, "x-tenant"),
+                vec!["attributes", "request"],
+                under(&headers, "accept"),
+                vec!["now_ns"],
+                vec!["parsed_query", "tag"],
+            ],
+        ];
+        with_input(|input| {
+            for paths in cases {
+                let erase: Vec<Vec<PolicyValue>> = paths
+                    .iter()
+                    .map(|path| path.iter().map(|&name| PolicyValue::from(name)).collect())
+                    .collect();
+                let Some((logged, erased)) = input.logged(&erase) else {
+                    panic!("{paths:?}: the input is written");
+                };
+                let mut expected = input.whole();
+                let mut by_length: Vec<usize> = (0..paths.len()).collect();
+                by_length.sort_by_key(|&i| paths[i].len());
+                let mut expected_erased = 0u64;
+                for i in by_length {
+                    if remove(&mut expected, &paths[i]) {
+                        expected_erased |= 1 << i;
+                    }
+                }
+                let Ok(expected_text) = serde_json::to_string(&expected) else {
+                    panic!("the whole input serialises");
+                };
+                assert_eq!(logged.json(), expected_text, "{paths:?}");
+                assert_eq!(erased, expected_erased, "{paths:?}");
+            }
+            let too_many = vec![vec![PolicyValue::from("now_ns")]; MAX_ERASED_PATHS + 1];
+            assert!(input.logged(&too_many).is_none());
+            let all = vec![vec![PolicyValue::from("now_ns")]; MAX_ERASED_PATHS];
+            let Some((logged, erased)) = input.logged(&all) else {
+                panic!("{MAX_ERASED_PATHS} paths are written");
+            };
+            assert!(!logged.json().contains("now_ns"));
+            assert_eq!(erased, u64::MAX);
+        });
+    }
+
+    #[test]
+    fn the_levels_list_their_fields_by_name() {
+        for level in [Level::Input, Level::Attributes, Level::Request, Level::Http] {
+            let names: Vec<&str> = level_fields(level)
+                .into_iter()
+                .flatten()
+                .filter_map(|name| name.as_string().ok().map(|name| &**name))
+                .collect();
+            let mut sorted = names.clone();
+            sorted.sort_unstable();
+            assert_eq!(names, sorted, "{level:?}");
+        }
     }
 
     fn agent(id: &str, owner: Option<&str>) -> Agent {

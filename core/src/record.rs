@@ -24,7 +24,7 @@ pub struct DecisionRecord {
     /// The policy input, with `decision_log.erase` applied (absent when the policy did not
     /// run or `decision_log.input` is off). Replay re-evaluates it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub input: Option<crate::input::PolicyValue>,
+    pub input: Option<crate::input::LoggedInput>,
     /// JSON Pointers erased from the record (OPA's `erased`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub erased: Vec<String>,
