@@ -69,7 +69,9 @@ pub fn decide(loaded: &Loaded, runtime: &mut Runtime, facts: &RequestFacts) -> D
 }
 
 /// [`decide`], with `clock` (monotonic enough, nanoseconds) timing the token and policy
-/// stages for the record's `metrics`. Decisions never depend on it.
+/// stages for the record's `metrics`, read four times: at the start, where the token stage
+/// ends and the policy's begins, where the policy's ends, and at the end (each reading is a
+/// host call in the plugin). Decisions never depend on it.
 pub fn decide_timed(
     loaded: &Loaded,
     runtime: &mut Runtime,
@@ -89,7 +91,7 @@ pub fn decide_timed(
         (Loaded::Empty, _) => deny(Reason::PolicyUnavailable, facts, None),
         (Loaded::Ready(_), None) => deny(Reason::RequestMalformed, facts, None),
         (Loaded::Ready(compiled), Some(line)) => {
-            decide_compiled(compiled, runtime, facts, line, clock)
+            decide_compiled(compiled, runtime, facts, line, clock, started)
         }
     };
     decision.strip_headers = strip_headers;
@@ -121,24 +123,27 @@ fn decide_compiled(
     facts: &RequestFacts,
     line: &RequestLine,
     clock: &dyn Fn() -> u64,
+    started: u64,
 ) -> Decision {
     let now_ms = facts.now_ns / 1_000_000;
-    let token_started = clock();
+    // The token stage: from the decision's start (reading the request line) to an attributed
+    // agent with its grants and its input object.
     let attributed = attribute(compiled, runtime, &facts.headers, now_ms).map(|agent| {
         let grants = collect_grants(compiled, runtime, &facts.headers, &agent, now_ms);
-        (agent, grants)
+        let agent_input = runtime.agent_inputs.input_of(&agent, &runtime.hasher);
+        (agent, grants, agent_input)
     });
-    let timer_token_ns = clock().saturating_sub(token_started);
+    let policy_started = clock();
+    let timer_token_ns = policy_started.saturating_sub(started);
     let mut decision = match attributed {
-        Ok((agent, grants)) => {
+        Ok((agent, grants, agent_input)) => {
             let input = RequestInput {
                 line,
                 facts,
                 credential_headers: &compiled.credential_headers,
-                agent: runtime.agent_inputs.input_of(&agent, &runtime.hasher),
+                agent: agent_input,
                 grants: &grants.valid,
             };
-            let policy_started = clock();
             let (verdict, served) = decision_cache::evaluate(
                 &compiled.policy,
                 &mut runtime.decisions,

@@ -61,7 +61,8 @@ pub struct RecordGrant {
     pub used: bool,
 }
 
-/// Time spent, OPA-style names: verifying and attributing the token, evaluating the policy,
+/// Time spent, OPA-style names: verifying and attributing the token (from the decision's
+/// start, the request line read), evaluating the policy (or finding its remembered answer),
 /// and the whole decision (nanoseconds of the host clock).
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
 pub struct RecordMetrics {
