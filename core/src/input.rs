@@ -176,7 +176,8 @@ pub struct RequestInput<'a> {
     pub grants: &'a [Grant],
 }
 
-/// The objects of `input` that [`RequestInput`] makes field by field.
+/// The objects of `input` that [`RequestInput`] makes field by field (in the order of
+/// [`LEVEL_FIELDS`], which they index).
 #[derive(Debug, Clone, Copy)]
 enum Level {
     Input,
@@ -194,29 +195,27 @@ enum Field {
     Headers,
 }
 
-/// The fields of each [`Level`], in the order an object lists them (by name).
-fn level_fields(level: Level) -> [Option<&'static PolicyValue>; 6] {
+/// The fields of each [`Level`] (indexed by it), in the order an object lists them: by name.
+static LEVEL_FIELDS: std::sync::LazyLock<[Vec<PolicyValue>; 4]> = std::sync::LazyLock::new(|| {
     let n = &*NAMES;
-    match level {
-        Level::Input => [
-            Some(&n.agent),
-            Some(&n.attributes),
-            Some(&n.grants),
-            Some(&n.now_ns),
-            Some(&n.parsed_path),
-            Some(&n.parsed_query),
-        ],
-        Level::Attributes => [Some(&n.request), None, None, None, None, None],
-        Level::Request => [Some(&n.http), None, None, None, None, None],
-        Level::Http => [
-            Some(&n.headers),
-            Some(&n.host),
-            Some(&n.method),
-            Some(&n.path),
-            Some(&n.scheme),
-            None,
-        ],
-    }
+    let fields = |names: &[&PolicyValue]| names.iter().map(|&name| name.clone()).collect();
+    [
+        fields(&[
+            &n.agent,
+            &n.attributes,
+            &n.grants,
+            &n.now_ns,
+            &n.parsed_path,
+            &n.parsed_query,
+        ]),
+        fields(&[&n.request]),
+        fields(&[&n.http]),
+        fields(&[&n.headers, &n.host, &n.method, &n.path, &n.scheme]),
+    ]
+});
+
+fn level_fields(level: Level) -> &'static [PolicyValue] {
+    &LEVEL_FIELDS[level as usize]
 }
 
 impl RequestInput<'_> {
@@ -257,8 +256,7 @@ impl RequestInput<'_> {
 
     fn build(&self, level: Level) -> PolicyValue {
         level_fields(level)
-            .into_iter()
-            .flatten()
+            .iter()
             .filter_map(|name| {
                 let value = match self.field(level, name)? {
                     Field::Value(value) => value,
@@ -517,7 +515,7 @@ struct LevelJson<'w, 'a> {
 impl Serialize for LevelJson<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        for name in level_fields(self.level).into_iter().flatten() {
+        for name in level_fields(self.level) {
             let Some(field) = self.input.field(self.level, name) else {
                 continue;
             };
@@ -945,8 +943,7 @@ mod tests {
     fn the_levels_list_their_fields_by_name() {
         for level in [Level::Input, Level::Attributes, Level::Request, Level::Http] {
             let names: Vec<&str> = level_fields(level)
-                .into_iter()
-                .flatten()
+                .iter()
                 .filter_map(|name| name.as_string().ok().map(|name| &**name))
                 .collect();
             let mut sorted = names.clone();
