@@ -130,7 +130,11 @@ fn decide_compiled(
     // agent with its grants and its input object.
     let attributed = attribute(compiled, runtime, &facts.headers, now_ms).map(|agent| {
         let grants = collect_grants(compiled, runtime, &facts.headers, &agent, now_ms);
-        let agent_input = runtime.agent_inputs.input_of(&agent, &runtime.hasher);
+        let agent_input = runtime.agent_inputs.input_of(
+            &agent,
+            &runtime.hasher,
+            compiled.decision_log.keeps_input(),
+        );
         (agent, grants, agent_input)
     });
     let policy_started = clock();

@@ -6,8 +6,9 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Header name and value pairs exactly as the host gave them: bytes, in order, repeats kept.
 pub type HeaderPairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -172,7 +173,7 @@ pub struct RequestInput<'a> {
     /// Lower case.
     pub credential_headers: &'a [String],
     /// The agent's object ([`agent_input`], or remembered by [`AgentInputs`]).
-    pub agent: PolicyValue,
+    pub agent: AgentObject,
     pub grants: &'a [Grant],
 }
 
@@ -186,13 +187,14 @@ enum Level {
     Http,
 }
 
-/// A field of one of those objects: a value made from the request, another such object, or
-/// the request's headers (made as a value for the policy, written from their pairs for a
-/// record).
+/// A field of one of those objects: a value made from the request, another such object, the
+/// request's headers (made as a value for the policy, written from their pairs for a record)
+/// or the agent's object (written from its JSON, where kept, for a record).
 enum Field {
     Value(PolicyValue),
     Object(Level),
     Headers,
+    Agent,
 }
 
 /// The fields of each [`Level`] (indexed by it), in the order an object lists them: by name.
@@ -236,7 +238,7 @@ impl RequestInput<'_> {
                 .map(|(key, values)| (PolicyValue::from(key), PolicyValue::from(values)))
                 .collect::<BTreeMap<_, _>>()
                 .into(),
-            (Level::Input, "agent") => self.agent.clone(),
+            (Level::Input, "agent") => return Some(Field::Agent),
             (Level::Input, "grants") => self
                 .grants
                 .iter()
@@ -262,6 +264,7 @@ impl RequestInput<'_> {
                     Field::Value(value) => value,
                     Field::Object(inner) => self.build(inner),
                     Field::Headers => self.headers(),
+                    Field::Agent => self.agent.value.clone(),
                 };
                 Some((name.clone(), value))
             })
@@ -322,6 +325,7 @@ impl InputDocument for RequestInput<'_> {
                 Field::Object(inner) => level = inner,
                 Field::Value(value) => return lookup(&value, &path[depth + 1..]),
                 Field::Headers => return lookup(&self.headers(), &path[depth + 1..]),
+                Field::Agent => return lookup(&self.agent.value, &path[depth + 1..]),
             }
         }
         Some(self.build(level))
@@ -370,12 +374,48 @@ pub fn agent_input(agent: &Agent) -> PolicyValue {
     ])
 }
 
+/// An agent's `input.agent`: the object ([`agent_input`]), and the same as JSON for records
+/// when one was asked for.
+#[derive(Debug, Clone)]
+pub struct AgentObject {
+    pub value: PolicyValue,
+    pub json: Option<Arc<RawValue>>,
+}
+
+impl AgentObject {
+    fn json_of(value: &PolicyValue) -> Option<Arc<RawValue>> {
+        serde_json::value::to_raw_value(value).ok().map(Arc::from)
+    }
+}
+
 /// Agents' objects ([`agent_input`]) remembered between requests, as agents come back with
-/// the same token request after request. An entry serves only an agent equal to the one it
-/// was made for, whatever changed in between (another transaction, another registry), so it
-/// cannot go stale; a different agent replaces it. Bounded like the token caches.
+/// the same token request after request, with their JSON once a record needed it. An entry
+/// serves only an agent equal to the one it was made for, whatever changed in between
+/// (another transaction, another registry), so it cannot go stale; a different agent
+/// replaces it. Bounded like the token caches.
 pub struct AgentInputs {
-    known: TokenCache<(Agent, PolicyValue)>,
+    known: TokenCache<KnownAgent>,
+}
+
+/// An agent [`AgentInputs`] remembers, with its object, and its JSON once asked for.
+struct KnownAgent {
+    agent: Agent,
+    value: PolicyValue,
+    json: OnceCell<Option<Arc<RawValue>>>,
+}
+
+impl KnownAgent {
+    fn object(&self, for_record: bool) -> AgentObject {
+        let json = for_record.then(|| {
+            self.json
+                .get_or_init(|| AgentObject::json_of(&self.value))
+                .clone()
+        });
+        AgentObject {
+            value: self.value.clone(),
+            json: json.flatten(),
+        }
+    }
 }
 
 impl AgentInputs {
@@ -386,19 +426,31 @@ impl AgentInputs {
         }
     }
 
-    /// `agent`'s object, made once while the same agent keeps coming back.
-    pub fn input_of(&mut self, agent: &Agent, hasher: &SecretHasher) -> PolicyValue {
+    /// `agent`'s object (with its JSON, `for_record`), made once while the same agent keeps
+    /// coming back.
+    pub fn input_of(
+        &mut self,
+        agent: &Agent,
+        hasher: &SecretHasher,
+        for_record: bool,
+    ) -> AgentObject {
         let key = hasher.key(agent.id.as_bytes());
-        if let Some((known, input)) = self.known.get(&key, 0) {
-            if known == agent {
-                return input.clone();
-            }
+        if let Some(known) = self
+            .known
+            .get(&key, 0)
+            .filter(|known| known.agent == *agent)
+        {
+            return known.object(for_record);
         }
-        let input = agent_input(agent);
+        let known = KnownAgent {
+            agent: agent.clone(),
+            value: agent_input(agent),
+            json: OnceCell::new(),
+        };
+        let object = known.object(for_record);
         // Never expires: an entry is checked against the agent every time it serves.
-        self.known
-            .insert(key, "", (agent.clone(), input.clone()), u64::MAX);
-        input
+        self.known.insert(key, "", known, u64::MAX);
+        object
     }
 }
 
@@ -545,6 +597,18 @@ impl Serialize for LevelJson<'_, '_> {
                         pending,
                     },
                 )?,
+                Field::Agent => match &self.input.agent.json {
+                    Some(json) if pending == 0 => map.serialize_entry(&**key, &**json)?,
+                    _ => map.serialize_entry(
+                        &**key,
+                        &ValueJson {
+                            value: &self.input.agent.value,
+                            erasing: self.erasing,
+                            depth,
+                            pending,
+                        },
+                    )?,
+                },
                 Field::Headers => {
                     let headers = kept_headers(self.input.facts, self.input.credential_headers);
                     map.serialize_entry(
@@ -768,7 +832,10 @@ mod tests {
             line: &line,
             facts: &facts,
             credential_headers: &["authorization".to_owned()],
-            agent: agent_input(&agent("support-bot", Some("alice@example.com"))),
+            agent: AgentObject {
+                value: agent_input(&agent("support-bot", Some("alice@example.com"))),
+                json: None,
+            },
             grants: std::slice::from_ref(&grant),
         };
         check(&input)
@@ -904,8 +971,20 @@ mod tests {
                 vec!["parsed_query", "tag"],
             ],
         ];
-        with_input(|input| {
-            for paths in cases {
+        with_input(|made| {
+            // The agent's object written from its value, and from its JSON kept for records.
+            let kept = RequestInput {
+                agent: AgentObject {
+                    value: made.agent.value.clone(),
+                    json: AgentObject::json_of(&made.agent.value),
+                },
+                ..*made
+            };
+            assert!(kept.agent.json.is_some());
+            for (input, paths) in [made, &kept]
+                .into_iter()
+                .flat_map(|input| cases.iter().map(move |paths| (input, paths)))
+            {
                 let erase: Vec<Vec<PolicyValue>> = paths
                     .iter()
                     .map(|path| path.iter().map(|&name| PolicyValue::from(name)).collect())
@@ -928,6 +1007,7 @@ mod tests {
                 assert_eq!(logged.json(), expected_text, "{paths:?}");
                 assert_eq!(erased, expected_erased, "{paths:?}");
             }
+            let input = made;
             let too_many = vec![vec![PolicyValue::from("now_ns")]; MAX_ERASED_PATHS + 1];
             assert!(input.logged(&too_many).is_none());
             let all = vec![vec![PolicyValue::from("now_ns")]; MAX_ERASED_PATHS];
@@ -979,31 +1059,51 @@ mod tests {
         let hasher = SecretHasher::new([3; 16]);
         let mut inputs = AgentInputs::with_capacity(4);
         let bot = agent("support-bot", Some("alice@example.com"));
-        let first = inputs.input_of(&bot, &hasher);
-        assert_eq!(first, agent_input(&bot));
-        assert!(same_object(&first, &inputs.input_of(&bot.clone(), &hasher)));
+        let first = inputs.input_of(&bot, &hasher, false);
+        assert_eq!(first.value, agent_input(&bot));
+        assert!(first.json.is_none(), "no JSON unless a record asks");
+        let again = inputs.input_of(&bot.clone(), &hasher, true);
+        assert!(same_object(&first.value, &again.value));
+        let json = |object: &AgentObject| match &object.json {
+            Some(json) => Arc::clone(json),
+            None => panic!("a record asked for the JSON"),
+        };
+        let Ok(expected) = serde_json::to_string(&first.value) else {
+            panic!("the object serialises");
+        };
+        assert_eq!(json(&again).get(), expected);
+        let third = inputs.input_of(&bot, &hasher, true);
+        assert!(Arc::ptr_eq(&json(&again), &json(&third)), "made once");
 
         // The registry gave the same agent another owner: never the remembered object.
         let moved = agent("support-bot", Some("bob@example.com"));
-        let after = inputs.input_of(&moved, &hasher);
-        assert_eq!(after, agent_input(&moved));
-        assert_eq!(after["owner"], PolicyValue::from("bob@example.com"));
+        let after = inputs.input_of(&moved, &hasher, true);
+        assert_eq!(after.value, agent_input(&moved));
+        assert_eq!(after.value["owner"], PolicyValue::from("bob@example.com"));
+        assert!(json(&after).get().contains("bob@example.com"));
         let mut tasked = moved.clone();
         tasked.task = Some("TKT-1".to_owned());
         assert_eq!(
-            inputs.input_of(&tasked, &hasher)["task"],
+            inputs.input_of(&tasked, &hasher, false).value["task"],
             PolicyValue::from("TKT-1")
         );
 
         // Others come and go within the bound; with none, every object is made afresh.
         for n in 0..10 {
             let other = agent(&format!("agent-{n}"), None);
-            assert_eq!(inputs.input_of(&other, &hasher), agent_input(&other));
+            assert_eq!(
+                inputs.input_of(&other, &hasher, false).value,
+                agent_input(&other)
+            );
         }
         let mut none = AgentInputs::with_capacity(0);
-        let a = none.input_of(&bot, &hasher);
-        assert!(!same_object(&a, &none.input_of(&bot, &hasher)));
-        assert_eq!(a, agent_input(&bot));
+        let a = none.input_of(&bot, &hasher, true);
+        assert!(!same_object(
+            &a.value,
+            &none.input_of(&bot, &hasher, true).value
+        ));
+        assert_eq!(a.value, agent_input(&bot));
+        assert_eq!(json(&a).get(), expected);
     }
 
     #[test]
