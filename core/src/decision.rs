@@ -126,15 +126,14 @@ fn decide_compiled(
     started: u64,
 ) -> Decision {
     let now_ms = facts.now_ns / 1_000_000;
+    let keeps_input = compiled.decision_log.keeps_input();
     // The token stage: from the decision's start (reading the request line) to an attributed
     // agent with its grants and its input object.
     let attributed = attribute(compiled, runtime, &facts.headers, now_ms).map(|agent| {
         let grants = collect_grants(compiled, runtime, &facts.headers, &agent, now_ms);
-        let agent_input = runtime.agent_inputs.input_of(
-            &agent,
-            &runtime.hasher,
-            compiled.decision_log.keeps_input(),
-        );
+        let agent_input = runtime
+            .agent_inputs
+            .input_of(&agent, &runtime.hasher, keeps_input);
         (agent, grants, agent_input)
     });
     let policy_started = clock();
@@ -168,7 +167,7 @@ fn decide_compiled(
                 Served::Missed => runtime.cache_stats.decision_misses += 1,
                 Served::Evaluated => {}
             }
-            if compiled.decision_log.keeps_input() {
+            if keeps_input {
                 (decision.record.input, decision.record.erased) =
                     compiled.decision_log.logged_input(&input);
             }

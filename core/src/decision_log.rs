@@ -177,13 +177,15 @@ pub struct Collector {
 
 impl Default for DecisionLog {
     fn default() -> Self {
+        // Unzipped from pairs, so each pointer stays beside its path.
+        let (erase_pointers, erase_paths) = DEFAULT_ERASE
+            .iter()
+            .filter_map(|&pointer| Some((pointer.to_owned(), input_path(pointer)?)))
+            .unzip();
         DecisionLog {
             input: true,
-            erase_pointers: DEFAULT_ERASE.map(str::to_owned).to_vec(),
-            erase_paths: DEFAULT_ERASE
-                .iter()
-                .filter_map(|pointer| input_path(pointer))
-                .collect(),
+            erase_pointers,
+            erase_paths,
             labels: BTreeMap::new(),
             max_record_bytes: 65_536,
             host_log: true,

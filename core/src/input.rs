@@ -588,25 +588,14 @@ impl Serialize for LevelJson<'_, '_> {
                         ..*self
                     },
                 )?,
-                Field::Value(value) => map.serialize_entry(
-                    &**key,
-                    &ValueJson {
-                        value: &value,
-                        erasing: self.erasing,
-                        depth,
-                        pending,
-                    },
-                )?,
+                Field::Value(value) => {
+                    map.serialize_entry(&**key, &self.value(&value, depth, pending))?
+                }
                 Field::Agent => match &self.input.agent.json {
                     Some(json) if pending == 0 => map.serialize_entry(&**key, &**json)?,
                     _ => map.serialize_entry(
                         &**key,
-                        &ValueJson {
-                            value: &self.input.agent.value,
-                            erasing: self.erasing,
-                            depth,
-                            pending,
-                        },
+                        &self.value(&self.input.agent.value, depth, pending),
                     )?,
                 },
                 Field::Headers => {
@@ -624,6 +613,20 @@ impl Serialize for LevelJson<'_, '_> {
             }
         }
         map.end()
+    }
+}
+
+impl<'w> LevelJson<'w, '_> {
+    fn value<'v>(&self, value: &'v PolicyValue, depth: usize, pending: u64) -> ValueJson<'v>
+    where
+        'w: 'v,
+    {
+        ValueJson {
+            value,
+            erasing: self.erasing,
+            depth,
+            pending,
+        }
     }
 }
 
