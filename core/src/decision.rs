@@ -150,6 +150,7 @@ fn decide_compiled(
             let (verdict, served) = decision_cache::evaluate(
                 &compiled.policy,
                 &mut runtime.decisions,
+                &runtime.hasher,
                 &input,
                 now_ms / 1_000,
             );

@@ -3,13 +3,13 @@
 //! A result carrying `cache_seconds` promises that, for that long, the same request gets the
 //! same result whatever the clock. "The same request" is decided here: the policy's modules
 //! are scanned once, at configure time, for every place they name `input`, and a request's
-//! key is the SHA-256 of the values found at those paths, `input.now_ns` left out. A path
+//! key is a keyed hash of the values found at those paths, `input.now_ns` left out. A path
 //! the scan cannot follow (`input[x]`, `input` passed whole, `with input as ...`) stops
 //! where it stops, so the key covers the whole subtree and a hit can only be too rare,
 //! never wrong. The verdicts live in the VM's [`TokenCache`] structure, one per
 //! configuration, so a new bundle, registry or revocation list starts from nothing.
 
-use crate::cache::TokenCache;
+use crate::cache::{SecretHasher, TokenCache, TokenKey};
 use crate::input::InputDocument;
 use crate::policy::{Policy, Verdict};
 use regorus::unstable::{Lexer, TokenKind};
@@ -55,20 +55,23 @@ impl InputReads {
         }
     }
 
-    /// The cache key of `input`: SHA-256 over the value at each path (absent marked as
-    /// such), the clock left out. Every value is tagged with its kind and every string and
-    /// collection with its length, so two different inputs never feed the same bytes.
-    pub fn key(&self, input: &impl InputDocument) -> [u8; 32] {
-        // Encoded first and hashed once: many small updates cost more than the bytes.
-        let mut encoded = Vec::with_capacity(256);
+    /// The cache key of `input`: its [`KeyBytes`] at every path, hashed as tokens are
+    /// (SipHash-2-4, 128 bits, under the VM's secret key: [`TokenKey`]). The bytes tell any
+    /// two inputs apart, so two requests share a key, and one gets the other's answer, only
+    /// when the keyed hash collides, which no one without the VM's key can aim at (2^-128 per
+    /// pair of requests). Not SHA-256: no safer here, it costs about a tenth of a remembered
+    /// decision in Wasm.
+    pub fn key(&self, input: &impl InputDocument, hasher: &SecretHasher) -> TokenKey {
+        hasher.key(&self.bytes(input).0)
+    }
+
+    /// What [`InputReads::key`] hashes: encoded first and hashed once.
+    fn bytes(&self, input: &impl InputDocument) -> KeyBytes {
+        let mut bytes = KeyBytes(Vec::with_capacity(256));
         for path in &self.paths {
-            match input.at(path) {
-                None => encoded.push(b'-'),
-                Some(value) if path.is_empty() => feed_without_clock(&mut encoded, &value),
-                Some(value) => feed(&mut encoded, &value),
-            }
+            input.feed_key(path, &mut bytes);
         }
-        hmac_sha256::Hash::hash(&encoded)
+        bytes
     }
 }
 
@@ -144,68 +147,95 @@ fn input_paths(file: &str, source: &str) -> Option<Vec<Vec<String>>> {
     Some(paths)
 }
 
-/// A kind tag and a length, in front of a string's bytes or a collection's items. The length
-/// in seven-bit groups, low first, the high bit set on all but the last (LEB128): one byte for
-/// the short strings a request is made of, and still read back one way only.
-fn prefix(out: &mut Vec<u8>, tag: u8, length: usize) {
-    out.push(tag);
-    let mut rest = length as u64;
-    while rest >= 0x80 {
-        out.push((rest & 0x7f) as u8 | 0x80);
-        rest >>= 7;
-    }
-    out.push(rest as u8);
-}
+/// The bytes a remembered answer's key is made from: the values at the paths a policy reads,
+/// in order, each tagged with its kind and every string and collection with its length, so
+/// two different inputs never give the same bytes. [`InputDocument`]s write them: from a
+/// whole value, or (a request's input) straight from the request's parts.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct KeyBytes(Vec<u8>);
 
-fn feed(out: &mut Vec<u8>, value: &Value) {
-    match value {
-        Value::Null => out.push(b'n'),
-        Value::Bool(b) => out.push(if *b { b't' } else { b'f' }),
-        Value::Undefined => out.push(b'u'),
-        Value::String(s) => {
-            prefix(out, b's', s.len());
-            out.extend_from_slice(s.as_bytes());
+impl KeyBytes {
+    /// The value found at `path`, `None` when there is none; the whole input (an empty path)
+    /// without the clock.
+    pub fn found(&mut self, path: &[Value], value: Option<&Value>) {
+        match value {
+            None => self.0.push(b'-'),
+            Some(value) if path.is_empty() => self.whole_without_clock(value),
+            Some(value) => self.value(value),
         }
-        Value::Number(number) => {
-            // The number's exact decimal text: two numbers that differ anywhere differ here.
-            let text = serde_json::to_string(number).unwrap_or_default();
-            prefix(out, b'#', text.len());
-            out.extend_from_slice(text.as_bytes());
+    }
+
+    /// A string, as [`KeyBytes::found`] writes a string value.
+    pub fn string(&mut self, text: &str) {
+        self.prefix(b's', text.len());
+        self.0.extend_from_slice(text.as_bytes());
+    }
+
+    /// The start of an array of `length` items, which follow.
+    pub fn array(&mut self, length: usize) {
+        self.prefix(b'a', length);
+    }
+
+    /// A kind tag and a length, in front of a string's bytes or a collection's items. The
+    /// length in seven-bit groups, low first, the high bit set on all but the last (LEB128):
+    /// one byte for the short strings a request is made of, and still read back one way only.
+    fn prefix(&mut self, tag: u8, length: usize) {
+        self.0.push(tag);
+        let mut rest = length as u64;
+        while rest >= 0x80 {
+            self.0.push((rest & 0x7f) as u8 | 0x80);
+            rest >>= 7;
         }
-        Value::Array(items) => {
-            prefix(out, b'a', items.len());
-            items.iter().for_each(|item| feed(out, item));
-        }
-        Value::Set(items) => {
-            prefix(out, b'e', items.len());
-            items.iter().for_each(|item| feed(out, item));
-        }
-        Value::Object(fields) => {
-            prefix(out, b'o', fields.len());
-            for (name, item) in fields.iter() {
-                feed(out, name);
-                feed(out, item);
+        self.0.push(rest as u8);
+    }
+
+    fn value(&mut self, value: &Value) {
+        match value {
+            Value::Null => self.0.push(b'n'),
+            Value::Bool(b) => self.0.push(if *b { b't' } else { b'f' }),
+            Value::Undefined => self.0.push(b'u'),
+            Value::String(s) => self.string(s),
+            Value::Number(number) => {
+                // The number's exact decimal text: two numbers that differ anywhere differ here.
+                let text = serde_json::to_string(number).unwrap_or_default();
+                self.prefix(b'#', text.len());
+                self.0.extend_from_slice(text.as_bytes());
+            }
+            Value::Array(items) => {
+                self.array(items.len());
+                items.iter().for_each(|item| self.value(item));
+            }
+            Value::Set(items) => {
+                self.prefix(b'e', items.len());
+                items.iter().for_each(|item| self.value(item));
+            }
+            Value::Object(fields) => {
+                self.prefix(b'o', fields.len());
+                for (name, item) in fields.iter() {
+                    self.value(name);
+                    self.value(item);
+                }
             }
         }
     }
-}
 
-/// The whole input, for a policy that reads it whole, without the clock.
-fn feed_without_clock(out: &mut Vec<u8>, input: &Value) {
-    match input {
-        Value::Object(fields) => {
-            let kept = || {
-                fields
-                    .iter()
-                    .filter(|(name, _)| name.as_string().map_or(true, |n| &**n != CLOCK_KEY))
-            };
-            prefix(out, b'o', kept().count());
-            for (name, item) in kept() {
-                feed(out, name);
-                feed(out, item);
+    /// The whole input, for a policy that reads it whole, without the clock.
+    fn whole_without_clock(&mut self, input: &Value) {
+        match input {
+            Value::Object(fields) => {
+                let kept = || {
+                    fields
+                        .iter()
+                        .filter(|(name, _)| name.as_string().map_or(true, |n| &**n != CLOCK_KEY))
+                };
+                self.prefix(b'o', kept().count());
+                for (name, item) in kept() {
+                    self.value(name);
+                    self.value(item);
+                }
             }
+            other => self.value(other),
         }
-        other => feed(out, other),
     }
 }
 
@@ -225,13 +255,14 @@ pub enum Served {
 /// The whole input is made only to be evaluated.
 pub fn evaluate(
     policy: &Policy,
-    cache: &mut TokenCache<Verdict, [u8; 32]>,
+    cache: &mut TokenCache<Verdict>,
+    hasher: &SecretHasher,
     input: &impl InputDocument,
     now_s: u64,
 ) -> (Verdict, Served) {
     // Keys are computed only once something was remembered, or to remember it: a policy
     // that never sets `cache_seconds` pays nothing for them.
-    let key = (!cache.is_empty()).then(|| policy.input_reads.key(input));
+    let key = (!cache.is_empty()).then(|| policy.input_reads.key(input, hasher));
     if let Some(remembered) = key.as_ref().and_then(|key| cache.get(key, now_s)) {
         return (remembered.clone(), Served::Remembered);
     }
@@ -241,7 +272,7 @@ pub fn evaluate(
         None => Served::Evaluated,
     };
     if let Some(seconds) = verdict.cache_seconds {
-        let key = key.unwrap_or_else(|| policy.input_reads.key(input));
+        let key = key.unwrap_or_else(|| policy.input_reads.key(input, hasher));
         // No issuer: a verdict does not depend on which keys verified the token.
         cache.insert(key, "", verdict.clone(), now_s.saturating_add(seconds));
     }
@@ -336,8 +367,9 @@ mod tests {
         assert!(added.is_err(), "regorus now interpolates strings");
     }
 
-    fn key_of(reads: &InputReads, input: serde_json::Value) -> [u8; 32] {
-        reads.key(&Value::from(input))
+    /// What the key hashes: tells two inputs apart whatever the hash.
+    fn key_of(reads: &InputReads, input: serde_json::Value) -> Vec<u8> {
+        reads.bytes(&Value::from(input)).0
     }
 
     #[test]
@@ -386,7 +418,7 @@ mod tests {
             json!({ long(127): "" }),
             json!({ long(126): "x" }),
         ];
-        let keys: std::collections::HashSet<[u8; 32]> = values
+        let keys: std::collections::HashSet<Vec<u8>> = values
             .iter()
             .map(|q| key_of(&reads, json!({ "q": q })))
             .collect();

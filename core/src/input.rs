@@ -1,6 +1,7 @@
 //! The policy input document, OPA-Envoy compatible plus chaperone's own keys.
 
 use crate::cache::{SecretHasher, TokenCache};
+use crate::decision_cache::KeyBytes;
 use crate::token::{Agent, Grant};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
@@ -136,11 +137,12 @@ fn optional(value: Option<&str>) -> PolicyValue {
 }
 
 /// A document the policy reads and a remembered answer's key is made from: whole, or only at
-/// one path.
+/// the paths the policy reads.
 pub trait InputDocument {
     fn whole(&self) -> PolicyValue;
-    /// The value at `path` (field names, outermost first); `None` when there is none.
-    fn at(&self, path: &[PolicyValue]) -> Option<PolicyValue>;
+    /// Adds to `key` the value at `path` (field names, outermost first), or that there is
+    /// none ([`KeyBytes::found`]).
+    fn feed_key(&self, path: &[PolicyValue], key: &mut KeyBytes);
 }
 
 impl InputDocument for PolicyValue {
@@ -148,18 +150,16 @@ impl InputDocument for PolicyValue {
         self.clone()
     }
 
-    fn at(&self, path: &[PolicyValue]) -> Option<PolicyValue> {
-        lookup(self, path)
+    fn feed_key(&self, path: &[PolicyValue], key: &mut KeyBytes) {
+        key.found(path, lookup(self, path));
     }
 }
 
-fn lookup(value: &PolicyValue, path: &[PolicyValue]) -> Option<PolicyValue> {
-    path.iter()
-        .try_fold(value, |value, name| match value {
-            PolicyValue::Object(fields) => fields.get(name),
-            _ => None,
-        })
-        .cloned()
+fn lookup<'v>(value: &'v PolicyValue, path: &[PolicyValue]) -> Option<&'v PolicyValue> {
+    path.iter().try_fold(value, |value, name| match value {
+        PolicyValue::Object(fields) => fields.get(name),
+        _ => None,
+    })
 }
 
 /// One request's `input`, made from its parts only where it is read: whole for the policy,
@@ -187,11 +187,15 @@ enum Level {
     Http,
 }
 
-/// A field of one of those objects: a value made from the request, another such object, the
-/// request's headers (made as a value for the policy, written from their pairs for a record)
-/// or the agent's object (written from its JSON, where kept, for a record).
-enum Field {
+/// A field of one of those objects: a value made from the request, a string of the request
+/// line, the path's segments, another such object, the request's headers (made as a value
+/// for the policy, written from their pairs for a record) or the agent's object (written
+/// from its JSON, where kept, for a record). Strings and segments are made into values only
+/// where a value is needed: a key or a record writes them from the request.
+enum Field<'r> {
     Value(PolicyValue),
+    Text(&'r str),
+    Segments,
     Object(Level),
     Headers,
     Agent,
@@ -222,17 +226,13 @@ fn level_fields(level: Level) -> &'static [PolicyValue] {
 
 impl RequestInput<'_> {
     /// The one place the input's shape is written: every field of every level.
-    fn field(&self, level: Level, name: &PolicyValue) -> Option<Field> {
+    fn field(&self, level: Level, name: &PolicyValue) -> Option<Field<'_>> {
         let name = name.as_string().ok()?;
         let value = match (level, &**name) {
             (Level::Input, "attributes") => return Some(Field::Object(Level::Attributes)),
             (Level::Attributes, "request") => return Some(Field::Object(Level::Request)),
             (Level::Request, "http") => return Some(Field::Object(Level::Http)),
-            (Level::Input, "parsed_path") => parse_path(self.path_and_query().0)
-                .into_iter()
-                .map(PolicyValue::from)
-                .collect::<Vec<_>>()
-                .into(),
+            (Level::Input, "parsed_path") => return Some(Field::Segments),
             (Level::Input, "parsed_query") => parse_query(self.path_and_query().1)
                 .into_iter()
                 .map(|(key, values)| (PolicyValue::from(key), PolicyValue::from(values)))
@@ -246,10 +246,10 @@ impl RequestInput<'_> {
                 .collect::<Vec<_>>()
                 .into(),
             (Level::Input, "now_ns") => PolicyValue::from(self.facts.now_ns),
-            (Level::Http, "method") => text(&self.line.method),
-            (Level::Http, "path") => text(&self.line.path),
-            (Level::Http, "host") => text(&self.line.host),
-            (Level::Http, "scheme") => text(&self.line.scheme),
+            (Level::Http, "method") => return Some(Field::Text(&self.line.method)),
+            (Level::Http, "path") => return Some(Field::Text(&self.line.path)),
+            (Level::Http, "host") => return Some(Field::Text(&self.line.host)),
+            (Level::Http, "scheme") => return Some(Field::Text(&self.line.scheme)),
             (Level::Http, "headers") => return Some(Field::Headers),
             _ => return None,
         };
@@ -259,16 +259,27 @@ impl RequestInput<'_> {
     fn build(&self, level: Level) -> PolicyValue {
         level_fields(level)
             .iter()
-            .filter_map(|name| {
-                let value = match self.field(level, name)? {
-                    Field::Value(value) => value,
-                    Field::Object(inner) => self.build(inner),
-                    Field::Headers => self.headers(),
-                    Field::Agent => self.agent.value.clone(),
-                };
-                Some((name.clone(), value))
-            })
+            .filter_map(|name| Some((name.clone(), self.value(self.field(level, name)?))))
             .collect::<BTreeMap<_, _>>()
+            .into()
+    }
+
+    /// A field made as the policy sees it.
+    fn value(&self, field: Field) -> PolicyValue {
+        match field {
+            Field::Value(value) => value,
+            Field::Text(value) => text(value),
+            Field::Segments => self.segments(),
+            Field::Object(inner) => self.build(inner),
+            Field::Headers => self.headers(),
+            Field::Agent => self.agent.value.clone(),
+        }
+    }
+
+    fn segments(&self) -> PolicyValue {
+        path_segments(self.path_and_query().0)
+            .map(|segment| text(&segment))
+            .collect::<Vec<_>>()
             .into()
     }
 
@@ -318,17 +329,32 @@ impl InputDocument for RequestInput<'_> {
         self.build(Level::Input)
     }
 
-    fn at(&self, path: &[PolicyValue]) -> Option<PolicyValue> {
+    /// Makes only what `path` leads to, and writes the request line's strings and the path's
+    /// segments without making them into values (a remembered answer's key, every request).
+    fn feed_key(&self, path: &[PolicyValue], key: &mut KeyBytes) {
         let mut level = Level::Input;
         for (depth, name) in path.iter().enumerate() {
-            match self.field(level, name)? {
-                Field::Object(inner) => level = inner,
-                Field::Value(value) => return lookup(&value, &path[depth + 1..]),
-                Field::Headers => return lookup(&self.headers(), &path[depth + 1..]),
-                Field::Agent => return lookup(&self.agent.value, &path[depth + 1..]),
-            }
+            let inner = &path[depth + 1..];
+            let field = match self.field(level, name) {
+                Some(Field::Object(next)) => {
+                    level = next;
+                    continue;
+                }
+                Some(field) => field,
+                None => return key.found(path, None),
+            };
+            return match field {
+                Field::Text(value) if inner.is_empty() => key.string(value),
+                Field::Segments if inner.is_empty() => {
+                    let (request_path, _) = self.path_and_query();
+                    key.array(path_segments(request_path).count());
+                    path_segments(request_path).for_each(|segment| key.string(&segment));
+                }
+                Field::Agent => key.found(path, lookup(&self.agent.value, inner)),
+                field => key.found(path, lookup(&self.value(field), inner)),
+            };
         }
-        Some(self.build(level))
+        key.found(path, Some(&self.build(level)));
     }
 }
 
@@ -588,7 +614,10 @@ impl Serialize for LevelJson<'_, '_> {
                         ..*self
                     },
                 )?,
-                Field::Value(value) => {
+                // A string has no members for an erase path to end at.
+                Field::Text(value) => map.serialize_entry(&**key, value)?,
+                Field::Value(_) | Field::Segments => {
+                    let value = self.input.value(field);
                     map.serialize_entry(&**key, &self.value(&value, depth, pending))?
                 }
                 Field::Agent => match &self.input.agent.json {
@@ -713,10 +742,14 @@ pub fn remaining_seconds(grant: &Grant, now_ns: u64) -> u64 {
 /// Path segments, percent-decoded, empty segments dropped (`/a//b/` gives `["a","b"]`).
 /// The path is never run through a URL parser: `//evil/x` stays a path.
 pub fn parse_path(path: &str) -> Vec<String> {
+    path_segments(path).map(Cow::into_owned).collect()
+}
+
+/// [`parse_path`]'s segments, borrowed from `path` where none needs decoding.
+fn path_segments(path: &str) -> impl Iterator<Item = Cow<'_, str>> {
     path.split('/')
         .filter(|s| !s.is_empty())
         .map(|s| percent_decode(s, false))
-        .collect()
 }
 
 pub fn parse_query(query: &str) -> Map<String, Value> {
@@ -724,18 +757,22 @@ pub fn parse_query(query: &str) -> Map<String, Value> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let entry = parsed
-            .entry(percent_decode(key, true))
+            .entry(percent_decode(key, true).into_owned())
             .or_insert_with(|| Value::Array(Vec::new()));
         if let Value::Array(values) = entry {
-            values.push(Value::String(percent_decode(value, true)));
+            values.push(Value::String(percent_decode(value, true).into_owned()));
         }
     }
     parsed
 }
 
 /// Decodes `%XX` (and `+` in queries); invalid escapes and non-UTF-8 results stay as written.
-fn percent_decode(text: &str, plus_is_space: bool) -> String {
+fn percent_decode(text: &str, plus_is_space: bool) -> Cow<'_, str> {
     let bytes = text.as_bytes();
+    let decodes = |byte: &u8| *byte == b'%' || (plus_is_space && *byte == b'+');
+    if !bytes.iter().any(decodes) {
+        return Cow::Borrowed(text);
+    }
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -755,7 +792,7 @@ fn percent_decode(text: &str, plus_is_space: bool) -> String {
         }
         i += 1;
     }
-    String::from_utf8(out).unwrap_or_else(|_| text.to_owned())
+    String::from_utf8(out).map_or(Cow::Borrowed(text), Cow::Owned)
 }
 
 #[cfg(test)]
@@ -807,7 +844,7 @@ mod tests {
         let facts = RequestFacts {
             headers: vec![
                 pair(":method", "POST"),
-                pair(":path", "/tickets/42/comments?draft=1&tag=a&tag=b"),
+                pair(":path", "/tickets/42/a%2Fb//comments?draft=1&tag=a&tag=b"),
                 pair(":authority", "api.example"),
                 pair(":scheme", "https"),
                 pair("authorization", "Bearer secret"),
@@ -851,12 +888,12 @@ mod tests {
         let expected = json!({
             "attributes": {"request": {"http": {
                 "method": "POST",
-                "path": "/tickets/42/comments?draft=1&tag=a&tag=b",
+                "path": "/tickets/42/a%2Fb//comments?draft=1&tag=a&tag=b",
                 "host": "api.example",
                 "scheme": "https",
                 "headers": {"cookie": "session=s3cret", "x-tenant": "acme"},
             }}},
-            "parsed_path": ["tickets", "42", "comments"],
+            "parsed_path": ["tickets", "42", "a/b", "comments"],
             "parsed_query": {"draft": ["1"], "tag": ["a", "b"]},
             "grants": [{
                 "jti": "g1",
@@ -878,8 +915,9 @@ mod tests {
         assert_eq!(whole, expected);
     }
 
-    /// A remembered answer's key reads the input at paths, made only there: every path must
-    /// find what the whole input holds, and nothing where it holds nothing.
+    /// A remembered answer's key reads the input at paths, made only there or written from
+    /// the request: at every path it must get the bytes of what the whole input holds, and
+    /// the mark of nothing where it holds nothing.
     #[test]
     fn every_path_finds_in_the_parts_what_the_whole_input_holds() {
         fn paths_of(value: &PolicyValue, path: Vec<PolicyValue>, out: &mut Vec<Vec<PolicyValue>>) {
@@ -911,9 +949,20 @@ mod tests {
                 paths.push(names(absent));
             }
             paths.push(vec![PolicyValue::from(1)]);
+            let absent = {
+                let mut key = KeyBytes::default();
+                key.found(&[], None);
+                key
+            };
+            let mut found = 0;
             for path in paths {
-                assert_eq!(input.at(&path), whole.at(&path), "{path:?}");
+                let (mut from_parts, mut from_whole) = (KeyBytes::default(), KeyBytes::default());
+                input.feed_key(&path, &mut from_parts);
+                whole.feed_key(&path, &mut from_whole);
+                assert_eq!(from_parts, from_whole, "{path:?}");
+                found += usize::from(from_parts != absent);
             }
+            assert!(found > 25, "{found} paths found");
         });
     }
 

@@ -20,8 +20,9 @@ pub struct Runtime {
     /// Agent tokens refused for good (a failed signature, an expired token, ...).
     pub rejected: TokenCache<Reason>,
     /// Verdicts the policy allowed to be remembered (`cache_seconds`), by input key.
-    pub decisions: TokenCache<Verdict, [u8; 32]>,
-    /// Keys presented tokens in every token cache above, and agents in `agent_inputs`.
+    pub decisions: TokenCache<Verdict>,
+    /// Keys presented tokens in every token cache above, remembered verdicts' inputs, and
+    /// agents in `agent_inputs`.
     pub hasher: SecretHasher,
     /// Agents' input objects, remembered while the same agent keeps asking.
     pub agent_inputs: AgentInputs,
@@ -73,7 +74,8 @@ impl Runtime {
         }
     }
 
-    /// Keys the token caches with `key`, random bytes the host gave the VM once. Tokens do
+    /// Keys the token caches (and remembered verdicts) with `key`, random bytes the host gave
+    /// the VM once. Tokens do
     /// not need it secret to be told apart (`cache::TokenKey` says why); a secret key keeps
     /// chance collisions out of anyone's control.
     pub fn with_token_key(mut self, key: [u8; 16]) -> Self {
