@@ -71,7 +71,7 @@ struct Setup {
     authenticates: bool,
     /// Records via the access log: their key fields in a JSON access log (filter state), only
     /// those it reads set, and `decision_log.host_log` off; the harness checks the log got
-    /// them after the load.
+    /// them after the load. The floor writes the same log, of the same filter state.
     access_log: bool,
     /// chaperone remembers verdicts as the bundle allows (`cache_seconds`); otherwise it
     /// evaluates every request (`limits.max_cached_decisions: 0`). The harness checks which
@@ -79,7 +79,7 @@ struct Setup {
     remembers: bool,
 }
 
-const SETUPS: [Setup; 9] = [
+const SETUPS: [Setup; 10] = [
     Setup {
         name: "bare Envoy (direct response)",
         template: "bare.yaml",
@@ -114,6 +114,15 @@ const SETUPS: [Setup; 9] = [
         algorithm: 0,
         authenticates: false,
         access_log: false,
+        remembers: false,
+    },
+    Setup {
+        name: "Wasm floor + chaperone's host calls + access log, no decision",
+        template: "chaperone.yaml",
+        module: Module::FloorWithHostCalls,
+        algorithm: 0,
+        authenticates: false,
+        access_log: true,
         remembers: false,
     },
     Setup {
@@ -281,17 +290,18 @@ fn run() -> Result<(), String> {
             Module::None | Module::Chaperone => &wasm,
         };
         let host_calls = CHAPERONE_HOST_CALLS.to_owned();
-        let (plugin, access_log) = if setup.module == Module::FloorWithHostCalls {
-            (&host_calls, "[]".to_owned())
+        let access_log = match setup.access_log {
+            true => file_access_log(&dir.join("access.log")),
+            false => "[]".to_owned(),
+        };
+        let plugin = if setup.module == Module::FloorWithHostCalls {
+            &host_calls
         } else if setup.access_log {
-            (
-                &access_log_plugin_config,
-                file_access_log(&dir.join("access.log")),
-            )
+            &access_log_plugin_config
         } else if setup.module == Module::Chaperone && !setup.remembers {
-            (&evaluating_plugin_config, "[]".to_owned())
+            &evaluating_plugin_config
         } else {
-            (&plugin_config, "[]".to_owned())
+            &plugin_config
         };
         let template =
             std::fs::read_to_string(root.join("test-harness/bench").join(setup.template))
@@ -326,9 +336,16 @@ fn run() -> Result<(), String> {
         drop(process);
         if setup.access_log {
             let lines = std::fs::read_to_string(dir.join("access.log")).unwrap_or_default();
-            if !lines.contains("\"decision\":\"allow\"") {
+            // The floor sets every field the log reads, to a value of its own.
+            let logged = match setup.module {
+                Module::FloorWithHostCalls => {
+                    !lines.is_empty() && !lines.contains("\"decision_id\":null")
+                }
+                _ => lines.contains("\"decision\":\"allow\""),
+            };
+            if !logged {
                 return Err(format!(
-                    "{}: no allowed decision in the access log",
+                    "{}: the access log lacks the records' key fields",
                     setup.name
                 ));
             }
