@@ -77,7 +77,9 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
         now_ns: decided_at_ns,
     };
     let mut runtime = Runtime::new(&loaded, 0);
-    let mut decision = decide_timed(&loaded, &mut runtime, &facts, &now_ns);
+    let started = now_ns();
+    let mut decision = decide_timed(&loaded, &mut runtime, &facts, started, &now_ns);
+    decision.record.metrics.finish(started, now_ns());
     // What the plugin adds: the sequence number and the instance of the VM.
     decision.record.seq = 1;
     decision

@@ -379,12 +379,15 @@ fn stages(
     let clock = || epoch.elapsed().as_nanos() as u64;
     let mut timers: Vec<[u64; 3]> = (0..iterations)
         .map(|_| {
-            let decision = decide_timed(
+            let started = clock();
+            let mut decision = decide_timed(
                 loaded,
                 runtime,
                 &facts(token, "GET", "/tickets/42", now),
+                started,
                 &clock,
             );
+            decision.record.metrics.finish(started, clock());
             assert!(decision.allowed);
             let metrics = &decision.record.metrics;
             [

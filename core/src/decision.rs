@@ -65,20 +65,22 @@ pub fn is_identity_header(name: &str) -> bool {
 /// remembered between requests and fetched key sets. Pass a fresh one for one-off decisions.
 /// The record's timers stay zero: see [`decide_timed`].
 pub fn decide(loaded: &Loaded, runtime: &mut Runtime, facts: &RequestFacts) -> Decision {
-    decide_timed(loaded, runtime, facts, &|| 0)
+    decide_timed(loaded, runtime, facts, 0, &|| 0)
 }
 
-/// [`decide`], with `clock` (monotonic enough, nanoseconds) timing the token and policy
-/// stages for the record's `metrics`, read four times: at the start, where the token stage
-/// ends and the policy's begins, where the policy's ends, and at the end (each reading is a
-/// host call in the plugin). Decisions never depend on it.
+/// [`decide`], timing the token and policy stages for the record's `metrics` from `started`,
+/// the caller's reading of `clock` (monotonic enough, nanoseconds) when the request came.
+/// `clock` is read twice: where the token stage ends and the policy's begins, and where the
+/// policy's ends (each reading is a host call in the plugin). The caller reads it once more
+/// when it is done with the request, for the total ([`RecordMetrics::finish`]). Decisions
+/// never depend on it.
 pub fn decide_timed(
     loaded: &Loaded,
     runtime: &mut Runtime,
     facts: &RequestFacts,
+    started: u64,
     clock: &dyn Fn() -> u64,
 ) -> Decision {
-    let started = clock();
     let strip_headers: Vec<String> = facts
         .headers
         .iter()
@@ -103,7 +105,6 @@ pub fn decide_timed(
             id: line.request_id,
         };
     }
-    decision.record.metrics.timer_total_ns = clock().saturating_sub(started);
     decision
 }
 

@@ -61,14 +61,23 @@ pub struct RecordGrant {
     pub used: bool,
 }
 
-/// Time spent, OPA-style names: verifying and attributing the token (from the decision's
-/// start, the request line read), evaluating the policy (or finding its remembered answer),
-/// and the whole decision (nanoseconds of the host clock).
+/// Time spent, OPA-style names: verifying and attributing the token (from the request's
+/// arrival, the request line read), evaluating the policy (or finding its remembered answer),
+/// and the whole request, from its arrival until the decision was applied (in the plugin:
+/// identity headers and filter state set, the local reply sent), in nanoseconds of the host
+/// clock.
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
 pub struct RecordMetrics {
     pub timer_token_ns: u64,
     pub timer_rego_query_eval_ns: u64,
     pub timer_total_ns: u64,
+}
+
+impl RecordMetrics {
+    /// Sets the total: from `started` (as given to [`crate::decide_timed`]) to `now`.
+    pub fn finish(&mut self, started: u64, now: u64) {
+        self.timer_total_ns = now.saturating_sub(started);
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

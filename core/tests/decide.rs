@@ -3,7 +3,7 @@
 //! every token defect with its reason code.
 
 use chaperone_core::encoding::base64url_encode;
-use chaperone_core::{decide, load, Decision, Loaded, Reason, RequestFacts, Runtime};
+use chaperone_core::{decide, decide_timed, load, Decision, Loaded, Reason, RequestFacts, Runtime};
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 
@@ -157,6 +157,33 @@ fn allowed_request_carries_verified_identity() {
     assert_eq!(d.record.bundles["test-bundle"].revision, "r7");
     assert_eq!(d.record.path, "chaperone/authz/decision");
     assert_eq!(d.record.request.path.as_deref(), Some("/tickets/42?x=1"));
+}
+
+/// Each reading of the clock is a host call in the plugin: the decision reads it twice,
+/// where the token stage ends and where the policy's ends, and the caller's readings start
+/// and finish the total.
+#[test]
+fn the_decision_reads_the_clock_twice_between_the_callers_start_and_finish() {
+    let f = fixture();
+    let readings = std::cell::Cell::new(0_u64);
+    // 1000 ns later at every reading.
+    let clock = || {
+        readings.set(readings.get() + 1);
+        100 + 1000 * readings.get()
+    };
+    let facts = with_bearer("GET", "/tickets/42", &token(&f, json!({})));
+    let mut runtime = Runtime::new(&f.loaded, 1);
+    let mut d = decide_timed(&f.loaded, &mut runtime, &facts, 100, &clock);
+    assert!(d.allowed, "{d:?}");
+    assert_eq!(readings.get(), 2);
+    let metrics = &d.record.metrics;
+    assert_eq!(
+        (metrics.timer_token_ns, metrics.timer_rego_query_eval_ns),
+        (1000, 1000)
+    );
+    assert_eq!(metrics.timer_total_ns, 0, "the caller's to set");
+    d.record.metrics.finish(100, clock());
+    assert_eq!(d.record.metrics.timer_total_ns, 3000);
 }
 
 #[test]

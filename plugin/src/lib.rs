@@ -281,11 +281,14 @@ impl Context for ChaperoneFilter {}
 
 impl HttpContext for ChaperoneFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let headers = read_request_headers();
+        // The request's time, and where the record's timers start: copying the header pairs
+        // in is the host's work.
         let started_ns = host::now_ns();
         let seq = self.vm.seq.get().wrapping_add(1);
         self.vm.seq.set(seq);
         let facts = RequestFacts {
-            headers: read_request_headers(),
+            headers,
             decision_id: self.vm.ids.id(seq),
             now_ns: started_ns,
         };
@@ -335,12 +338,13 @@ impl ChaperoneFilter {
                     let work = runtime.adopt(&self.vm.store);
                     keys::carry_out(&mut runtime, &self.vm.store, &self.vm.metrics, work);
                 }
-                decide_timed(&active.loaded, &mut runtime, facts, &clock)
+                decide_timed(&active.loaded, &mut runtime, facts, facts.now_ns, &clock)
             }
             Err(_) => decide_timed(
                 &active.loaded,
                 &mut Runtime::new(&Loaded::Empty, 0),
                 facts,
+                facts.now_ns,
                 &clock,
             ),
         }
@@ -387,9 +391,10 @@ impl ChaperoneFilter {
     fn account(&self, decision: &mut Decision, started_ns: u64) {
         let metrics = &self.vm.metrics;
         metrics.count_decision(records::outcome(decision), decision.reason.code());
+        decision.record.metrics.finish(started_ns, host::now_ns());
         metrics.sample(
             DECISION_DURATION,
-            host::now_ns().saturating_sub(started_ns) / 1_000,
+            decision.record.metrics.timer_total_ns / 1_000,
         );
         if let Ok(mut runtime) = self.active.runtime.try_borrow_mut() {
             let stats = std::mem::take(&mut runtime.cache_stats);

@@ -239,7 +239,7 @@ function instantiate(config, counts = null) {
 const median = (values) => [...values].sort((a, b) => a - b)[values.length >> 1];
 
 // Microseconds per request (median of batches) under `config`; with the records in the host
-// log, also the decision's own timer from them.
+// log, also the records' timer_total_ns (the decision and applying it).
 function measure(config) {
   const hostLog = config.decision_log?.host_log !== false;
   const host = instantiate(config);
@@ -308,7 +308,7 @@ const row = (label, us) => `  ${label.padEnd(44)}${us.toFixed(1).padStart(7)} us
 const counted = hostCalls();
 stdout.write(
   `${row("allowed, records in the host log", logged.us)}` +
-    ` (the decision, by its own timer: ${logged.decide.toFixed(1)} us)\n` +
+    ` (the decision and applying it, by the record's timer_total_ns: ${logged.decide.toFixed(1)} us)\n` +
     `${row("allowed, as the access-log gateway", quiet.us)}\n` +
     `  host calls per allowed request there (besides the header pairs): ${counted}\n`,
 );

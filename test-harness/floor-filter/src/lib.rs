@@ -4,7 +4,7 @@
 //! it does any work of its own, so chaperone's row can be read against it as well as against
 //! jwt_authn + RBAC.
 //!
-//! Configured with counts (`clock=6 properties=8 request_headers=4 response_headers=1
+//! Configured with counts (`clock=4 properties=8 request_headers=4 response_headers=1
 //! counters=3 histograms=1`), it also makes those host calls on every request, as chaperone
 //! does for an allowed one, still deciding nothing: what the host's side of chaperone's work
 //! costs, with none of chaperone's own. Any other configuration (chaperone's, in `make bench`)

@@ -46,7 +46,7 @@ enum Module {
 /// headers and the response's decision id, the decision and cache counters and the duration
 /// histogram.
 const CHAPERONE_HOST_CALLS: &str =
-    "clock=6 properties=8 request_headers=4 response_headers=1 counters=3 histograms=1";
+    "clock=4 properties=8 request_headers=4 response_headers=1 counters=3 histograms=1";
 
 /// The record's key fields the access-log setup's log reads, and so the ones its
 /// `decision_log.key_fields` names, as a deployment would.
