@@ -379,14 +379,9 @@ fn stages(
     let clock = || epoch.elapsed().as_nanos() as u64;
     let mut timers: Vec<[u64; 3]> = (0..iterations)
         .map(|_| {
+            let request = facts(token, "GET", "/tickets/42", now);
             let started = clock();
-            let mut decision = decide_timed(
-                loaded,
-                runtime,
-                &facts(token, "GET", "/tickets/42", now),
-                started,
-                &clock,
-            );
+            let mut decision = decide_timed(loaded, runtime, &request, started, &clock);
             decision.record.metrics.finish(started, clock());
             assert!(decision.allowed);
             let metrics = &decision.record.metrics;

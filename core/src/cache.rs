@@ -1,8 +1,8 @@
 //! Verified-token cache: signature checks are the expensive part of a request, and agents
 //! reuse one token for many calls. A token verified once is remembered, by its [`TokenKey`],
 //! until it expires. Bounded (`limits.max_cached_tokens`). The same structure remembers agent
-//! tokens refused for good (`Runtime::rejected`) and policy answers by their input key
-//! (`Runtime::decisions`, `decision_cache`). Belongs to one configuration: a new
+//! tokens refused for good (`Runtime::rejected`) and policy answers by the key of their
+//! input (`Runtime::decisions`, `decision_cache`). Belongs to one configuration: a new
 //! configuration starts with an empty cache.
 //!
 //! When full, the oldest entry not used since it was last considered goes (second chance):
@@ -16,21 +16,25 @@ use std::hash::{Hash, Hasher};
 
 pub const DEFAULT_CAPACITY: usize = 1024;
 
-/// A presented token's key in the token caches: SipHash-2-4 of its bytes, 128 bits, under a
-/// key secret to the VM ([`SecretHasher`]).
+/// A presented token's key in the token caches (and a remembered answer's, from its input:
+/// `decision_cache::InputReads::key`): SipHash-2-4 of its bytes, 128 bits, under a key secret
+/// to the VM ([`SecretHasher`]).
 ///
 /// Not SHA-256: a token is hashed on every request, and in Wasm SipHash takes about a tenth of
 /// the time. Collision resistance against the key's holder is not needed here. An entry holds
 /// what verifying the token that made it produced, so a token that collided with it would get
 /// that token's verified identity (or its refusal), which only someone holding that token's
 /// bytes could aim at, and they could present the token itself. The secret key puts even
-/// chance collisions out of an attacker's control: 2^-128 per pair of tokens.
+/// chance collisions out of an attacker's control: 2^-128 per pair of tokens. A remembered
+/// answer is another matter: whoever sends both requests could search for two that collide,
+/// one allowed and one not, if they knew the key; so answers are remembered only under a key
+/// the host's randomness made (`Runtime::with_secret_key`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokenKey(u128);
 
 /// SipHash-2-4 with a 128-bit output under one VM's secret key: a keyed pseudo-random
-/// function, for the [`TokenKey`]s of tokens and agents and for decision ids
-/// (`record::DecisionIds`).
+/// function, for the [`TokenKey`]s of tokens, agents and remembered answers, and for
+/// decision ids (`record::DecisionIds`).
 #[derive(Clone)]
 pub struct SecretHasher {
     key: [u8; 16],
@@ -53,13 +57,13 @@ impl SecretHasher {
     }
 }
 
-/// Remembers what verifying a token produced (`T`: the agent, or a transaction), by its
-/// [`TokenKey`]; remembered verdicts use the same structure with their own key (`K`).
-pub struct TokenCache<T, K = TokenKey> {
+/// Remembers what verifying a token produced (`T`: the agent, or a transaction), or a
+/// policy's answer, by its [`TokenKey`].
+pub struct TokenCache<T> {
     capacity: usize,
-    entries: HashMap<K, Cached<T>>,
+    entries: HashMap<TokenKey, Cached<T>>,
     /// Eviction candidates, oldest first; entries used since they were queued go round again.
-    order: VecDeque<K>,
+    order: VecDeque<TokenKey>,
 }
 
 struct Cached<T> {
@@ -72,13 +76,13 @@ struct Cached<T> {
     valid_until_s: u64,
 }
 
-impl<T, K: Copy + Eq + Hash> Default for TokenCache<T, K> {
+impl<T> Default for TokenCache<T> {
     fn default() -> Self {
         Self::with_capacity(DEFAULT_CAPACITY)
     }
 }
 
-impl<T, K: Copy + Eq + Hash> TokenCache<T, K> {
+impl<T> TokenCache<T> {
     /// A capacity of 0 disables caching.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
@@ -88,13 +92,18 @@ impl<T, K: Copy + Eq + Hash> TokenCache<T, K> {
         }
     }
 
-    pub fn get(&self, key: &K, now_s: u64) -> Option<&T> {
+    /// Whether anything can be remembered at all (a capacity above 0).
+    pub fn remembers(&self) -> bool {
+        self.capacity > 0
+    }
+
+    pub fn get(&self, key: &TokenKey, now_s: u64) -> Option<&T> {
         let entry = self.entries.get(key).filter(|e| now_s < e.valid_until_s)?;
         entry.used.set(true);
         Some(&entry.value)
     }
 
-    pub fn insert(&mut self, key: K, issuer: &str, value: T, valid_until_s: u64) {
+    pub fn insert(&mut self, key: TokenKey, issuer: &str, value: T, valid_until_s: u64) {
         if self.capacity == 0 {
             return;
         }

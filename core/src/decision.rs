@@ -128,8 +128,8 @@ fn decide_compiled(
 ) -> Decision {
     let now_ms = facts.now_ns / 1_000_000;
     let keeps_input = compiled.decision_log.keeps_input();
-    // The token stage: from the decision's start (reading the request line) to an attributed
-    // agent with its grants and its input object.
+    // The token stage: from the caller's start (then the request line read) to an
+    // attributed agent with its grants and its input object.
     let attributed = attribute(compiled, runtime, &facts.headers, now_ms).map(|agent| {
         let grants = collect_grants(compiled, runtime, &facts.headers, &agent, now_ms);
         let agent_input = runtime

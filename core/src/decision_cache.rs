@@ -59,8 +59,9 @@ impl InputReads {
     /// (SipHash-2-4, 128 bits, under the VM's secret key: [`TokenKey`]). The bytes tell any
     /// two inputs apart, so two requests share a key, and one gets the other's answer, only
     /// when the keyed hash collides, which no one without the VM's key can aim at (2^-128 per
-    /// pair of requests). Not SHA-256: no safer here, it costs about a tenth of a remembered
-    /// decision in Wasm.
+    /// pair of requests). Not SHA-256: as safe while the key is secret (the plugin remembers
+    /// no answers under any other: `Runtime::with_secret_key`), it costs about a tenth of a
+    /// remembered decision in Wasm.
     pub fn key(&self, input: &impl InputDocument, hasher: &SecretHasher) -> TokenKey {
         hasher.key(&self.bytes(input).0)
     }
@@ -261,7 +262,7 @@ pub fn evaluate(
     now_s: u64,
 ) -> (Verdict, Served) {
     // Keys are computed only once something was remembered, or to remember it: a policy
-    // that never sets `cache_seconds` pays nothing for them.
+    // that never sets `cache_seconds` pays nothing for them, nor one that may not remember.
     let key = (!cache.is_empty()).then(|| policy.input_reads.key(input, hasher));
     if let Some(remembered) = key.as_ref().and_then(|key| cache.get(key, now_s)) {
         return (remembered.clone(), Served::Remembered);
@@ -271,7 +272,7 @@ pub fn evaluate(
         Some(_) => Served::Missed,
         None => Served::Evaluated,
     };
-    if let Some(seconds) = verdict.cache_seconds {
+    if let Some(seconds) = verdict.cache_seconds.filter(|_| cache.remembers()) {
         let key = key.unwrap_or_else(|| policy.input_reads.key(input, hasher));
         // No issuer: a verdict does not depend on which keys verified the token.
         cache.insert(key, "", verdict.clone(), now_s.saturating_add(seconds));

@@ -347,7 +347,8 @@ impl InputDocument for RequestInput<'_> {
                 Field::Text(value) if inner.is_empty() => key.string(value),
                 Field::Segments if inner.is_empty() => {
                     let (request_path, _) = self.path_and_query();
-                    key.array(path_segments(request_path).count());
+                    // Counted without decoding: decoding never empties a segment.
+                    key.array(request_path.split('/').filter(|s| !s.is_empty()).count());
                     path_segments(request_path).for_each(|segment| key.string(&segment));
                 }
                 Field::Agent => key.found(path, lookup(&self.agent.value, inner)),

@@ -44,8 +44,9 @@ pub struct CacheStats {
 
 impl Runtime {
     /// Fresh state for `loaded`. `vm_nonce` tells this VM's fetch leases apart from other
-    /// VMs' (random per VM). The token caches are keyed from the nonce until
-    /// [`Runtime::with_token_key`] gives them a secret key.
+    /// VMs' (random per VM). The caches are keyed from the nonce until
+    /// [`Runtime::with_secret_key`] gives them a secret key: enough for one-off decisions
+    /// and tests, not for a gateway.
     pub fn new(loaded: &Loaded, vm_nonce: u64) -> Self {
         let remotes = match loaded {
             Loaded::Empty => Vec::new(),
@@ -74,12 +75,14 @@ impl Runtime {
         }
     }
 
-    /// Keys the token caches (and remembered verdicts) with `key`, random bytes the host gave
-    /// the VM once. Tokens do
-    /// not need it secret to be told apart (`cache::TokenKey` says why); a secret key keeps
-    /// chance collisions out of anyone's control.
-    pub fn with_token_key(mut self, key: [u8; 16]) -> Self {
-        self.hasher = SecretHasher::new(key);
+    /// Keys the caches with `key`, random bytes the host gave the VM once, or `None` when the
+    /// host gave none. Tokens do not need the key secret to be told apart, but remembered
+    /// answers do (`cache::TokenKey` says why): without one, none is remembered.
+    pub fn with_secret_key(mut self, key: Option<[u8; 16]>) -> Self {
+        match key {
+            Some(key) => self.hasher = SecretHasher::new(key),
+            None => self.decisions = TokenCache::with_capacity(0),
+        }
         self
     }
 

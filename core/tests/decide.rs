@@ -1022,6 +1022,17 @@ fn a_verdict_with_cache_seconds_answers_the_same_request_until_it_expires() {
     let again = decide(&loaded, &mut runtime, &at(2, get("/tickets/1", b"a")));
     assert!(!again.allowed && !remembered(&again));
 
+    // Without a secret key from the host, nothing is remembered: the key of an answer must
+    // be one no client can compute. With one, the same requests are.
+    let loaded = remembering(&f, 16, false);
+    for (key, remembers) in [(None, false), (Some([7; 16]), true)] {
+        let mut runtime = Runtime::new(&loaded, 1).with_secret_key(key);
+        assert!(decide(&loaded, &mut runtime, &at(0, get("/tickets/1", b"a"))).allowed);
+        let again = decide(&loaded, &mut runtime, &at(2, get("/tickets/1", b"a")));
+        assert_eq!(remembered(&again), remembers, "{key:?}");
+        assert_eq!(again.allowed, remembers, "{key:?}");
+    }
+
     // A policy that never sets cache_seconds has nothing remembered.
     let mut runtime = Runtime::new(&f.loaded, 1);
     for _ in 0..3 {

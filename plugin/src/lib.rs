@@ -65,8 +65,9 @@ struct Vm {
     instance: String,
     /// Decision ids, under a random key drawn once per VM.
     ids: DecisionIds,
-    /// The token caches' secret key, drawn once per VM (`cache::TokenKey`).
-    token_key: [u8; 16],
+    /// The caches' secret key, drawn once per VM (`cache::TokenKey`); `None` when the host
+    /// gave no random bytes, and then no policy answer is remembered.
+    secret_key: Option<[u8; 16]>,
     kind: Cell<HostKind>,
     metrics: Metrics,
     /// Where workers share fetched key sets.
@@ -82,17 +83,26 @@ struct ChaperoneRoot {
 impl Default for ChaperoneRoot {
     fn default() -> Self {
         // Without randomness from the host, the start time still tells VMs apart, and the
-        // sequence number keeps decision ids unique within one.
+        // sequence number keeps decision ids unique within one; but the caches' key would be
+        // the nonce every record shows, so no answer is remembered (`with_secret_key`).
         let mut random = [0u8; 40];
-        let _ = getrandom::getrandom(&mut random);
+        let random_from_host = getrandom::getrandom(&mut random).is_ok();
+        if !random_from_host {
+            host::log(
+                LogLevel::Error,
+                "chaperone: the host gave no random bytes; policy answers will not be remembered",
+            );
+        }
         let now_ns = host::now_ns();
         for (byte, time) in random.iter_mut().zip(now_ns.to_le_bytes().iter().cycle()) {
             *byte ^= time;
         }
         let (nonce, keys) = random.split_at(8);
-        let (id_key, token_key) = keys.split_at(16);
+        let (id_key, secret_key) = keys.split_at(16);
         let nonce = u64::from_le_bytes(nonce.try_into().unwrap_or_default());
-        let token_key: [u8; 16] = token_key.try_into().unwrap_or_default();
+        let secret_key = random_from_host
+            .then(|| <[u8; 16]>::try_from(secret_key).ok())
+            .flatten();
         Self {
             active: Rc::new(Active {
                 runtime: RefCell::new(Runtime::new(&Loaded::Empty, nonce)),
@@ -104,7 +114,7 @@ impl Default for ChaperoneRoot {
                 nonce,
                 instance: format!("{nonce:016x}"),
                 ids: DecisionIds::new(id_key.try_into().unwrap_or_default()),
-                token_key,
+                secret_key,
                 kind: Cell::new(HostKind::Envoy),
                 metrics: Metrics::default(),
                 store: GatewayStore::default(),
@@ -147,7 +157,7 @@ impl ChaperoneRoot {
             }
             exporter
         });
-        let runtime = Runtime::new(&loaded, self.vm.nonce).with_token_key(self.vm.token_key);
+        let runtime = Runtime::new(&loaded, self.vm.nonce).with_secret_key(self.vm.secret_key);
         let has_remote_keys = !runtime.keys.is_empty();
         // Requests already in flight keep the configuration they started with.
         self.active = Rc::new(Active {
@@ -390,8 +400,8 @@ impl ChaperoneFilter {
     /// to the collector if one is configured. With neither, the record is never serialised.
     fn account(&self, decision: &mut Decision, started_ns: u64) {
         let metrics = &self.vm.metrics;
-        metrics.count_decision(records::outcome(decision), decision.reason.code());
         decision.record.metrics.finish(started_ns, host::now_ns());
+        metrics.count_decision(records::outcome(decision), decision.reason.code());
         metrics.sample(
             DECISION_DURATION,
             decision.record.metrics.timer_total_ns / 1_000,

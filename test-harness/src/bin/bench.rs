@@ -49,7 +49,8 @@ const CHAPERONE_HOST_CALLS: &str =
     "clock=4 properties=8 request_headers=4 response_headers=1 counters=3 histograms=1";
 
 /// The record's key fields the access-log setup's log reads, and so the ones its
-/// `decision_log.key_fields` names, as a deployment would.
+/// `decision_log.key_fields` names, as a deployment would (floor-filter's `NAMES` sets the
+/// same, for the floor's access log).
 const ACCESS_LOG_FIELDS: [&str; 8] = [
     "decision_id",
     "decision",
@@ -336,10 +337,14 @@ fn run() -> Result<(), String> {
         drop(process);
         if setup.access_log {
             let lines = std::fs::read_to_string(dir.join("access.log")).unwrap_or_default();
-            // The floor sets every field the log reads, to a value of its own.
+            // The floor sets every field the log reads (floor-filter's `NAMES`), to a value
+            // of its own.
             let logged = match setup.module {
                 Module::FloorWithHostCalls => {
-                    !lines.is_empty() && !lines.contains("\"decision_id\":null")
+                    !lines.is_empty()
+                        && ACCESS_LOG_FIELDS
+                            .iter()
+                            .all(|field| !lines.contains(&format!("\"{field}\":null")))
                 }
                 _ => lines.contains("\"decision\":\"allow\""),
             };
