@@ -97,7 +97,7 @@ fn run(iterations: u32, policy: Value) {
 
     // Steady state: the token was seen before, and so was the request: the bundle's answer
     // comes from memory (its `cache_seconds`).
-    let mut runtime = Runtime::new(&loaded, 1);
+    let mut runtime = Runtime::new(&loaded, 1).with_secret_key([7; 16]);
     let remembered = repeated(iterations, &loaded, &mut runtime, &es_token, "GET", now);
     assert!(runtime.cache_stats.decision_hits > 0);
     println!("  cached ES256 token, allowed, answer remembered {remembered:>5.1} us");

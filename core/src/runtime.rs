@@ -19,8 +19,11 @@ pub struct Runtime {
     pub grants: TokenCache<Grant>,
     /// Agent tokens refused for good (a failed signature, an expired token, ...).
     pub rejected: TokenCache<Reason>,
-    /// Verdicts the policy allowed to be remembered (`cache_seconds`), by input key.
+    /// Verdicts the policy allowed to be remembered (`cache_seconds`), by input key: none
+    /// until [`Runtime::with_secret_key`].
     pub decisions: TokenCache<Verdict>,
+    /// The room `decisions` gets with a secret key (`limits.max_cached_decisions`).
+    decisions_room: usize,
     /// Keys presented tokens in every token cache above, remembered verdicts' inputs, and
     /// agents in `agent_inputs`.
     pub hasher: SecretHasher,
@@ -44,9 +47,8 @@ pub struct CacheStats {
 
 impl Runtime {
     /// Fresh state for `loaded`. `vm_nonce` tells this VM's fetch leases apart from other
-    /// VMs' (random per VM). The caches are keyed from the nonce until
-    /// [`Runtime::with_secret_key`] gives them a secret key: enough for one-off decisions
-    /// and tests, not for a gateway.
+    /// VMs' (random per VM). The caches are keyed from the nonce, and no policy answer is
+    /// remembered, until [`Runtime::with_secret_key`] gives them a secret key.
     pub fn new(loaded: &Loaded, vm_nonce: u64) -> Self {
         let remotes = match loaded {
             Loaded::Empty => Vec::new(),
@@ -67,7 +69,8 @@ impl Runtime {
             transactions: TokenCache::with_capacity(capacity),
             grants: TokenCache::with_capacity(capacity),
             rejected: TokenCache::with_capacity(capacity),
-            decisions: TokenCache::with_capacity(decisions),
+            decisions: TokenCache::with_capacity(0),
+            decisions_room: decisions,
             keys: KeyStore::new(remotes, vm_nonce),
             cache_stats: CacheStats::default(),
             hasher: SecretHasher::new(u128::from(vm_nonce).to_le_bytes()),
@@ -75,14 +78,12 @@ impl Runtime {
         }
     }
 
-    /// Keys the caches with `key`, random bytes the host gave the VM once, or `None` when the
-    /// host gave none. Tokens do not need the key secret to be told apart, but remembered
+    /// Keys the caches with `key`, random bytes the host gave the VM once, and makes room for
+    /// remembered answers. Tokens do not need the key secret to be told apart, but remembered
     /// answers do (`cache::TokenKey` says why): without one, none is remembered.
-    pub fn with_secret_key(mut self, key: Option<[u8; 16]>) -> Self {
-        match key {
-            Some(key) => self.hasher = SecretHasher::new(key),
-            None => self.decisions = TokenCache::with_capacity(0),
-        }
+    pub fn with_secret_key(mut self, key: [u8; 16]) -> Self {
+        self.hasher = SecretHasher::new(key);
+        self.decisions = TokenCache::with_capacity(self.decisions_room);
         self
     }
 

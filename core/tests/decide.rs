@@ -958,6 +958,9 @@ fn at(seconds_after_now: u64, mut request: RequestFacts) -> RequestFacts {
     request
 }
 
+/// What the plugin draws from the host's randomness once per VM.
+const SECRET_KEY: [u8; 16] = [7; 16];
+
 fn remembered(decision: &Decision) -> bool {
     decision.record.flags.iter().any(|f| f == "decision_cached")
 }
@@ -975,7 +978,7 @@ fn a_verdict_with_cache_seconds_answers_the_same_request_until_it_expires() {
     };
     for host_log in [true, false] {
         let loaded = remembering(&f, 16, host_log);
-        let mut runtime = Runtime::new(&loaded, 1);
+        let mut runtime = Runtime::new(&loaded, 1).with_secret_key(SECRET_KEY);
 
         let first = decide(&loaded, &mut runtime, &at(0, get("/tickets/1", b"a")));
         assert!(first.allowed && !remembered(&first));
@@ -1017,7 +1020,7 @@ fn a_verdict_with_cache_seconds_answers_the_same_request_until_it_expires() {
 
     // With no room for verdicts, every request is evaluated.
     let loaded = remembering(&f, 0, false);
-    let mut runtime = Runtime::new(&loaded, 1);
+    let mut runtime = Runtime::new(&loaded, 1).with_secret_key(SECRET_KEY);
     assert!(decide(&loaded, &mut runtime, &at(0, get("/tickets/1", b"a"))).allowed);
     let again = decide(&loaded, &mut runtime, &at(2, get("/tickets/1", b"a")));
     assert!(!again.allowed && !remembered(&again));
@@ -1025,8 +1028,12 @@ fn a_verdict_with_cache_seconds_answers_the_same_request_until_it_expires() {
     // Without a secret key from the host, nothing is remembered: the key of an answer must
     // be one no client can compute. With one, the same requests are.
     let loaded = remembering(&f, 16, false);
-    for (key, remembers) in [(None, false), (Some([7; 16]), true)] {
-        let mut runtime = Runtime::new(&loaded, 1).with_secret_key(key);
+    for (key, remembers) in [(None, false), (Some(SECRET_KEY), true)] {
+        let runtime = Runtime::new(&loaded, 1);
+        let mut runtime = match key {
+            Some(key) => runtime.with_secret_key(key),
+            None => runtime,
+        };
         assert!(decide(&loaded, &mut runtime, &at(0, get("/tickets/1", b"a"))).allowed);
         let again = decide(&loaded, &mut runtime, &at(2, get("/tickets/1", b"a")));
         assert_eq!(remembered(&again), remembers, "{key:?}");
@@ -1034,7 +1041,7 @@ fn a_verdict_with_cache_seconds_answers_the_same_request_until_it_expires() {
     }
 
     // A policy that never sets cache_seconds has nothing remembered.
-    let mut runtime = Runtime::new(&f.loaded, 1);
+    let mut runtime = Runtime::new(&f.loaded, 1).with_secret_key(SECRET_KEY);
     for _ in 0..3 {
         assert!(!remembered(&decide(
             &f.loaded,

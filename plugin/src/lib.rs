@@ -157,7 +157,11 @@ impl ChaperoneRoot {
             }
             exporter
         });
-        let runtime = Runtime::new(&loaded, self.vm.nonce).with_secret_key(self.vm.secret_key);
+        let runtime = Runtime::new(&loaded, self.vm.nonce);
+        let runtime = match self.vm.secret_key {
+            Some(key) => runtime.with_secret_key(key),
+            None => runtime,
+        };
         let has_remote_keys = !runtime.keys.is_empty();
         // Requests already in flight keep the configuration they started with.
         self.active = Rc::new(Active {
