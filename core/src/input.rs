@@ -348,7 +348,7 @@ impl InputDocument for RequestInput<'_> {
                 Field::Segments if inner.is_empty() => {
                     let (request_path, _) = self.path_and_query();
                     // Counted without decoding: decoding never empties a segment.
-                    key.array(request_path.split('/').filter(|s| !s.is_empty()).count());
+                    key.array(raw_segments(request_path).count());
                     path_segments(request_path).for_each(|segment| key.string(&segment));
                 }
                 Field::Agent => key.found(path, lookup(&self.agent.value, inner)),
@@ -619,13 +619,13 @@ impl Serialize for LevelJson<'_, '_> {
                 Field::Text(value) => map.serialize_entry(&**key, value)?,
                 Field::Value(_) | Field::Segments => {
                     let value = self.input.value(field);
-                    map.serialize_entry(&**key, &self.value(&value, depth, pending))?
+                    map.serialize_entry(&**key, &self.value_json(&value, depth, pending))?
                 }
                 Field::Agent => match &self.input.agent.json {
                     Some(json) if pending == 0 => map.serialize_entry(&**key, &**json)?,
                     _ => map.serialize_entry(
                         &**key,
-                        &self.value(&self.input.agent.value, depth, pending),
+                        &self.value_json(&self.input.agent.value, depth, pending),
                     )?,
                 },
                 Field::Headers => {
@@ -647,7 +647,7 @@ impl Serialize for LevelJson<'_, '_> {
 }
 
 impl<'w> LevelJson<'w, '_> {
-    fn value<'v>(&self, value: &'v PolicyValue, depth: usize, pending: u64) -> ValueJson<'v>
+    fn value_json<'v>(&self, value: &'v PolicyValue, depth: usize, pending: u64) -> ValueJson<'v>
     where
         'w: 'v,
     {
@@ -744,9 +744,12 @@ pub fn remaining_seconds(grant: &Grant, now_ns: u64) -> u64 {
 /// none needs it), empty segments dropped (`/a//b/` gives `["a","b"]`). The path is never
 /// run through a URL parser: `//evil/x` stays a path.
 fn path_segments(path: &str) -> impl Iterator<Item = Cow<'_, str>> {
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s, false))
+    raw_segments(path).map(|s| percent_decode(s, false))
+}
+
+/// The path's segments as written, empty ones dropped.
+fn raw_segments(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|s| !s.is_empty())
 }
 
 pub fn parse_query(query: &str) -> Map<String, Value> {

@@ -61,11 +61,11 @@ pub struct RecordGrant {
     pub used: bool,
 }
 
-/// Time spent, OPA-style names: verifying and attributing the token (from the request's
-/// arrival, the request line read), evaluating the policy (or finding its remembered answer),
-/// and the whole request, from its arrival until the decision was applied (in the plugin:
-/// identity headers and filter state set, the local reply sent), in nanoseconds of the host
-/// clock.
+/// Time spent, OPA-style names, from the caller's start (in the plugin: once the request's
+/// headers are in): verifying and attributing the token (the request line read first),
+/// evaluating the policy (or finding its remembered answer), and the total, until the
+/// decision was applied (in the plugin: identity headers and filter state set, or the local
+/// reply sent), in nanoseconds of the host clock.
 #[derive(Debug, Clone, Serialize, PartialEq, Default)]
 pub struct RecordMetrics {
     pub timer_token_ns: u64,

@@ -100,9 +100,7 @@ impl Default for ChaperoneRoot {
         let (nonce, keys) = random.split_at(8);
         let (id_key, secret_key) = keys.split_at(16);
         let nonce = u64::from_le_bytes(nonce.try_into().unwrap_or_default());
-        let secret_key = random_from_host
-            .then(|| <[u8; 16]>::try_from(secret_key).ok())
-            .flatten();
+        let secret_key: Option<[u8; 16]> = secret_key.try_into().ok().filter(|_| random_from_host);
         Self {
             active: Rc::new(Active {
                 runtime: RefCell::new(Runtime::new(&Loaded::Empty, nonce)),
