@@ -104,6 +104,7 @@ pub fn decide_timed(
             host: Some(line.host),
             id: line.request_id,
         };
+        decision.record.mask_request();
     }
     decision
 }
@@ -170,8 +171,9 @@ fn decide_compiled(
                 Served::Evaluated => {}
             }
             if keeps_input {
-                (decision.record.input, decision.record.erased) =
-                    compiled.decision_log.logged_input(&input);
+                compiled
+                    .decision_log
+                    .record_input(&input, &mut decision.record);
             }
             decision.record.metrics.timer_rego_query_eval_ns = timer_rego_query_eval_ns;
             decision.record.grants = grants

@@ -2,15 +2,18 @@
 //! input, labels), how large it may get, and where else it goes (an HTTP collector).
 
 use crate::config::{config_error, ConfigError};
-use crate::input::{LoggedInput, PolicyValue, RequestInput, MAX_ERASED_PATHS};
+use crate::input::{PolicyValue, RequestInput, MAX_ERASED_PATHS};
+use crate::record::DecisionRecord;
 use crate::remote::{upstream_for, HttpTarget, RawHttpUri};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// Erased from every record's input unless `decision_log.erase` says otherwise: headers that
-/// commonly carry secrets. Credential headers (`from_headers`, transaction and grant tokens)
-/// never reach the input at all.
-pub const DEFAULT_ERASE: [&str; 3] = [
+/// commonly carry secrets (`authorization` when the agent token comes from another header).
+/// Credential headers (`from_headers`, transaction and grant tokens) never reach the input at
+/// all, and JWTs elsewhere in the request are masked ([`crate::record::mask_jwts`]).
+pub const DEFAULT_ERASE: [&str; 4] = [
+    "/input/attributes/request/http/headers/authorization",
     "/input/attributes/request/http/headers/cookie",
     "/input/attributes/request/http/headers/proxy-authorization",
     "/input/attributes/request/http/headers/x-api-key",
@@ -257,21 +260,27 @@ impl DecisionLog {
         self.input && (self.host_log || self.collector.is_some())
     }
 
-    /// The record's copy of `input`, without the members at the configured pointers, and
-    /// the pointers that were there (OPA's `erased`, in configuration order). Should the
-    /// input fail to be written, the record goes without it (`erased`: `/input`).
-    pub fn logged_input(&self, input: &RequestInput) -> (Option<LoggedInput>, Vec<String>) {
-        let Some((logged, erased)) = input.logged(&self.erase_paths) else {
-            return (None, vec!["/input".to_owned()]);
+    /// Gives `record` its copy of `input`: without the members at the configured pointers,
+    /// which it lists as `erased` where they were there (OPA's `erased`, in configuration
+    /// order), and with the JWTs in the request's strings masked (flag `jwt_masked`).
+    /// Should the input fail to be written, the record goes without it (`erased`: `/input`).
+    pub fn record_input(&self, input: &RequestInput, record: &mut DecisionRecord) {
+        let Some(logged) = input.logged(&self.erase_paths) else {
+            record.input = None;
+            record.erased = vec!["/input".to_owned()];
+            return;
         };
-        let erased = self
+        record.erased = self
             .erase_pointers
             .iter()
             .enumerate()
-            .filter(|(i, _)| erased >> i & 1 == 1)
+            .filter(|(i, _)| logged.erased >> i & 1 == 1)
             .map(|(_, pointer)| pointer.clone())
             .collect();
-        (Some(logged), erased)
+        record.input = Some(logged.input);
+        if logged.jwt_masked {
+            record.flag_jwt_masked();
+        }
     }
 }
 

@@ -2,8 +2,9 @@
 
 use crate::cache::{SecretHasher, TokenCache};
 use crate::decision_cache::KeyBytes;
+use crate::record::mask_jwts;
 use crate::token::{Agent, Grant};
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -294,19 +295,20 @@ impl RequestInput<'_> {
     /// `input` as a record keeps it: JSON written straight from the parts, in the order of
     /// the whole document's objects, so a record never makes the document for itself. The
     /// members at `erase` (paths of field names under `input`, at most [`MAX_ERASED_PATHS`])
-    /// are left out. Also returns a bit for each path that was there and left out (a path
-    /// inside another one left out is not reached). `None` when it cannot be written.
-    pub fn logged(&self, erase: &[Vec<PolicyValue>]) -> Option<(LoggedInput, u64)> {
+    /// are left out, and JWTs in the request's strings masked. `None` when it cannot be
+    /// written.
+    pub fn logged(&self, erase: &[Vec<PolicyValue>]) -> Option<Logged> {
         if erase.len() > MAX_ERASED_PATHS {
             return None;
         }
-        let erasing = Erasing {
+        let redacting = Redacting {
             paths: erase,
             erased: Cell::new(0),
+            jwt_masked: Cell::new(false),
         };
         let document = LevelJson {
             input: self,
-            erasing: &erasing,
+            redacting: &redacting,
             level: Level::Input,
             depth: 0,
             // A bit for each path.
@@ -315,7 +317,11 @@ impl RequestInput<'_> {
                 .unwrap_or(0),
         };
         let text = serde_json::value::to_raw_value(&document).ok()?;
-        Some((LoggedInput(text), erasing.erased.get()))
+        Some(Logged {
+            input: LoggedInput(text),
+            erased: redacting.erased.get(),
+            jwt_masked: redacting.jwt_masked.get(),
+        })
     }
 
     fn path_and_query(&self) -> (&str, &str) {
@@ -526,6 +532,16 @@ fn kept_headers<'f>(
 /// Paths a record's input can have erased ([`RequestInput::logged`]): one bit each.
 pub const MAX_ERASED_PATHS: usize = 64;
 
+/// What [`RequestInput::logged`] wrote.
+pub struct Logged {
+    pub input: LoggedInput,
+    /// A bit for each erase path that was there and left out (a path inside another one
+    /// left out is not reached).
+    pub erased: u64,
+    /// Some string held a JWT, masked in `input`.
+    pub jwt_masked: bool,
+}
+
 /// The policy input as a record keeps it: JSON text.
 #[derive(Debug, Clone)]
 pub struct LoggedInput(Box<RawValue>);
@@ -548,14 +564,24 @@ impl Serialize for LoggedInput {
     }
 }
 
-/// The erase paths of one [`RequestInput::logged`], and which of them were met. Writers
-/// carry `pending`: a bit for each path that leads through where they are.
-struct Erasing<'e> {
+/// What one [`RequestInput::logged`] leaves out: the members at its erase paths (and which
+/// of them were met; writers carry `pending`, a bit for each path that leads through where
+/// they are), and every JWT in the strings the request brought ([`mask_jwts`]).
+struct Redacting<'e> {
     paths: &'e [Vec<PolicyValue>],
     erased: Cell<u64>,
+    jwt_masked: Cell<bool>,
 }
 
-impl Erasing<'_> {
+impl Redacting<'_> {
+    fn mask<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        let masked = mask_jwts(text);
+        if matches!(masked, Cow::Owned(_)) {
+            self.jwt_masked.set(true);
+        }
+        masked
+    }
+
     /// The `pending` paths that go on through member `name`, `depth` names down; `None`
     /// when one of them ends there: the member is left out and those paths are erased.
     fn enter(&self, pending: u64, depth: usize, name: &str) -> Option<u64> {
@@ -585,7 +611,7 @@ impl Erasing<'_> {
 /// Writes one of [`RequestInput`]'s objects for a record.
 struct LevelJson<'w, 'a> {
     input: &'w RequestInput<'a>,
-    erasing: &'w Erasing<'w>,
+    redacting: &'w Redacting<'w>,
     level: Level,
     depth: usize,
     pending: u64,
@@ -601,7 +627,7 @@ impl Serialize for LevelJson<'_, '_> {
             let Ok(key) = name.as_string() else {
                 continue;
             };
-            let Some(pending) = self.erasing.enter(self.pending, self.depth, key) else {
+            let Some(pending) = self.redacting.enter(self.pending, self.depth, key) else {
                 continue;
             };
             let depth = self.depth + 1;
@@ -616,7 +642,7 @@ impl Serialize for LevelJson<'_, '_> {
                     },
                 )?,
                 // A string has no members for an erase path to end at.
-                Field::Text(value) => map.serialize_entry(&**key, value)?,
+                Field::Text(value) => map.serialize_entry(&**key, &self.redacting.mask(value))?,
                 Field::Value(_) | Field::Segments => {
                     let value = self.input.value(field);
                     map.serialize_entry(&**key, &self.value_json(&value, depth, pending))?
@@ -634,7 +660,7 @@ impl Serialize for LevelJson<'_, '_> {
                         &**key,
                         &HeadersJson {
                             headers: &headers,
-                            erasing: self.erasing,
+                            redacting: self.redacting,
                             depth,
                             pending,
                         },
@@ -653,7 +679,7 @@ impl<'w> LevelJson<'w, '_> {
     {
         ValueJson {
             value,
-            erasing: self.erasing,
+            redacting: self.redacting,
             depth,
             pending,
         }
@@ -663,7 +689,7 @@ impl<'w> LevelJson<'w, '_> {
 /// Writes a value of the input for a record, leaving out the members erase paths end at.
 struct ValueJson<'w> {
     value: &'w PolicyValue,
-    erasing: &'w Erasing<'w>,
+    redacting: &'w Redacting<'w>,
     depth: usize,
     pending: u64,
 }
@@ -671,23 +697,46 @@ struct ValueJson<'w> {
 impl Serialize for ValueJson<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let fields = match self.value {
-            PolicyValue::Object(fields) if self.pending != 0 => fields,
+            PolicyValue::Object(fields) => fields,
+            PolicyValue::String(text) => {
+                return serializer.serialize_str(&self.redacting.mask(text))
+            }
+            // Erase paths name members, never items: an array's items are written whole.
+            PolicyValue::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for value in items.iter() {
+                    seq.serialize_element(&ValueJson {
+                        value,
+                        pending: 0,
+                        ..*self
+                    })?;
+                }
+                return seq.end();
+            }
             value => return value.serialize(serializer),
         };
         let mut map = serializer.serialize_map(None)?;
         for (name, value) in fields.iter() {
-            let pending = match name.as_string() {
-                Ok(key) => self.erasing.enter(self.pending, self.depth, key),
-                Err(_) => Some(0),
+            let Ok(key) = name.as_string() else {
+                map.serialize_entry(
+                    name,
+                    &ValueJson {
+                        value,
+                        pending: 0,
+                        ..*self
+                    },
+                )?;
+                continue;
             };
-            if let Some(pending) = pending {
+            if let Some(pending) = self.redacting.enter(self.pending, self.depth, key) {
                 let value = ValueJson {
                     value,
-                    erasing: self.erasing,
+                    redacting: self.redacting,
                     depth: self.depth + 1,
                     pending,
                 };
-                map.serialize_entry(name, &value)?;
+                // A query's parameter names are the request's too (`?<token>`).
+                map.serialize_entry(&self.redacting.mask(key), &value)?;
             }
         }
         map.end()
@@ -697,7 +746,7 @@ impl Serialize for ValueJson<'_> {
 /// Writes the kept headers (by name) for a record, leaving out those erase paths end at.
 struct HeadersJson<'w, 'f> {
     headers: &'w [(Cow<'f, str>, Cow<'f, str>)],
-    erasing: &'w Erasing<'w>,
+    redacting: &'w Redacting<'w>,
     depth: usize,
     pending: u64,
 }
@@ -706,8 +755,12 @@ impl Serialize for HeadersJson<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.headers.len()))?;
         for (name, value) in self.headers {
-            if self.erasing.enter(self.pending, self.depth, name).is_some() {
-                map.serialize_entry(&**name, &**value)?;
+            if self
+                .redacting
+                .enter(self.pending, self.depth, name)
+                .is_some()
+            {
+                map.serialize_entry(&**name, &self.redacting.mask(value))?;
             }
         }
         map.end()
@@ -1046,8 +1099,13 @@ mod tests {
                     .iter()
                     .map(|path| path.iter().map(|&name| PolicyValue::from(name)).collect())
                     .collect();
-                let Some((logged, erased)) = input.logged(&erase) else {
-                    panic!("{paths:?}: the input is written");
+                let Some(Logged {
+                    input: logged,
+                    erased,
+                    jwt_masked: false,
+                }) = input.logged(&erase)
+                else {
+                    panic!("{paths:?}: the input is written, with nothing to mask");
                 };
                 let mut expected = input.whole();
                 let mut by_length: Vec<usize> = (0..paths.len()).collect();
@@ -1068,7 +1126,12 @@ mod tests {
             let too_many = vec![vec![PolicyValue::from("now_ns")]; MAX_ERASED_PATHS + 1];
             assert!(input.logged(&too_many).is_none());
             let all = vec![vec![PolicyValue::from("now_ns")]; MAX_ERASED_PATHS];
-            let Some((logged, erased)) = input.logged(&all) else {
+            let Some(Logged {
+                input: logged,
+                erased,
+                ..
+            }) = input.logged(&all)
+            else {
                 panic!("{MAX_ERASED_PATHS} paths are written");
             };
             assert!(!logged.json().contains("now_ns"));

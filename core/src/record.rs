@@ -7,6 +7,7 @@ use crate::identity::Actor;
 use crate::revocation::Revoked;
 use crate::token::Agent;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -158,6 +159,97 @@ impl DecisionRecord {
         self.flags.push("input_too_large".to_owned());
         self.to_json()
     }
+
+    /// Flags the record as one where a JWT was masked (once).
+    pub fn flag_jwt_masked(&mut self) {
+        if !self.flags.iter().any(|flag| flag == JWT_MASKED_FLAG) {
+            self.flags.push(JWT_MASKED_FLAG.to_owned());
+        }
+    }
+
+    /// Masks the JWTs in the request's own strings ([`mask_jwts`]; the input's are masked as
+    /// it is written).
+    pub fn mask_request(&mut self) {
+        let request = &mut self.request;
+        let mut masked = false;
+        for field in [&mut request.path, &mut request.host, &mut request.id]
+            .into_iter()
+            .flatten()
+        {
+            let replaced = match mask_jwts(field) {
+                Cow::Owned(text) => Some(text),
+                Cow::Borrowed(_) => None,
+            };
+            if let Some(text) = replaced {
+                *field = text;
+                masked = true;
+            }
+        }
+        if masked {
+            self.flag_jwt_masked();
+        }
+    }
+}
+
+/// What a record shows in place of a JWT it would otherwise carry.
+pub const JWT_MASK: &str = "[REDACTED-JWT]";
+
+/// The record flag saying a JWT was masked somewhere in it.
+pub const JWT_MASKED_FLAG: &str = "jwt_masked";
+
+/// `text` with every JWT in it replaced by [`JWT_MASK`]: a client may put its bearer token
+/// where chaperone does not read it from (a query parameter, another header) and records
+/// must not carry it. A JWT here is a JWS or JWE in compact form: a run of three or five
+/// base64url segments joined by dots whose first segment decodes to a JSON object's start.
+/// Text with fewer than two dots is returned as it is, without looking further.
+pub fn mask_jwts(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    if bytes.iter().filter(|&&b| b == b'.').nth(1).is_none() {
+        return Cow::Borrowed(text);
+    }
+    let is_token_byte = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    let mut masked = String::new();
+    let mut copied = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        let run = bytes[at..].iter().take_while(|b| is_token_byte(b)).count();
+        if run == 0 {
+            at += 1;
+            continue;
+        }
+        let end = at + run;
+        if is_compact_jwt(&bytes[at..end]) {
+            masked.push_str(&text[copied..at]);
+            masked.push_str(JWT_MASK);
+            copied = end;
+        }
+        at = end;
+    }
+    if copied == 0 {
+        return Cow::Borrowed(text);
+    }
+    masked.push_str(&text[copied..]);
+    Cow::Owned(masked)
+}
+
+/// Three or five dot-separated base64url segments, the first a JOSE header: its first
+/// characters decode to `{` after optional whitespace (a JOSE header is at least
+/// `{"alg":"none"}`, 19 characters).
+fn is_compact_jwt(run: &[u8]) -> bool {
+    let segments = run.iter().filter(|&&b| b == b'.').count() + 1;
+    if segments != 3 && segments != 5 {
+        return false;
+    }
+    let header = run.split(|&b| b == b'.').next().unwrap_or_default();
+    if header.len() < 8 {
+        return false;
+    }
+    crate::encoding::base64url_decode(&header[..8]).is_some_and(|start| {
+        start
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b == b'{')
+    })
 }
 
 /// Decision ids for one VM: the VM's decision sequence number through a [`SecretHasher`], as
@@ -290,6 +382,58 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoding::base64url_encode;
+
+    fn segment(json: &str) -> String {
+        base64url_encode(json.as_bytes())
+    }
+
+    #[test]
+    fn jwts_are_masked_wherever_they_sit_in_a_string() {
+        let header = segment(r#"{"alg":"ES256","kid":"k1"}"#);
+        let payload = segment(r#"{"sub":"alice","exp":1}"#);
+        let jws = format!("{header}.{payload}.c2lnbmF0dXJl");
+        let unsecured = format!("{}.{payload}.", segment(r#"{"alg":"none"}"#));
+        let jwe = format!(
+            "{}..aXY.Y2lwaGVy.dGFn",
+            segment(r#"{"alg":"dir","enc":"A128GCM"}"#)
+        );
+        let spaced = format!("{}.{payload}.c2ln", segment(" \n{\"alg\":\"RS256\"}"));
+        for (text, expected) in [
+            (
+                format!("/tickets/1?access_token={jws}&x=1"),
+                "/tickets/1?access_token=[REDACTED-JWT]&x=1",
+            ),
+            (format!("Bearer {jws}"), "Bearer [REDACTED-JWT]"),
+            (
+                format!("{jws},{unsecured}"),
+                "[REDACTED-JWT],[REDACTED-JWT]",
+            ),
+            (format!("/t/{jwe}/x"), "/t/[REDACTED-JWT]/x"),
+            (format!("é{spaced}é"), "é[REDACTED-JWT]é"),
+        ] {
+            assert_eq!(mask_jwts(&text), expected, "{text}");
+        }
+        // Dotted strings that are not JWTs stay as they are, borrowed.
+        let four_segments = format!("{jws}.eA");
+        let glued = format!("ab{jws}");
+        for text in [
+            "curl/8.5.0",
+            "api.example.com",
+            "a.b.c",
+            "eyes.are.blue",
+            "10.0.0.1",
+            "v1.2.3",
+            "/tickets/1",
+            four_segments.as_str(),
+            glued.as_str(),
+        ] {
+            assert!(
+                matches!(mask_jwts(text), Cow::Borrowed(same) if same == text),
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn decision_ids_are_version_4_uuids() {

@@ -913,6 +913,77 @@ fn records_carry_the_input_minus_erased_fields_and_stay_bounded() {
 }
 
 #[test]
+fn records_never_carry_a_jwt_the_client_put_elsewhere_in_the_request() {
+    let f = fixture();
+    let agent_token = token(&f, json!({}));
+    let bearer = format!("Bearer {agent_token}");
+    // The same token again where chaperone does not read it from, and a user's token.
+    let user_token = sign(
+        &f,
+        json!({"alg": "ES256", "kid": "user"}),
+        claims(json!({"sub": "alice"})),
+    );
+    let forwarded = format!("Bearer {user_token}");
+    let path = format!("/tickets/1?access_token={agent_token}&{user_token}&page=2");
+    let headers = [
+        ("authorization", bearer.as_bytes()),
+        ("x-forwarded-authorization", forwarded.as_bytes()),
+        ("x-request-id", user_token.as_bytes()),
+        ("x-trace", b"t.1.2".as_slice()),
+    ];
+    let d = decide_with(&f.loaded, "GET", &path, &headers);
+    assert!(
+        d.allowed,
+        "the policy saw the request as it came: {:?}",
+        d.reason
+    );
+    let record = assert_valid_record(&d, "masked");
+    let line = record.to_string();
+    for secret in [&agent_token, &user_token] {
+        let signature = secret.rsplit('.').next().unwrap();
+        assert!(!line.contains(signature), "a token's signature in {line}");
+    }
+    assert_eq!(record["flags"], json!(["jwt_masked"]));
+    let masked_path = "/tickets/1?access_token=[REDACTED-JWT]&[REDACTED-JWT]&page=2";
+    assert_eq!(record["request"]["path"], masked_path);
+    assert_eq!(record["request"]["id"], "[REDACTED-JWT]");
+    let http = &record["input"]["attributes"]["request"]["http"];
+    assert_eq!(http["path"], masked_path);
+    assert_eq!(
+        http["headers"]["x-forwarded-authorization"],
+        "Bearer [REDACTED-JWT]"
+    );
+    assert_eq!(http["headers"]["x-trace"], "t.1.2");
+    assert_eq!(
+        record["input"]["parsed_query"],
+        json!({"access_token": ["[REDACTED-JWT]"], "[REDACTED-JWT]": [""], "page": ["2"]})
+    );
+
+    // Nothing to mask: no flag.
+    let plain = written(&decide_with(
+        &f.loaded,
+        "GET",
+        "/tickets/1?page=2",
+        &headers[..1],
+    ));
+    assert!(plain.get("flags").is_none(), "{plain}");
+
+    // Agent tokens from another header: the request's `authorization` (here a password) is
+    // erased by default, like cookies.
+    let elsewhere = load_with(&f, json!({"from_headers": [{"name": "x-agent-token"}]}));
+    let basic = [
+        ("x-agent-token", agent_token.as_bytes()),
+        ("authorization", b"Basic YWxpY2U6czNjcjN0".as_slice()),
+    ];
+    let record = written(&decide_with(&elsewhere, "GET", "/tickets/1", &basic));
+    assert!(!record.to_string().contains("YWxpY2U6czNjcjN0"), "{record}");
+    assert_eq!(
+        record["erased"],
+        json!(["/input/attributes/request/http/headers/authorization"])
+    );
+}
+
+#[test]
 fn every_reason_code_is_documented() {
     let readme = include_str!("../../README.md");
     for reason in Reason::ALL {

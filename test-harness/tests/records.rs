@@ -160,6 +160,31 @@ fn records_of_every_outcome_follow_the_schema_and_join_the_access_log() {
         "an erased cookie was logged"
     );
 
+    // Tokens where chaperone does not read them from (a query parameter, another header) are
+    // masked in the record. Envoy's own access log shows the path as this config formats it.
+    let elsewhere = key.mint(&claims());
+    let forwarded = format!("Bearer {elsewhere}");
+    let response = gateway.request(
+        "GET",
+        &format!("/tickets/7?access_token={elsewhere}"),
+        &[
+            ("authorization", bearer.as_bytes()),
+            ("x-forwarded-authorization", forwarded.as_bytes()),
+        ],
+    );
+    assert_eq!(response.status, 200);
+    let record = gateway.record(&decision_id(&response));
+    assert_follows_schema(&record);
+    assert_eq!(record["flags"], json!(["jwt_masked"]));
+    assert_eq!(
+        record["request"]["path"],
+        "/tickets/7?access_token=[REDACTED-JWT]"
+    );
+    let records = gateway.envoy.log_text();
+    for part in elsewhere.split('.').skip(1) {
+        assert!(!records.contains(part), "a token part in a record: {part}");
+    }
+
     // 503: no configuration.
     let empty = start_text("", &collector);
     let response = empty.with_token("GET", "/tickets/7", &token);
