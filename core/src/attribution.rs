@@ -301,11 +301,13 @@ pub fn collect_grants(
         .filter(|token| !token.is_empty());
     for (index, token) in tokens.enumerate() {
         if index >= config.max_per_request {
+            // One entry for all of them: a request's record (and the work on it) stays
+            // bounded however many the client sends.
             set.dropped.push(DroppedGrant {
                 jti: None,
                 reason: "too_many",
             });
-            continue;
+            break;
         }
         let verified = HashedToken::new(compiled, &runtime.hasher, token).and_then(|token| {
             cached_or_verified(

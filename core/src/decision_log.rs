@@ -49,6 +49,8 @@ pub struct RawCollector {
     pub flush_interval_ms: u64,
     #[serde(default = "default_buffer")]
     pub max_buffered_records: usize,
+    #[serde(default = "default_buffer_bytes")]
+    pub max_buffered_bytes: usize,
     #[serde(default)]
     pub when_full: Option<String>,
 }
@@ -61,6 +63,11 @@ fn default_flush_ms() -> u64 {
 }
 fn default_buffer() -> usize {
     10_000
+}
+/// About 20,000 records of the usual 1.5 KB: the record count is what bounds them, the bytes
+/// bound records made large on purpose (a long path).
+fn default_buffer_bytes() -> usize {
+    32 << 20
 }
 
 /// A field of the record that the host gets apart, for its access log: one host call each.
@@ -174,6 +181,11 @@ pub struct Collector {
     pub max_batch_records: usize,
     pub flush_interval_ms: u64,
     pub max_buffered_records: usize,
+    /// The buffered records' JSON, in bytes, at most; at least `max_record_bytes`.
+    pub max_buffered_bytes: usize,
+    /// The longest record ([`DecisionLog::max_record_bytes`]): with `deny_when_full`, the
+    /// room a request's record must find before the request is decided.
+    pub max_record_bytes: usize,
     /// Deny requests whose record cannot be buffered, instead of dropping the oldest.
     pub deny_when_full: bool,
 }
@@ -237,7 +249,10 @@ impl DecisionLog {
                 "must be between 1024 and 1048576",
             ));
         }
-        let collector = raw.collector.map(compile_collector).transpose()?;
+        let collector = raw
+            .collector
+            .map(|raw| compile_collector(raw, max_record_bytes))
+            .transpose()?;
         Ok(DecisionLog {
             input: raw.input.unwrap_or(true),
             erase_pointers,
@@ -284,7 +299,7 @@ impl DecisionLog {
     }
 }
 
-fn compile_collector(raw: RawCollector) -> Result<Collector, ConfigError> {
+fn compile_collector(raw: RawCollector, max_record_bytes: usize) -> Result<Collector, ConfigError> {
     let field = "decision_log.collector";
     let target = HttpTarget::parse(&raw.http_uri.uri)
         .map_err(|message| config_error(format!("{field}.http_uri.uri"), message))?;
@@ -308,6 +323,12 @@ fn compile_collector(raw: RawCollector) -> Result<Collector, ConfigError> {
         batch,
         1_000_000,
     )?;
+    let buffered_bytes = in_range(
+        "max_buffered_bytes",
+        raw.max_buffered_bytes as u64,
+        max_record_bytes.max(1 << 20) as u64,
+        1 << 30,
+    )?;
     let deny_when_full = match raw.when_full.as_deref() {
         None | Some("drop_oldest") => false,
         Some("deny") => true,
@@ -325,6 +346,8 @@ fn compile_collector(raw: RawCollector) -> Result<Collector, ConfigError> {
         max_batch_records: batch as usize,
         flush_interval_ms,
         max_buffered_records: buffered as usize,
+        max_buffered_bytes: buffered_bytes as usize,
+        max_record_bytes,
         deny_when_full,
     })
 }
@@ -433,6 +456,17 @@ mod tests {
             field(json!({"collector": {"http_uri": {"uri": "http://otel:4318/v1/logs"}, "max_batch_records": 500, "max_buffered_records": 100}})).as_deref(),
             Some("decision_log.collector.max_buffered_records")
         );
+        // The buffer's bytes hold at least one record of the longest kind.
+        let uri = json!({"uri": "http://otel:4318/v1/logs"});
+        assert_eq!(
+            field(json!({"max_record_bytes": 2_000_000, "collector": {"http_uri": uri, "max_buffered_bytes": 1_500_000}})).as_deref(),
+            Some("decision_log.max_record_bytes"),
+        );
+        assert_eq!(
+            field(json!({"max_record_bytes": 1_048_576, "collector": {"http_uri": uri, "max_buffered_bytes": 1_048_575}})).as_deref(),
+            Some("decision_log.collector.max_buffered_bytes")
+        );
+        assert!(log(json!({"max_record_bytes": 1_048_576, "collector": {"http_uri": uri, "max_buffered_bytes": 1_048_576}})).is_ok());
         let collector =
             log(json!({"collector": {"http_uri": {"uri": "http://otel:4318/v1/logs"}}}))
                 .unwrap()

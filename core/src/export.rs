@@ -59,6 +59,8 @@ pub struct Exporter {
     failures: u32,
     /// Records dropped since this exporter started.
     pub dropped: u64,
+    /// The buffered records' JSON, in bytes.
+    buffered_bytes: usize,
 }
 
 impl Exporter {
@@ -72,6 +74,7 @@ impl Exporter {
             retry_at_ms: 0,
             failures: 0,
             dropped: 0,
+            buffered_bytes: 0,
         }
     }
 
@@ -90,29 +93,48 @@ impl Exporter {
         self.config.deny_when_full
     }
 
-    /// Whether one more record fits without dropping another.
+    /// Whether one more record, however long, fits without dropping another.
     pub fn has_room(&self) -> bool {
+        self.fits(self.config.max_record_bytes)
+    }
+
+    fn fits(&self, bytes: usize) -> bool {
         self.buffer.len() < self.config.max_buffered_records
+            && self.buffered_bytes.saturating_add(bytes) <= self.config.max_buffered_bytes
     }
 
     pub fn buffered(&self) -> usize {
         self.buffer.len()
     }
 
-    /// Buffers a record; returns how many records were dropped to make room (0 or 1).
+    /// Buffers a record; returns how many records were dropped to make room for it: the
+    /// oldest ones not on their way already, or this one, when even without those it would
+    /// not fit.
     pub fn push(&mut self, json: String, time_ns: u64, decision_id: &str) -> u64 {
-        let mut dropped = 0;
-        if !self.has_room() {
-            let in_flight = self.in_flight.map_or(self.pending, |(_, n)| n);
-            if self.buffer.len() > in_flight {
-                // The oldest record that is not on its way already.
-                self.buffer.remove(in_flight);
-            } else {
+        let in_flight = self.in_flight.map_or(self.pending, |(_, n)| n);
+        if !self.fits(json.len()) {
+            let sending: usize = self
+                .buffer
+                .iter()
+                .take(in_flight)
+                .map(|r| r.json.len())
+                .sum();
+            if in_flight >= self.config.max_buffered_records
+                || sending.saturating_add(json.len()) > self.config.max_buffered_bytes
+            {
                 self.dropped += 1;
                 return 1;
             }
-            dropped = 1;
         }
+        let mut dropped = 0;
+        while !self.fits(json.len()) {
+            let Some(oldest) = self.buffer.remove(in_flight) else {
+                break;
+            };
+            self.buffered_bytes = self.buffered_bytes.saturating_sub(oldest.json.len());
+            dropped += 1;
+        }
+        self.buffered_bytes += json.len();
         self.buffer.push_back(Buffered {
             json,
             time_ns,
@@ -184,7 +206,8 @@ impl Exporter {
         match status {
             Some(status) if (200..300).contains(&status) => {
                 let delivered = records.min(self.buffer.len());
-                self.buffer.drain(..delivered);
+                let bytes: usize = self.buffer.drain(..delivered).map(|r| r.json.len()).sum();
+                self.buffered_bytes = self.buffered_bytes.saturating_sub(bytes);
                 self.failures = 0;
                 self.retry_at_ms = 0;
                 ExportOutcome::Delivered { records: delivered }
@@ -240,6 +263,11 @@ mod tests {
     use crate::remote::HttpTarget;
 
     fn exporter(batch: usize, buffer: usize, deny: bool) -> Exporter {
+        exporter_of_bytes(batch, buffer, 1 << 20, deny)
+    }
+
+    /// Records of at most 10 bytes, `bytes` of them at most in the buffer.
+    fn exporter_of_bytes(batch: usize, buffer: usize, bytes: usize, deny: bool) -> Exporter {
         let collector = Collector {
             target: HttpTarget::parse("http://otel:4318/v1/logs").unwrap(),
             upstream: "otel".to_owned(),
@@ -247,6 +275,8 @@ mod tests {
             max_batch_records: batch,
             flush_interval_ms: 1000,
             max_buffered_records: buffer,
+            max_buffered_bytes: bytes,
+            max_record_bytes: 10,
             deny_when_full: deny,
         };
         Exporter::new(collector, 0)
@@ -336,5 +366,46 @@ mod tests {
             body.contains("d3") && body.contains("d4") && !body.contains("d2"),
             "{body}"
         );
+    }
+
+    #[test]
+    fn the_buffer_holds_its_bytes_dropping_as_many_of_the_oldest_as_a_long_record_needs() {
+        let record = |n: usize| "x".repeat(n);
+        let mut e = exporter_of_bytes(2, 100, 30, true);
+        for id in ["a", "b", "c"] {
+            assert_eq!(e.push(record(10), 1, id), 0);
+        }
+        assert!(
+            !e.has_room(),
+            "30 bytes held: no room for a record of up to 10"
+        );
+        let _ = e.next_batch(1000).unwrap();
+        e.sent(1); // a and b in flight
+        assert_eq!(e.push(record(5), 1, "d"), 1, "c goes");
+        assert_eq!(
+            e.push(record(10), 1, "e"),
+            1,
+            "d goes, though 5 bytes would do"
+        );
+        assert_eq!(
+            e.push(record(11), 1, "f"),
+            1,
+            "beside the 20 in flight, 11 bytes never fit: the new record goes"
+        );
+        assert_eq!(e.buffered(), 3);
+        assert_eq!(e.dropped, 3);
+        assert_eq!(
+            e.on_response(1, Some(200), 1000),
+            ExportOutcome::Delivered { records: 2 }
+        );
+        assert!(e.has_room(), "delivered records give their bytes back");
+        assert_eq!(e.push(record(20), 1, "g"), 0);
+        let body = String::from_utf8(e.next_batch(3000).unwrap().body).unwrap();
+        assert!(body.contains("\"e\"") && body.contains("\"g\""), "{body}");
+        // One record as long as the whole buffer drops every record waiting.
+        let mut e = exporter_of_bytes(10, 100, 30, false);
+        push(&mut e, 3);
+        assert_eq!(e.push(record(30), 1, "long"), 3);
+        assert_eq!(e.buffered(), 1);
     }
 }

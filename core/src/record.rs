@@ -147,16 +147,37 @@ impl DecisionRecord {
         })
     }
 
-    /// The record as one JSON line of at most `max_bytes`: when the input makes it longer,
-    /// the input is erased (`"/input"` in `erased`, flag `input_too_large`).
+    /// The record as one JSON line of at most `max_bytes` where its own parts allow: when
+    /// the input makes it longer, the input is erased (`"/input"` in `erased`, flag
+    /// `input_too_large`); when it is still longer, the request's path, host and id are cut
+    /// to [`REQUEST_FIELD_BYTES`] each (flag `request_truncated`), the last parts a client
+    /// can make long (a grant header beyond `max_per_request` leaves one entry). What is left
+    /// comes from the configuration, the policy's answer and verified tokens.
     pub fn to_json_bounded(&mut self, max_bytes: usize) -> String {
         let line = self.to_json();
-        if line.len() <= max_bytes || self.input.is_none() {
+        if line.len() <= max_bytes {
             return line;
         }
-        self.input = None;
-        self.erased = vec!["/input".to_owned()];
-        self.flags.push("input_too_large".to_owned());
+        if self.input.is_some() {
+            self.input = None;
+            self.erased = vec!["/input".to_owned()];
+            self.flags.push("input_too_large".to_owned());
+            let line = self.to_json();
+            if line.len() <= max_bytes {
+                return line;
+            }
+        }
+        let request = &mut self.request;
+        let mut cut = false;
+        for field in [&mut request.path, &mut request.host, &mut request.id]
+            .into_iter()
+            .flatten()
+        {
+            cut |= truncate_at_char(field, REQUEST_FIELD_BYTES);
+        }
+        if cut {
+            self.flags.push("request_truncated".to_owned());
+        }
         self.to_json()
     }
 
@@ -189,6 +210,23 @@ impl DecisionRecord {
             self.flag_jwt_masked();
         }
     }
+}
+
+/// How much of the request's path, host and id a record keeps when it is too long without
+/// its input.
+pub const REQUEST_FIELD_BYTES: usize = 256;
+
+/// Cuts `text` to at most `max` bytes, at a character's boundary; whether it cut.
+fn truncate_at_char(text: &mut String, max: usize) -> bool {
+    if text.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    true
 }
 
 /// What a record shows in place of a JWT it would otherwise carry.

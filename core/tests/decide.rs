@@ -910,6 +910,17 @@ fn records_carry_the_input_minus_erased_fields_and_stay_bounded() {
     assert!(bounded.get("input").is_none());
     assert_eq!(bounded["erased"], json!(["/input"]));
     assert_eq!(bounded["flags"], json!(["input_too_large"]));
+
+    // Still too long without its input (a client's long path, here without a token, so
+    // without an input): the request's strings are cut, at a character's boundary.
+    let long_path = format!("/tickets/{}", "é".repeat(5_000));
+    let mut decision = decide_with(&f.loaded, "GET", &long_path, &[]);
+    let line = decision.record.to_json_bounded(1024);
+    assert!(line.len() <= 1024, "{} bytes", line.len());
+    let bounded: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(bounded["flags"], json!(["request_truncated"]));
+    let kept = bounded["request"]["path"].as_str().unwrap();
+    assert!(long_path.starts_with(kept) && kept.len() == 255, "{kept}");
 }
 
 #[test]

@@ -266,12 +266,17 @@ fn several_grants_are_read_up_to_the_limit() {
     assert_eq!(dropped(&d), [(Some("g-0".to_owned()), "other_agent")]);
     let d = push(&loaded, &keys, &[format!("{bad}, {good}")], NOW);
     assert!(d.allowed);
-    let d = push(&loaded, &keys, &[bad.clone(), bad, good], NOW);
+    let d = push(&loaded, &keys, &[bad.clone(), bad.clone(), good], NOW);
     assert!(!d.allowed, "the third grant is beyond max_per_request");
     assert_eq!(
         d.record.grants_dropped.last().map(|g| g.reason),
         Some("too_many")
     );
+    // However many more come, one entry says so.
+    let flood = vec![bad; 2_000].join(",");
+    let d = push(&loaded, &keys, &[flood], NOW);
+    let reasons: Vec<&str> = d.record.grants_dropped.iter().map(|g| g.reason).collect();
+    assert_eq!(reasons, ["other_agent", "other_agent", "too_many"]);
 }
 
 #[test]
