@@ -382,8 +382,24 @@ fn local_reply(
     mut headers: Vec<(String, String)>,
     message: Option<&str>,
 ) -> Decision {
+    let response_body = reply_body(&facts.decision_id, &reason, status, message);
+    reply_headers(&mut headers, &facts.decision_id);
+    Decision {
+        allowed: false,
+        status,
+        reason: reason_code,
+        strip_headers: Vec::new(),
+        upstream_headers: Vec::new(),
+        response_headers: headers,
+        response_body,
+        record: base_record(facts, false, status, reason, rule, agent),
+    }
+}
+
+/// A local reply's JSON body.
+fn reply_body(decision_id: &str, reason: &str, status: u16, message: Option<&str>) -> Vec<u8> {
     let mut body = serde_json::json!({
-        "decision_id": facts.decision_id,
+        "decision_id": decision_id,
         "reason": reason,
         "status": status,
     });
@@ -393,16 +409,36 @@ fn local_reply(
             serde_json::Value::String(message.to_owned()),
         );
     }
+    body.to_string().into_bytes()
+}
+
+/// The headers every local reply carries, after its own.
+fn reply_headers(headers: &mut Vec<(String, String)>, decision_id: &str) {
     headers.push(("content-type".to_owned(), "application/json".to_owned()));
-    headers.push((DECISION_ID_HEADER.to_owned(), facts.decision_id.clone()));
-    Decision {
-        allowed: false,
-        status,
-        reason: reason_code,
-        strip_headers: Vec::new(),
-        upstream_headers: Vec::new(),
-        response_headers: headers,
-        response_body: body.to_string().into_bytes(),
-        record: base_record(facts, false, status, reason, rule, agent),
+    headers.push((DECISION_ID_HEADER.to_owned(), decision_id.to_owned()));
+}
+
+impl Decision {
+    /// The host would not carry this decision out (it refused to rewrite the request's
+    /// headers): the request is refused with `500 internal_error` instead, and its record
+    /// and key fields say so, whatever was decided.
+    pub fn fail_internally(&mut self) {
+        let reason = Reason::InternalError;
+        let status = reason.status();
+        let decision_id = &self.record.decision_id;
+        self.allowed = false;
+        self.status = status;
+        self.reason = reason;
+        self.upstream_headers.clear();
+        self.response_headers.clear();
+        reply_headers(&mut self.response_headers, decision_id);
+        self.response_body = reply_body(decision_id, reason.code(), status, None);
+        self.record.result = RecordResult {
+            allowed: false,
+            http_status: status,
+        };
+        self.record.reason = reason.code().to_owned();
+        self.record.rule = None;
+        self.record.dry_run = false;
     }
 }

@@ -42,6 +42,8 @@ pub enum Reason {
     TxnTokenInvalid,
     TxnTokenMismatch,
     DecisionLogUnavailable,
+    /// The host refused to carry a decision out (rewriting the request's headers).
+    InternalError,
 }
 
 impl Reason {
@@ -82,6 +84,7 @@ impl Reason {
             Reason::TxnTokenInvalid => "txn_token_invalid",
             Reason::TxnTokenMismatch => "txn_token_mismatch",
             Reason::DecisionLogUnavailable => "decision_log_unavailable",
+            Reason::InternalError => "internal_error",
         }
     }
 
@@ -104,12 +107,13 @@ impl Reason {
             Reason::PolicyUnavailable
             | Reason::KeysUnavailable
             | Reason::DecisionLogUnavailable => 503,
+            Reason::InternalError => 500,
             _ => 401,
         }
     }
 
     /// Every reason, for documentation tests and metric tables.
-    pub const ALL: [Reason; 36] = [
+    pub const ALL: [Reason; 37] = [
         Reason::TokenMissing,
         Reason::TokenAmbiguous,
         Reason::TokenMalformed,
@@ -146,5 +150,6 @@ impl Reason {
         Reason::TxnTokenInvalid,
         Reason::TxnTokenMismatch,
         Reason::DecisionLogUnavailable,
+        Reason::InternalError,
     ];
 }

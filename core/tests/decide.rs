@@ -995,6 +995,29 @@ fn records_never_carry_a_jwt_the_client_put_elsewhere_in_the_request() {
 }
 
 #[test]
+fn a_decision_the_host_cannot_carry_out_becomes_a_recorded_500() {
+    let f = fixture();
+    let token = token(&f, json!({}));
+    let mut d = with_token(&f, "GET", "/tickets/1", &token);
+    assert!(d.allowed && !d.upstream_headers.is_empty());
+    d.fail_internally();
+    assert!(!d.allowed && d.upstream_headers.is_empty());
+    assert_eq!((d.status, d.reason), (500, Reason::InternalError));
+    assert_eq!(
+        body(&d),
+        json!({"decision_id": "d-1", "reason": "internal_error", "status": 500})
+    );
+    let record = assert_valid_record(&d, "internal error");
+    assert_eq!(
+        record["result"],
+        json!({"allowed": false, "http_status": 500})
+    );
+    assert_eq!(record["reason"], "internal_error");
+    assert_eq!(record["rule"], Value::Null);
+    assert_eq!(record["agent"]["id"], "support-bot", "still attributed");
+}
+
+#[test]
 fn every_reason_code_is_documented() {
     let readme = include_str!("../../README.md");
     for reason in Reason::ALL {

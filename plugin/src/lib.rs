@@ -310,7 +310,7 @@ impl HttpContext for ChaperoneFilter {
             .record
             .labels
             .insert("instance".to_owned(), self.vm.instance.clone());
-        let action = self.apply(&decision);
+        let action = self.apply(&mut decision);
         self.account(&mut decision, started_ns);
         action
     }
@@ -362,40 +362,51 @@ impl ChaperoneFilter {
         }
     }
 
-    fn apply(&mut self, decision: &Decision) -> Action {
+    fn apply(&mut self, decision: &mut Decision) -> Action {
         for name in &decision.strip_headers {
             if host::remove_request_header(name).is_err() {
                 // A spoofed identity header we cannot remove must not reach the upstream.
                 return self.fail_closed(decision);
             }
         }
+        if decision.allowed {
+            for (name, value) in &decision.upstream_headers {
+                if host::add_header(MapType::HttpRequestHeaders, name, value).is_err() {
+                    return self.fail_closed(decision);
+                }
+            }
+        }
+        self.publish(decision);
+        if !decision.allowed {
+            self.reply(decision);
+            return Action::Pause;
+        }
+        self.allowed_decision_id = Some(decision.record.decision_id.clone());
+        Action::Continue
+    }
+
+    /// The record's key fields, for the access log.
+    fn publish(&self, decision: &Decision) {
         let key_fields = match self.active.loaded.decision_log() {
             Some(log) => log.key_fields.as_slice(),
             None => &KeyField::ALL,
         };
         records::publish(self.vm.kind.get(), decision, key_fields);
-        if !decision.allowed {
-            let details = format!("chaperone_{}", decision.reason.code());
-            if let Err(status) = host::send_local_response(
-                decision.status,
-                &details,
-                &decision.response_headers,
-                &decision.response_body,
-            ) {
-                host::log(
-                    LogLevel::Error,
-                    &format!("chaperone: local reply failed: {status}"),
-                );
-            }
-            return Action::Pause;
+    }
+
+    fn reply(&self, decision: &Decision) {
+        let details = format!("chaperone_{}", decision.reason.code());
+        if let Err(status) = host::send_local_response(
+            decision.status,
+            &details,
+            &decision.response_headers,
+            &decision.response_body,
+        ) {
+            host::log(
+                LogLevel::Error,
+                &format!("chaperone: local reply failed: {status}"),
+            );
         }
-        for (name, value) in &decision.upstream_headers {
-            if host::add_header(MapType::HttpRequestHeaders, name, value).is_err() {
-                return self.fail_closed(decision);
-            }
-        }
-        self.allowed_decision_id = Some(decision.record.decision_id.clone());
-        Action::Continue
     }
 
     /// Metrics, then the record: to the host log unless `decision_log.host_log` is off, and
@@ -447,18 +458,15 @@ impl ChaperoneFilter {
         }
     }
 
-    fn fail_closed(&self, decision: &Decision) -> Action {
+    /// The host would not rewrite the request's headers: a 500, recorded as such.
+    fn fail_closed(&self, decision: &mut Decision) -> Action {
         host::log(
             LogLevel::Error,
             "chaperone: cannot rewrite request headers; denying",
         );
-        let body = format!(
-            "{{\"decision_id\":\"{}\",\"reason\":\"internal_error\",\"status\":500}}",
-            decision.record.decision_id
-        );
-        let headers = [("content-type".to_owned(), "application/json".to_owned())];
-        let _ =
-            host::send_local_response(500, "chaperone_internal_error", &headers, body.as_bytes());
+        decision.fail_internally();
+        self.publish(decision);
+        self.reply(decision);
         Action::Pause
     }
 }
