@@ -8,8 +8,8 @@ use crate::input::{remaining_seconds, RequestFacts, RequestInput, RequestLine};
 use crate::policy::Verdict;
 use crate::reason::Reason;
 use crate::record::{
-    rfc3339, BundleInfo, DecisionRecord, RecordAgent, RecordGrant, RecordMetrics, RecordRequest,
-    RecordResult,
+    rfc3339, BundleInfo, DecisionRecord, RecordAgent, RecordError, RecordGrant, RecordMetrics,
+    RecordRequest, RecordResult,
 };
 use crate::runtime::Runtime;
 use crate::token::Agent;
@@ -255,6 +255,7 @@ fn base_record(
         },
         reason,
         rule,
+        error: None,
         dry_run: false,
         grants: Vec::new(),
         grants_dropped: Vec::new(),
@@ -330,7 +331,7 @@ fn deny_by_policy(agent: &Agent, verdict: &Verdict, facts: &RequestFacts) -> Dec
             "Bearer realm=\"chaperone\", error=\"insufficient_scope\"".to_owned(),
         ));
     }
-    local_reply(
+    let mut decision = local_reply(
         facts,
         status,
         verdict.reason,
@@ -339,7 +340,9 @@ fn deny_by_policy(agent: &Agent, verdict: &Verdict, facts: &RequestFacts) -> Dec
         Some(agent),
         headers,
         verdict.body.as_deref(),
-    )
+    );
+    decision.record.error = verdict.error.clone().map(|message| RecordError { message });
+    decision
 }
 
 /// A denial before or without the policy (authentication, configuration, malformed request).

@@ -59,7 +59,14 @@ pub struct Verdict {
     /// How long the same request may get this verdict without evaluating (the policy's
     /// `cache_seconds`; see `decision_cache`).
     pub cache_seconds: Option<u64>,
+    /// Why the policy gave no usable answer (`policy_error`, `policy_result_invalid`), for
+    /// the record: the evaluation's error, or what is wrong with the result. Never in the
+    /// response.
+    pub error: Option<String>,
 }
+
+/// The longest error a record keeps, in bytes.
+const MAX_ERROR_BYTES: usize = 1024;
 
 impl Verdict {
     fn failed(reason: Reason) -> Self {
@@ -73,6 +80,16 @@ impl Verdict {
             body: None,
             grants_used: Vec::new(),
             cache_seconds: None,
+            error: None,
+        }
+    }
+
+    fn failed_because(reason: Reason, error: &str) -> Self {
+        let mut error = crate::record::mask_jwts(error).into_owned();
+        crate::record::truncate_at_char(&mut error, MAX_ERROR_BYTES);
+        Verdict {
+            error: Some(error),
+            ..Verdict::failed(reason)
         }
     }
 }
@@ -177,9 +194,26 @@ impl Policy {
 
 fn verdict_of(outcome: anyhow::Result<Value>) -> Verdict {
     match outcome {
-        Err(_) => Verdict::failed(Reason::PolicyError),
+        Err(error) => {
+            Verdict::failed_because(Reason::PolicyError, &one_line(&format!("{error:#}")))
+        }
         Ok(Value::Undefined) => Verdict::failed(Reason::PolicyUndefined),
         Ok(result) => read_result(&result),
+    }
+}
+
+/// regorus's error report (a location line, the source line with a caret, the message) as
+/// one line for a record: `p.rego:2:25: could not parse string as number`.
+fn one_line(report: &str) -> String {
+    let lines = || report.lines().map(str::trim);
+    let location = lines().find_map(|line| line.strip_prefix("--> "));
+    let message = lines().find_map(|line| line.strip_prefix("error: "));
+    match (location, message) {
+        (Some(location), Some(message)) => format!("{location}: {message}"),
+        _ => lines()
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
     }
 }
 
@@ -229,8 +263,11 @@ fn read_result(result: &Value) -> Verdict {
             }
         }
         Value::Object(object) => read_result_object(object)
-            .unwrap_or_else(|| Verdict::failed(Reason::PolicyResultInvalid)),
-        _ => Verdict::failed(Reason::PolicyResultInvalid),
+            .unwrap_or_else(|error| Verdict::failed_because(Reason::PolicyResultInvalid, &error)),
+        _ => Verdict::failed_because(
+            Reason::PolicyResultInvalid,
+            "the result is neither a boolean nor an object",
+        ),
     }
 }
 
@@ -241,7 +278,8 @@ fn text(value: &Value) -> Option<&str> {
     }
 }
 
-fn read_result_object(object: &regorus::value::Object) -> Option<Verdict> {
+/// The result object's fields, or what is wrong with them.
+fn read_result_object(object: &regorus::value::Object) -> Result<Verdict, String> {
     const KNOWN: [&str; 8] = [
         "allowed",
         "http_status",
@@ -252,22 +290,27 @@ fn read_result_object(object: &regorus::value::Object) -> Option<Verdict> {
         "grants_used",
         "cache_seconds",
     ];
-    if object
+    if let Some(unknown) = object
         .keys()
-        .any(|k| text(k).is_none_or(|k| !KNOWN.contains(&k)))
+        .find(|k| text(k).is_none_or(|k| !KNOWN.contains(&k)))
     {
-        return None;
+        return Err(format!(
+            "the result has the key {unknown}; the keys are {}",
+            KNOWN.join(", ")
+        ));
     }
     let field = |name: &str| object.get(&Value::from(name));
-    let allowed = match field("allowed")? {
-        Value::Bool(allowed) => *allowed,
-        _ => return None,
+    let allowed = match field("allowed") {
+        Some(Value::Bool(allowed)) => *allowed,
+        _ => return Err("`allowed` must be a boolean".to_owned()),
     };
     // Absent is fine; present must be a string.
-    let optional_string = |name: &str| -> Option<Option<String>> {
+    let optional_string = |name: &str| -> Result<Option<String>, String> {
         match field(name) {
-            None => Some(None),
-            Some(value) => text(value).map(|s| Some(s.to_owned())),
+            None => Ok(None),
+            Some(value) => text(value)
+                .map(|s| Some(s.to_owned()))
+                .ok_or_else(|| format!("`{name}` must be a string")),
         }
     };
     let policy_reason = optional_string("reason")?;
@@ -275,56 +318,70 @@ fn read_result_object(object: &regorus::value::Object) -> Option<Verdict> {
     let body = optional_string("body")?;
     let http_status = match field("http_status") {
         None => None,
-        Some(Value::Number(number)) => Some(
-            number
-                .as_u64()
-                .and_then(|s| u16::try_from(s).ok())
-                .filter(|s| (400..=599).contains(s))?,
+        Some(value) => Some(
+            match value {
+                Value::Number(number) => number.as_u64().and_then(|s| u16::try_from(s).ok()),
+                _ => None,
+            }
+            .filter(|s| (400..=599).contains(s))
+            .ok_or("`http_status` must be a whole number from 400 to 599")?,
         ),
-        Some(_) => return None,
     };
     let mut headers = Vec::new();
     match field("headers") {
         None => {}
         Some(Value::Object(pairs)) => {
             for (name, value) in pairs.iter() {
-                let name = text(name)?.to_ascii_lowercase();
-                let value = text(value)?;
+                let name = text(name)
+                    .ok_or("`headers` names must be strings")?
+                    .to_ascii_lowercase();
+                let value =
+                    text(value).ok_or_else(|| format!("`headers.{name}` must be a string"))?;
                 let valid_name = !name.is_empty()
                     && name
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-                if !valid_name || crate::decision::is_identity_header(&name) {
-                    return None;
+                if !valid_name {
+                    return Err(format!("`headers`: `{name}` is not a header name"));
+                }
+                if crate::decision::is_identity_header(&name) {
+                    return Err(format!(
+                        "`headers`: `{name}` is one of chaperone's own identity headers"
+                    ));
                 }
                 headers.push((name, crate::encoding::header_safe(value)));
             }
         }
-        Some(_) => return None,
+        Some(_) => return Err("`headers` must be an object of strings".to_owned()),
     }
     let grants_used = match field("grants_used") {
         None => Vec::new(),
         Some(Value::Array(jtis)) => jtis
             .iter()
             .map(|jti| text(jti).map(str::to_owned))
-            .collect::<Option<Vec<_>>>()?,
-        Some(_) => return None,
+            .collect::<Option<Vec<_>>>()
+            .ok_or("`grants_used` must be an array of strings")?,
+        Some(_) => return Err("`grants_used` must be an array of strings".to_owned()),
     };
     let cache_seconds = match field("cache_seconds") {
         None => None,
-        Some(Value::Number(number)) => Some(
-            number
-                .as_u64()
-                .filter(|s| (1..=MAX_CACHE_SECONDS).contains(s))?,
+        Some(value) => Some(
+            match value {
+                Value::Number(number) => number.as_u64(),
+                _ => None,
+            }
+            .filter(|s| (1..=MAX_CACHE_SECONDS).contains(s))
+            .ok_or_else(|| {
+                format!("`cache_seconds` must be a whole number from 1 to {MAX_CACHE_SECONDS}")
+            })?,
         ),
-        Some(_) => return None,
     };
     let reason = if allowed {
         Reason::PolicyAllowed
     } else {
         Reason::PolicyDenied
     };
-    Some(Verdict {
+    Ok(Verdict {
         allowed,
         reason,
         policy_reason,
@@ -334,6 +391,7 @@ fn read_result_object(object: &regorus::value::Object) -> Option<Verdict> {
         body,
         grants_used,
         cache_seconds,
+        error: None,
     })
 }
 
@@ -403,31 +461,51 @@ mod tests {
     }
 
     #[test]
-    fn malformed_results_are_denials() {
-        for result in [
-            "\"yes\"",
-            "{\"allowed\": \"true\"}",
-            "{\"allow\": true}",
-            "{\"allowed\": true, \"http_status\": 200}",
-            "{\"allowed\": true, \"headers\": {\"x-chaperone-agent-id\": \"root\"}}",
-            "{\"allowed\": true, \"headers\": {\"bad name\": \"v\"}}",
-            "{\"allowed\": true, \"cache_seconds\": 0}",
-            "{\"allowed\": true, \"cache_seconds\": -5}",
-            "{\"allowed\": true, \"cache_seconds\": 1.5}",
-            "{\"allowed\": true, \"cache_seconds\": \"60\"}",
-            "{\"allowed\": true, \"cache_seconds\": 86401}",
+    fn malformed_results_are_denials_that_say_what_is_wrong() {
+        for (result, error) in [
+            ("\"yes\"", "the result is neither a boolean nor an object"),
+            ("{\"allowed\": \"true\"}", "`allowed` must be a boolean"),
+            ("{\"allow\": true}", "the result has the key \"allow\"; the keys are allowed, http_status, headers, body, reason, rule, grants_used, cache_seconds"),
+            ("{\"allowed\": false, \"reason\": 7}", "`reason` must be a string"),
+            ("{\"allowed\": true, \"http_status\": 200}", "`http_status` must be a whole number from 400 to 599"),
+            ("{\"allowed\": true, \"headers\": {\"x-chaperone-agent-id\": \"root\"}}", "`headers`: `x-chaperone-agent-id` is one of chaperone's own identity headers"),
+            ("{\"allowed\": true, \"headers\": {\"bad name\": \"v\"}}", "`headers`: `bad name` is not a header name"),
+            ("{\"allowed\": true, \"headers\": {\"a\": 1}}", "`headers.a` must be a string"),
+            ("{\"allowed\": true, \"headers\": [\"a\"]}", "`headers` must be an object of strings"),
+            ("{\"allowed\": true, \"grants_used\": [1]}", "`grants_used` must be an array of strings"),
+            ("{\"allowed\": true, \"cache_seconds\": 0}", "`cache_seconds` must be a whole number from 1 to 86400"),
+            ("{\"allowed\": true, \"cache_seconds\": -5}", "`cache_seconds` must be a whole number from 1 to 86400"),
+            ("{\"allowed\": true, \"cache_seconds\": 1.5}", "`cache_seconds` must be a whole number from 1 to 86400"),
+            ("{\"allowed\": true, \"cache_seconds\": \"60\"}", "`cache_seconds` must be a whole number from 1 to 86400"),
+            ("{\"allowed\": true, \"cache_seconds\": 86401}", "`cache_seconds` must be a whole number from 1 to 86400"),
         ] {
             let p = policy(&format!("package t\nd := {result}\n"), "t/d").unwrap();
             let verdict = p.evaluate(serde_json::json!({}));
             assert!(!verdict.allowed, "{result}");
             assert_eq!(verdict.reason, Reason::PolicyResultInvalid, "{result}");
+            assert_eq!(verdict.error.as_deref(), Some(error), "{result}");
         }
+        let valid = policy("package t\nd := {\"allowed\": false}\n", "t/d").unwrap();
+        assert_eq!(valid.evaluate(serde_json::json!({})).error, None);
     }
 
     #[test]
-    fn evaluation_errors_and_timeouts_deny() {
-        let p = policy("package t\nallow if 1 / input.zero == 1\n", "t/allow").unwrap();
-        assert!(!p.evaluate(serde_json::json!({"zero": 0})).allowed);
+    fn evaluation_errors_and_timeouts_deny_and_say_why() {
+        let p = policy("package t\nallow if to_number(input.n) > 3\n", "t/allow").unwrap();
+        let verdict = p.evaluate(serde_json::json!({"n": "abc"}));
+        assert_eq!(verdict.reason, Reason::PolicyError);
+        assert_eq!(
+            verdict.error.as_deref(),
+            Some("p.rego:2:25: could not parse string as number")
+        );
+        // The error text is bounded and never carries a token.
+        let header = crate::encoding::base64url_encode(b"{\"alg\":\"ES256\"}");
+        let token = format!("{header}.{}.c2ln", "eA".repeat(2_000));
+        let verdict = Verdict::failed_because(Reason::PolicyError, &format!("bad {token}"));
+        assert_eq!(verdict.error.as_deref(), Some("bad [REDACTED-JWT]"));
+        let long = "é".repeat(MAX_ERROR_BYTES);
+        let verdict = Verdict::failed_because(Reason::PolicyError, &long);
+        assert_eq!(verdict.error.map(|e| e.len()), Some(MAX_ERROR_BYTES));
 
         let slow = "package t\nallow if count([1 | some x in numbers.range(1, 3000); some y in numbers.range(1, 3000)]) > 0\n";
         let modules = BTreeMap::from([("p.rego".to_owned(), slow.to_owned())]);
@@ -440,10 +518,9 @@ mod tests {
             5,
         )
         .unwrap();
-        assert_eq!(
-            p.evaluate(serde_json::json!({})).reason,
-            Reason::PolicyError
-        );
+        let verdict = p.evaluate(serde_json::json!({}));
+        assert_eq!(verdict.reason, Reason::PolicyError);
+        assert!(verdict.error.is_some());
     }
 
     /// Loops, comprehensions, a function, a `with` override, and an error halfway through for

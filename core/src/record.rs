@@ -33,6 +33,11 @@ pub struct DecisionRecord {
     pub result: RecordResult,
     pub reason: String,
     pub rule: Option<String>,
+    /// Why the policy gave no usable answer (`policy_error`: the evaluation's error;
+    /// `policy_result_invalid`: what is wrong with the result). OPA's decision logs have
+    /// `error` too; the response never carries it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<RecordError>,
     /// The decision was not enforced (dry-run): `result` is what would have happened.
     pub dry_run: bool,
     pub agent: Option<RecordAgent>,
@@ -79,6 +84,11 @@ impl RecordMetrics {
     pub fn finish(&mut self, started: u64, now: u64) {
         self.timer_total_ns = now.saturating_sub(started);
     }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RecordError {
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -217,7 +227,7 @@ impl DecisionRecord {
 pub const REQUEST_FIELD_BYTES: usize = 256;
 
 /// Cuts `text` to at most `max` bytes, at a character's boundary; whether it cut.
-fn truncate_at_char(text: &mut String, max: usize) -> bool {
+pub(crate) fn truncate_at_char(text: &mut String, max: usize) -> bool {
     if text.len() <= max {
         return false;
     }

@@ -816,6 +816,27 @@ fn every_kind_of_record_follows_the_published_schema() {
     for (what, decision) in &decisions {
         assert_valid_record(decision, what);
     }
+    // A policy that fails says why in the record, never in the response.
+    let failing = load_with(
+        &f,
+        json!({"policy": {"modules": {"p.rego": "package t\ndecision := {\"allowed\": true, \"headers\": {\"x-chaperone-owner\": \"root\"}} if to_number(input.parsed_query.n[0]) > 3\n"},
+                          "decision_path": "t/decision"}}),
+    );
+    for (path, reason, message) in [
+        ("/t?n=abc", "policy_error", "p.rego:2:"),
+        (
+            "/t?n=5",
+            "policy_result_invalid",
+            "`headers`: `x-chaperone-owner` is one of chaperone's own identity headers",
+        ),
+    ] {
+        let d = decide_with(&failing, "GET", path, &[("authorization", good.as_bytes())]);
+        let record = assert_valid_record(&d, reason);
+        assert_eq!(record["reason"], reason);
+        let logged = record["error"]["message"].as_str().unwrap_or_default();
+        assert!(logged.contains(message), "{logged}");
+        assert!(!String::from_utf8_lossy(&d.response_body).contains(message));
+    }
     // The schema is strict enough to notice drift.
     let mut drifted = written(&decisions[0].1);
     drifted["latency_us"] = json!(3);
