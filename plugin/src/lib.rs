@@ -414,7 +414,11 @@ impl ChaperoneFilter {
     fn account(&self, decision: &mut Decision, started_ns: u64) {
         let metrics = &self.vm.metrics;
         decision.record.metrics.finish(started_ns, host::now_ns());
-        metrics.count_decision(records::outcome(decision), decision.reason.code());
+        metrics.count_decision(
+            records::outcome(decision),
+            &decision.record.reason,
+            decision.reason.code(),
+        );
         metrics.sample(
             DECISION_DURATION,
             decision.record.metrics.timer_total_ns / 1_000,

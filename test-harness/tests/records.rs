@@ -254,33 +254,72 @@ fn a_thousand_requests_make_a_thousand_records_log_lines_and_gapless_sequence_nu
     assert_eq!(logged, ids, "every access-log line joins a record");
 }
 
+/// A policy that reads its denial's reason from the query, to make as many as a test wants.
+const REASONS_POLICY: &str = r#"package chaperone.authz
+
+default decision := {"allowed": false, "reason": "not_permitted"}
+
+decision := {"allowed": true, "reason": "ticket_read"} if {
+    input.attributes.request.http.method == "GET"
+    input.parsed_path[0] == "tickets"
+}
+
+decision := {"allowed": false, "reason": input.parsed_query.r[0]} if input.parsed_path[0] == "reasons"
+"#;
+
 #[test]
 fn metrics_carry_decision_and_reason_labels() {
     let collector = ScriptedServer::start().unwrap();
     let key = AgentKey::es256("es-1");
-    let gateway = start(&config(&[&key]), &collector);
+    let policy =
+        json!({"decision_path": DECISION_PATH, "modules": {"reasons.rego": REASONS_POLICY}});
+    let gateway = start(&config_with(&key, json!({ "policy": policy })), &collector);
     let token = key.mint(&claims());
     for _ in 0..3 {
         gateway.with_token("GET", "/tickets/1", &token);
     }
     gateway.with_token("DELETE", "/tickets/1", &token);
     gateway.request("GET", "/tickets/1", &[]);
+    // The policy's own reasons become labels, up to 64 of them per VM (two so far): the
+    // 62 first of these 70, not the rest, nor one that cannot be a label.
+    gateway.with_token("GET", "/reasons?r=Not-A-Label", &token);
+    for n in 0..70u8 {
+        let reason = format!(
+            "reason_{}{}",
+            char::from(b'a' + n / 26),
+            char::from(b'a' + n % 26)
+        );
+        assert_eq!(
+            gateway
+                .with_token("GET", &format!("/reasons?r={reason}"), &token)
+                .status,
+            403
+        );
+    }
     let prometheus = gateway.admin_text("/stats/prometheus");
     for (line, value) in [
         (
-            "chaperone_decisions_total{decision=\"allow\",reason=\"policy_allowed\"}",
+            "chaperone_decisions_total{decision=\"allow\",reason=\"ticket_read\"}",
             3,
         ),
         (
-            "chaperone_decisions_total{decision=\"deny\",reason=\"policy_denied\"}",
+            "chaperone_decisions_total{decision=\"deny\",reason=\"not_permitted\"}",
             1,
+        ),
+        (
+            "chaperone_decisions_total{decision=\"deny\",reason=\"reason_aa\"}",
+            1,
+        ),
+        (
+            "chaperone_decisions_total{decision=\"deny\",reason=\"policy_denied\"}",
+            9,
         ),
         (
             "chaperone_decisions_total{decision=\"deny\",reason=\"token_missing\"}",
             1,
         ),
         ("chaperone_token_cache_total{result=\"miss\"}", 1),
-        ("chaperone_token_cache_total{result=\"hit\"}", 3),
+        ("chaperone_token_cache_total{result=\"hit\"}", 74),
     ] {
         assert!(
             prometheus.contains(&format!("{line} {value}")),
@@ -296,6 +335,13 @@ fn metrics_carry_decision_and_reason_labels() {
         prometheus.contains("chaperone_decision_duration_us_bucket"),
         "histogram"
     );
+    let policy_labels = prometheus
+        .lines()
+        .filter(|line| {
+            line.starts_with("chaperone_decisions_total{decision=\"deny\",reason=\"reason_")
+        })
+        .count();
+    assert_eq!(policy_labels, 62, "{prometheus}");
 }
 
 /// `limits.max_cached_tokens` bounds the VM's token cache: with room for one token, a second
