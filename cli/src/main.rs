@@ -40,11 +40,14 @@ usage:
   chaperone token keygen --alg ES256|RS256|EdDSA --kid KID --out DIR
                                           new key pair: DIR/KID.key.pem, public key added to DIR/jwks.json
   chaperone token mint --key DIR/KID.key.pem --alg ALG --kid KID --iss ISS --aud AUD --sub AGENT
-                       [--owner OWNER] [--ttl SECONDS] [--claim NAME=VALUE]...
-                                          a signed development token on stdout
+                       [--owner OWNER] [--ttl SECONDS] [--typ TYP] [--claim NAME=VALUE]...
+                                          a signed development token on stdout; a negative
+                                          --ttl has it expired, --claim replaces registered
+                                          claims too (exp=1000, aud=[\"a\",\"b\"], nbf=null)
 ";
 
 fn main() -> ExitCode {
+    end_quietly_when_the_reader_goes();
     let mut args = Args::from_env();
     let result = match args.next_positional().as_deref() {
         Some("check") => check::command(&mut args),
@@ -67,4 +70,22 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `chaperone bundle DIR | head` closes the pipe before the output is written: end as a Unix
+/// filter does (status 141, as if by SIGPIPE, which Rust programs ignore), not with a panic
+/// and a backtrace. Every other panic still reports as usual.
+fn end_quietly_when_the_reader_goes() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        report(info);
+    }));
 }

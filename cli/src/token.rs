@@ -84,13 +84,16 @@ fn mint(args: &mut Args) -> Result<ExitCode, String> {
     let audience = args.required("aud")?;
     let subject = args.required("sub")?;
     let owner = args.optional("owner")?;
-    let ttl: u64 = args
+    // Negative: a token that expired that long ago, for trying `token_expired`.
+    let ttl: i64 = args
         .optional("ttl")?
         .map_or(Ok(600), |t| t.parse())
-        .map_err(|_| "--ttl must be seconds")?;
+        .map_err(|_| "--ttl must be whole seconds (negative: already expired)")?;
+    let typ = args.optional("typ")?;
     let extra = args.values("claim")?;
     args.finish()?;
 
+    let now = Clock::now_since_epoch().as_secs();
     let mut custom = Map::new();
     if let Some(owner) = owner {
         custom.insert("owner".to_owned(), json!(owner));
@@ -99,31 +102,99 @@ fn mint(args: &mut Args) -> Result<ExitCode, String> {
         let (name, value) = pair
             .split_once('=')
             .ok_or_else(|| format!("--claim `{pair}` is not NAME=VALUE"))?;
-        // JSON values (numbers, arrays, objects) stay typed; anything else is a string.
+        // JSON values (numbers, arrays, objects, null) stay typed; anything else is a string.
         let value = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
         custom.insert(name.to_owned(), value);
     }
-    let claims = Claims::with_custom_claims(custom, Duration::from_secs(ttl))
+    let mut claims = Claims::with_custom_claims(Map::new(), Duration::from_secs(0))
         .with_issuer(issuer)
         .with_audience(audience)
         .with_subject(subject)
         .with_jwt_id(random_id());
+    claims.issued_at = Some(Duration::from_secs(now));
+    claims.invalid_before = None;
+    claims.expires_at = Some(Duration::from_secs(now.saturating_add_signed(ttl)));
+    registered_claims(&mut claims, &mut custom)?;
+    claims.custom = custom;
+    let options = HeaderOptions {
+        signature_type: typ,
+        ..HeaderOptions::default()
+    };
     let pem = std::fs::read_to_string(&key_path).map_err(|e| format!("{key_path}: {e}"))?;
     let token = match alg.as_str() {
         "ES256" => ES256KeyPair::from_pem(&pem)
             .map(|k| k.with_key_id(&kid))
-            .and_then(|k| k.sign(claims)),
+            .and_then(|k| k.sign_with_options(claims, &options)),
         "RS256" => RS256KeyPair::from_pem(&pem)
             .map(|k| k.with_key_id(&kid))
-            .and_then(|k| k.sign(claims)),
+            .and_then(|k| k.sign_with_options(claims, &options)),
         "EdDSA" => Ed25519KeyPair::from_pem(&pem)
             .map(|k| k.with_key_id(&kid))
-            .and_then(|k| k.sign(claims)),
+            .and_then(|k| k.sign_with_options(claims, &options)),
         other => return Err(format!("unsupported --alg `{other}`")),
     }
     .map_err(|e| format!("cannot sign with {key_path}: {e}"))?;
     println!("{token}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--claim`s that name registered claims replace the token's own, once each (`null`
+/// leaves the claim out): `exp`, `iat`, `nbf` in Unix seconds, `iss`, `sub`, `jti` as
+/// strings, `aud` as a string or an array of them.
+fn registered_claims(
+    claims: &mut JWTClaims<Map<String, Value>>,
+    custom: &mut Map<String, Value>,
+) -> Result<(), String> {
+    let seconds = |name: &str, value: Value| -> Result<Option<UnixTimeStamp>, String> {
+        match value {
+            Value::Null => Ok(None),
+            value => value
+                .as_u64()
+                .map(|s| Some(Duration::from_secs(s)))
+                .ok_or_else(|| format!("--claim {name}= must be Unix seconds or null")),
+        }
+    };
+    let text = |name: &str, value: Value| -> Result<Option<String>, String> {
+        match value {
+            Value::Null => Ok(None),
+            Value::String(text) => Ok(Some(text)),
+            _ => Err(format!("--claim {name}= must be a string or null")),
+        }
+    };
+    if let Some(value) = custom.remove("exp") {
+        claims.expires_at = seconds("exp", value)?;
+    }
+    if let Some(value) = custom.remove("iat") {
+        claims.issued_at = seconds("iat", value)?;
+    }
+    if let Some(value) = custom.remove("nbf") {
+        claims.invalid_before = seconds("nbf", value)?;
+    }
+    if let Some(value) = custom.remove("iss") {
+        claims.issuer = text("iss", value)?;
+    }
+    if let Some(value) = custom.remove("sub") {
+        claims.subject = text("sub", value)?;
+    }
+    if let Some(value) = custom.remove("jti") {
+        claims.jwt_id = text("jti", value)?;
+    }
+    if let Some(value) = custom.remove("aud") {
+        claims.audiences = match value {
+            Value::Null => None,
+            Value::String(one) => Some(Audiences::AsString(one)),
+            Value::Array(many) => Some(Audiences::AsSet(
+                many.into_iter()
+                    .map(|a| match a {
+                        Value::String(a) => Ok(a),
+                        _ => Err("--claim aud= must be a string, an array of them, or null"),
+                    })
+                    .collect::<Result<_, _>>()?,
+            )),
+            _ => return Err("--claim aud= must be a string, an array of them, or null".to_owned()),
+        };
+    }
+    Ok(())
 }
 
 /// A random `jti`. jwt-simple's key generator is the CSPRNG already in the build.

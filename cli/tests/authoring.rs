@@ -87,7 +87,11 @@ fn configured(scratch: &Scratch) -> (String, String) {
 }
 
 fn mint(key: &str, sub: &str) -> String {
-    let out = chaperone(&[
+    mint_with(key, sub, &["--ttl", "600"])
+}
+
+fn mint_with(key: &str, sub: &str, extra: &[&str]) -> String {
+    let mut args = vec![
         "token",
         "mint",
         "--key",
@@ -102,11 +106,92 @@ fn mint(key: &str, sub: &str) -> String {
         "agents-api",
         "--sub",
         sub,
-        "--ttl",
-        "600",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let out = chaperone(&args);
     assert!(out.status.success(), "{}", text(&out.stderr));
     text(&out.stdout).trim().to_owned()
+}
+
+/// A token's header and payload, as JSON text (so a repeated member shows).
+fn parts(token: &str) -> (String, String) {
+    let decode = |part: &str| {
+        let bytes = chaperone_core::encoding::base64url_decode(part.as_bytes()).unwrap();
+        String::from_utf8(bytes).unwrap()
+    };
+    let mut split = token.split('.');
+    (decode(split.next().unwrap()), decode(split.next().unwrap()))
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    // A bundle larger than a pipe's buffer, so the write meets the closed end however the
+    // two processes are scheduled.
+    let scratch = Scratch::new("pipe");
+    let bundle = scratch.path("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::write(format!("{bundle}/p.rego"), "package p\nallow := true\n").unwrap();
+    let data = json!({"filler": "x".repeat(256 * 1024)});
+    std::fs::write(format!("{bundle}/data.json"), data.to_string()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chaperone"))
+        .args(["bundle", &bundle])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+}
+
+#[test]
+fn mint_makes_the_tokens_the_reason_codes_need() {
+    let scratch = Scratch::new("mint");
+    let (config, key) = configured(&scratch);
+    // Registered claims given with --claim replace the token's own, once each.
+    let token = mint_with(
+        &key,
+        "support-bot",
+        &["--claim", "exp=1000", "--claim", "aud=[\"x\",\"y\"]"],
+    );
+    let (_, payload) = parts(&token);
+    assert_eq!(payload.matches("\"exp\"").count(), 1, "{payload}");
+    let claims: Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(claims["exp"], 1000);
+    assert_eq!(claims["aud"].as_array().map(Vec::len), Some(2));
+    let (_, record) = eval(&config, &token, "GET /tickets/42", &[]);
+    assert_eq!(record["reason"], "token_expired");
+    // A negative --ttl: expired that long ago; null leaves a claim out.
+    let (_, record) = eval(
+        &config,
+        &mint_with(&key, "support-bot", &["--ttl", "-120"]),
+        "GET /tickets/42",
+        &[],
+    );
+    assert_eq!(record["reason"], "token_expired");
+    let (_, record) = eval(
+        &config,
+        &mint_with(&key, "support-bot", &["--claim", "exp=null"]),
+        "GET /tickets/42",
+        &[],
+    );
+    assert_eq!(record["reason"], "claim_invalid");
+    // --typ sets the header's typ (transaction tokens need txntoken+jwt).
+    let token = mint_with(
+        &key,
+        "support-bot",
+        &["--typ", "txntoken+jwt", "--claim", "txn=T-1"],
+    );
+    let (header, payload) = parts(&token);
+    assert!(header.contains("\"typ\":\"txntoken+jwt\""), "{header}");
+    assert!(payload.contains("\"txn\":\"T-1\""), "{payload}");
+    let bad = chaperone(&[
+        "token", "mint", "--key", &key, "--alg", "ES256", "--kid", "k1", "--iss", ISSUER, "--aud",
+        "a", "--sub", "s", "--claim", "iat=soon",
+    ]);
+    assert!(!bad.status.success());
+    assert!(text(&bad.stderr).contains("--claim iat= must be Unix seconds or null"));
 }
 
 fn eval(config: &str, token: &str, request: &str, extra: &[&str]) -> (bool, Value) {
