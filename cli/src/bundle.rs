@@ -39,13 +39,13 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
             let mut config: Value =
                 serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
             merge_policy(&mut config, policy).map_err(|e| format!("{path}: {e}"))?;
+            // Refuse to write a configuration the plugin would only reject.
+            chaperone_core::load(config.to_string().as_bytes()).map_err(|e| e.to_string())?;
             config
         }
     };
     if ecds {
         let wasm = wasm.ok_or("--ecds needs --wasm PATH: where Envoy finds chaperone.wasm")?;
-        // Refuse to write a resource Envoy would only reject.
-        chaperone_core::load(output.to_string().as_bytes()).map_err(|e| e.to_string())?;
         print!("{}", ecds_resource(&output, &bundle.revision, &wasm)?);
         return Ok(ExitCode::SUCCESS);
     }

@@ -92,7 +92,12 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
     } else {
         print_text(&candidate, records.len(), replayed, not_replayable, &flips);
     }
-    Ok(ExitCode::SUCCESS)
+    // A gate for CI, as `chaperone test`: 1 when the candidate would decide otherwise.
+    Ok(if flips.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Every record in the text: JSON lines (any key order), or log lines that end with a

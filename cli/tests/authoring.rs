@@ -413,6 +413,24 @@ fn bundle_packs_an_ecds_resource_envoy_can_watch() {
         "x.wasm",
     ]);
     assert_eq!(out.status.code(), Some(2), "--ecds needs --into");
+    // A base naming no decision rule falls back to envoy/authz/allow, which this bundle does
+    // not declare: packing into it is refused, with or without --ecds.
+    let mut base: Value =
+        serde_json::from_str(&std::fs::read_to_string(scratch.path("base.json")).unwrap()).unwrap();
+    base["policy"] = json!({});
+    std::fs::write(scratch.path("no-rule.json"), base.to_string()).unwrap();
+    let out = chaperone(&[
+        "bundle",
+        bundle.to_str().unwrap(),
+        "--into",
+        &scratch.path("no-rule.json"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("envoy/authz/allow"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 fn chaperone_core_accepts(config: &str) -> bool {
@@ -477,7 +495,12 @@ fn replay_reports_the_decisions_a_candidate_bundle_would_flip() {
         candidate.to_str().unwrap(),
         "--json",
     ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "decisions flip: {}",
+        text(&out.stderr)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["records"], 6);
     assert_eq!(report["replayed"], 5);
@@ -519,4 +542,15 @@ fn replay_reports_the_decisions_a_candidate_bundle_would_flip() {
         "{}",
         text(&out.stdout)
     );
+    // The bundle that decided them flips nothing: exit 0.
+    let shipped = workspace().join("policies/agent-authz");
+    let out = chaperone(&[
+        "replay",
+        "--records",
+        &scratch.path("records.log"),
+        "--bundle",
+        shipped.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("0 decisions would flip"));
 }
