@@ -35,12 +35,27 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
             return Ok(ExitCode::SUCCESS);
         }
         Ok(_) => {}
-        Err(error) => problems.insert(0, error.to_string()),
+        Err(error) => {
+            problems.insert(0, error.to_string());
+            if let Some(hint) = host_file_hint(&path, &bytes) {
+                problems.push(hint.to_owned());
+            }
+        }
     }
     for problem in problems {
         eprintln!("{path}: {problem}");
     }
     Ok(ExitCode::FAILURE)
+}
+
+/// An Envoy or Kong file given where chaperone's own configuration was expected.
+fn host_file_hint(path: &str, bytes: &[u8]) -> Option<&'static str> {
+    let yaml = [".yaml", ".yml"].iter().any(|ext| path.ends_with(ext));
+    (yaml && serde_json::from_slice::<Value>(bytes).is_err()).then_some(
+        "this looks like an Envoy or Kong YAML file: check takes chaperone's configuration (the \
+         JSON an Envoy filter passes as its StringValue `configuration`, Kong as the filter's \
+         `config`), e.g. the file `chaperone bundle DIR --into BASE.json` writes",
+    )
 }
 
 /// Where the document breaks the published schema (`chaperone.schema.json`), as JSON

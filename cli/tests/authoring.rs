@@ -222,6 +222,15 @@ fn eval(config: &str, token: &str, request: &str, extra: &[&str]) -> (bool, Valu
 fn check_reports_schema_positions_parser_fields_and_rego_locations() {
     let scratch = Scratch::new("check");
     let (config, _) = configured(&scratch);
+    // An Envoy file where chaperone's configuration belongs: refused, with a hint.
+    let envoy = workspace().join("envoy-config/quickstart.yaml");
+    let out = chaperone(&["check", envoy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("looks like an Envoy or Kong YAML file"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = chaperone(&["check", &config]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("ok (1 issuer(s)"));
