@@ -114,6 +114,8 @@ pub struct RawIssuer {
     pub allowed_types: Option<Vec<String>>,
     #[serde(default)]
     pub claims: RawClaimMapping,
+    #[serde(default)]
+    pub forward: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -278,6 +280,9 @@ pub struct Issuer {
     /// Upper-cased, without an `application/` prefix.
     pub allowed_types: Option<Vec<String>>,
     pub claim_mapping: ClaimMapping,
+    /// Keep the agent token's header on a request that goes upstream (jwt_authn's
+    /// `forward`); by default it is removed.
+    pub forward: bool,
 }
 
 /// Where an issuer's keys come from.
@@ -482,6 +487,7 @@ fn compile_transaction_tokens(
             // draft-ietf-oauth-transaction-tokens: the JWT `typ` header is `txntoken+jwt`.
             allowed_types: Some(vec!["txntoken+jwt".to_owned()]),
             claims: RawClaimMapping::default(),
+            forward: false,
         },
         field,
     )?;
@@ -525,6 +531,7 @@ fn compile_grants(
             max_lifetime_seconds: raw.max_validity_seconds,
             allowed_types: None,
             claims: RawClaimMapping::default(),
+            forward: false,
         },
         field,
     )
@@ -665,6 +672,7 @@ fn compile_issuer(raw: RawIssuer, field: &str) -> Result<Issuer, ConfigError> {
         max_lifetime_seconds: raw.max_lifetime_seconds,
         allowed_types,
         claim_mapping,
+        forward: raw.forward,
     })
 }
 

@@ -97,6 +97,11 @@ pub fn decide_timed(
         }
     };
     decision.strip_headers = strip_headers;
+    if let (Loaded::Ready(compiled), true) = (loaded, decision.allowed) {
+        decision
+            .strip_headers
+            .extend(unforwarded_token_header(compiled, facts, &decision.record));
+    }
     if let Some(line) = line {
         decision.record.request = RecordRequest {
             method: Some(line.method),
@@ -107,6 +112,32 @@ pub fn decide_timed(
         decision.record.mask_request();
     }
     decision
+}
+
+/// The header the verified agent token came in, when the request goes upstream without it:
+/// its issuer does not `forward` it (the default, as in jwt_authn), so the upstream never
+/// holds a credential it could present elsewhere.
+fn unforwarded_token_header(
+    compiled: &Compiled,
+    facts: &RequestFacts,
+    record: &DecisionRecord,
+) -> Option<String> {
+    let agent = record.agent.as_ref()?;
+    let issuer = compiled.issuers.iter().find(|i| i.issuer == agent.issuer)?;
+    if issuer.forward {
+        return None;
+    }
+    // The token came in exactly one of these (`extract_token`).
+    compiled
+        .token_sources
+        .iter()
+        .find(|source| {
+            facts
+                .headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case(source.name.as_bytes()))
+        })
+        .map(|source| source.name.clone())
 }
 
 /// A request refused before deciding, because the host cannot honour the configuration (for

@@ -513,8 +513,10 @@ fn spoofed_identity_headers_are_stripped_and_hidden_from_policy() {
         [
             "x-chaperone-agent-id",
             "X-Chaperone-Owner",
-            "x_chaperone_issuer"
-        ]
+            "x_chaperone_issuer",
+            "authorization"
+        ],
+        "the spoofs, and the agent token's header (not forwarded)"
     );
     // Denied requests strip too, so a logged-and-denied request never forwards a spoof.
     let d = decide(
@@ -1036,6 +1038,62 @@ fn a_decision_the_host_cannot_carry_out_becomes_a_recorded_500() {
     assert_eq!(record["reason"], "internal_error");
     assert_eq!(record["rule"], Value::Null);
     assert_eq!(record["agent"]["id"], "support-bot", "still attributed");
+}
+
+#[test]
+fn the_agent_token_goes_upstream_only_where_its_issuer_forwards_it() {
+    let f = fixture();
+    let token = token(&f, json!({}));
+    let allowed = with_token(&f, "GET", "/tickets/1", &token);
+    assert!(allowed.allowed);
+    assert_eq!(
+        allowed.strip_headers,
+        ["authorization"],
+        "removed by default"
+    );
+    let denied = with_token(&f, "DELETE", "/tickets/1", &token);
+    assert!(
+        !denied.allowed && denied.strip_headers.is_empty(),
+        "a local reply"
+    );
+
+    let forwarding = load(
+        config_with(
+            json!({"forward": true}),
+            json!({"keys": [es256_jwk(&f.key, "k1")]}),
+        )
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let d = decide_with(
+        &forwarding,
+        "GET",
+        "/tickets/1",
+        &[("authorization", format!("Bearer {token}").as_bytes())],
+    );
+    assert!(
+        d.allowed && d.strip_headers.is_empty(),
+        "{:?}",
+        d.strip_headers
+    );
+
+    let elsewhere = load_with(&f, json!({"from_headers": [{"name": "x-agent-token"}]}));
+    let d = decide_with(
+        &elsewhere,
+        "GET",
+        "/tickets/1",
+        &[
+            ("X-Agent-Token", token.as_bytes()),
+            ("authorization", b"Basic YTpi".as_slice()),
+        ],
+    );
+    assert!(d.allowed);
+    assert_eq!(
+        d.strip_headers,
+        ["x-agent-token"],
+        "only the header the token came in"
+    );
 }
 
 #[test]

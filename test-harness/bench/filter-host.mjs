@@ -276,6 +276,7 @@ function hostCalls() {
     proxy_get_current_time_nanoseconds: "clock",
     proxy_set_property: "properties",
     [`proxy_add_header_map_value:${MAP_REQUEST_HEADERS}`]: "request_headers",
+    proxy_remove_header_map_value: "removed_request_headers",
     [`proxy_add_header_map_value:${MAP_RESPONSE_HEADERS}`]: "response_headers",
     proxy_increment_metric: "counters",
     proxy_record_metric: "histograms",

@@ -43,11 +43,11 @@ fn allowed_request_reaches_the_upstream_with_verified_identity_and_a_full_record
     assert_eq!(record["rule"], "tickets.read");
     assert_eq!(record["path"], DECISION_PATH);
     assert_eq!(record["bundles"][POLICY_NAME]["revision"], REVISION);
-    // The credential itself goes upstream unchanged.
+    // The credential stays at the gateway (as with jwt_authn's default `forward: false`).
     let seen = gateway.upstream.requests();
-    assert_eq!(
-        seen[0].header_values("authorization"),
-        [bearer(&token).as_slice()]
+    assert!(
+        seen[0].header_values("authorization").is_empty(),
+        "the agent token reached the upstream"
     );
     // The echo that came back through Envoy shows the same identity headers.
     let echoed = response.json();
@@ -65,6 +65,17 @@ fn allowed_request_reaches_the_upstream_with_verified_identity_and_a_full_record
     assert_eq!(access["decision"], "allow");
     assert_eq!(access["agent_id"], AGENT);
     assert_eq!(access["reason"], "ticket_read");
+
+    // An issuer with `forward: true` lets it through unchanged.
+    let mut forwarding = config(&[&key]);
+    forwarding["issuers"][0]["forward"] = json!(true);
+    let gateway = Gateway::start(&forwarding.to_string());
+    let response = gateway.with_token("GET", "/tickets/42", &token);
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        gateway.upstream.requests()[0].header_values("authorization"),
+        [bearer(&token).as_slice()]
+    );
 }
 
 #[test]

@@ -4,8 +4,9 @@
 //! it does any work of its own, so chaperone's row can be read against it as well as against
 //! jwt_authn + RBAC.
 //!
-//! Configured with counts (`clock=4 properties=8 request_headers=4 response_headers=1
-//! counters=3 histograms=1`), it also makes those host calls on every request, as chaperone
+//! Configured with counts (`clock=4 properties=8 request_headers=4 removed_request_headers=1
+//! response_headers=1 counters=3 histograms=1`), it also makes those host calls on every
+//! request (the removal takes the request's `authorization`, the token's header), as chaperone
 //! does for an allowed one, still deciding nothing: what the host's side of chaperone's work
 //! costs, with none of chaperone's own. Any other configuration (chaperone's, in `make bench`)
 //! means headers only.
@@ -29,6 +30,7 @@ struct HostCalls {
     /// Filter state: chaperone's key fields (`wasm.chaperone.<field>`), by the same names.
     properties: usize,
     request_headers: usize,
+    removed_request_headers: usize,
     response_headers: usize,
     /// Metric ids defined at configure time.
     counters: Vec<u32>,
@@ -51,6 +53,7 @@ impl HostCalls {
                 "clock" => calls.clock = count,
                 "properties" => calls.properties = count,
                 "request_headers" => calls.request_headers = count,
+                "removed_request_headers" => calls.removed_request_headers = count,
                 "response_headers" => calls.response_headers = count,
                 "counters" => calls.counters = defined(MetricType::Counter, "counter")?,
                 "histograms" => calls.histograms = defined(MetricType::Histogram, "histogram")?,
@@ -122,6 +125,9 @@ impl HttpContext for Floor {
         }
         for name in NAMES.iter().cycle().take(calls.properties) {
             let _ = hostcalls::set_property(vec![*name], Some(VALUE.as_bytes()));
+        }
+        for _ in 0..calls.removed_request_headers {
+            self.set_http_request_header("authorization", None);
         }
         for name in HEADERS.iter().cycle().take(calls.request_headers) {
             self.add_http_request_header(name, VALUE);

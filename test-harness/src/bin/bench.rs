@@ -42,11 +42,11 @@ enum Module {
 /// The host calls chaperone makes for the benchmark's allowed request besides reading the
 /// header pairs, configured as the access-log setup (`host_log` off), as `filter-host.mjs`
 /// (run by `make bench`) counts them, and fails when they differ:
-/// the clock, the record's key fields its access log reads as filter state, the identity
-/// headers and the response's decision id, the decision and cache counters and the duration
-/// histogram.
-const CHAPERONE_HOST_CALLS: &str =
-    "clock=4 properties=8 request_headers=4 response_headers=1 counters=3 histograms=1";
+/// the clock, the record's key fields its access log reads as filter state, the agent
+/// token's header taken off, the identity headers and the response's decision id, the
+/// decision and cache counters and the duration histogram.
+const CHAPERONE_HOST_CALLS: &str = "clock=4 properties=8 request_headers=4 \
+     removed_request_headers=1 response_headers=1 counters=3 histograms=1";
 
 /// The record's key fields the access-log setup's log reads, and so the ones its
 /// `decision_log.key_fields` names, as a deployment would (floor-filter's `NAMES` sets the

@@ -198,6 +198,10 @@ pub fn assert_allowed(
         (upstream.method.as_str(), upstream.path.as_str()),
         (method, path)
     );
+    assert!(
+        upstream.header_strings("authorization").is_empty(),
+        "the agent token's header stays at the gateway"
+    );
     assert_eq!(upstream.header_strings("x-chaperone-agent-id"), [AGENT]);
     assert_eq!(upstream.header_strings("x-chaperone-issuer"), [ISSUER]);
     assert_eq!(
