@@ -179,7 +179,7 @@ fn cached_or_verified<T: Clone>(
 /// issuer forgets it sooner (`Runtime::forget_changed`); a new configuration starts empty.
 const REJECTED_SECONDS: u64 = 600;
 
-/// Remembers a refused agent token when the refusal would stand again. Only tokens naming a
+/// Remembers a refused token (an agent token, a grant) when the refusal would stand again. Only tokens naming a
 /// configured issuer: their refusals are the ones that cost a signature check, and the entry
 /// then holds the configuration's issuer name, never a string the sender chose.
 fn remember_refusal(
@@ -310,6 +310,11 @@ pub fn collect_grants(
             break;
         }
         let verified = HashedToken::new(compiled, &runtime.hasher, token).and_then(|token| {
+            let now_s = now_ms / 1000;
+            if let Some(reason) = runtime.rejected_grants.get(&token.key, now_s) {
+                runtime.cache_stats.rejected += 1;
+                return Err(*reason);
+            }
             cached_or_verified(
                 compiled,
                 &mut runtime.grants,
@@ -319,6 +324,15 @@ pub fn collect_grants(
                 |grant: &Grant| grant.issuer.as_str(),
                 verify_grant,
             )
+            .inspect_err(|reason| {
+                remember_refusal(
+                    compiled,
+                    &mut runtime.rejected_grants,
+                    &token,
+                    *reason,
+                    now_s,
+                )
+            })
         });
         let grant = match verified {
             Ok((grant, _)) => grant,

@@ -82,6 +82,10 @@ fn agent_token(keys: &Keys) -> String {
 
 /// A grant for `coding-agent` to push to main, valid from 10 s ago for 300 s, with changes.
 fn grant(keys: &Keys, changes: Value) -> String {
+    grant_signed_by(&keys.approvals, changes)
+}
+
+fn grant_signed_by(key: &ES256KeyPair, changes: Value) -> String {
     let mut claims = json!({
         "iss": GRANT_ISSUER, "aud": "agents-api", "sub": "coding-agent", "jti": "g-1",
         "approver": {"sub": "bob@example.com", "type": "human"}, "reason": "release 1.2",
@@ -96,10 +100,19 @@ fn grant(keys: &Keys, changes: Value) -> String {
             claims[name] = value.clone();
         }
     }
-    sign(&keys.approvals, "a1", &claims)
+    sign(key, "a1", &claims)
 }
 
 fn push(loaded: &Loaded, keys: &Keys, grants: &[String], at: u64) -> Decision {
+    decide(
+        loaded,
+        &mut Runtime::new(loaded, 1),
+        &grant_facts(keys, grants, at),
+    )
+}
+
+/// A request carrying the agent's token and these grants, at Unix second `at`.
+fn grant_facts(keys: &Keys, grants: &[String], at: u64) -> RequestFacts {
     let bearer = format!("Bearer {}", agent_token(keys));
     let mut headers: Vec<(Vec<u8>, Vec<u8>)> = vec![
         (b":method".to_vec(), b"POST".to_vec()),
@@ -113,12 +126,40 @@ fn push(loaded: &Loaded, keys: &Keys, grants: &[String], at: u64) -> Decision {
     for grant in grants {
         headers.push((b"agent-grant".to_vec(), grant.clone().into_bytes()));
     }
-    let facts = RequestFacts {
+    RequestFacts {
         headers,
         decision_id: "d-1".into(),
         now_ns: at * 1_000_000_000,
-    };
-    decide(loaded, &mut Runtime::new(loaded, 1), &facts)
+    }
+}
+
+#[test]
+fn a_refused_grant_is_refused_again_from_memory() {
+    let (keys, loaded) = setup(json!({}));
+    let mut runtime = Runtime::new(&loaded, 1);
+    // Names the approval service's key, signed by another.
+    let forged = grant_signed_by(&ES256KeyPair::generate(), json!({}));
+    let expired = grant(
+        &keys,
+        json!({"jti": "g-old", "iat": NOW - 600, "nbf": NOW - 600, "exp": NOW - 300}),
+    );
+    let early = grant(
+        &keys,
+        json!({"jti": "g-early", "iat": NOW + 60, "nbf": NOW + 60, "exp": NOW + 300}),
+    );
+    let grants = [forged, expired, early];
+    let expected = [
+        (None, "invalid"),
+        (Some("g-old".to_owned()), "expired"),
+        (Some("g-early".to_owned()), "not_yet_valid"),
+    ];
+    for (round, from_memory) in [(1, 0), (2, 2), (3, 4)] {
+        let d = decide(&loaded, &mut runtime, &grant_facts(&keys, &grants, NOW));
+        assert_eq!(dropped(&d), expected, "round {round}");
+        // The forged and the expired grant stand refused; one not yet valid may become
+        // valid, so it is checked every time.
+        assert_eq!(runtime.cache_stats.rejected, from_memory, "round {round}");
+    }
 }
 
 fn dropped(decision: &Decision) -> Vec<(Option<String>, &'static str)> {
