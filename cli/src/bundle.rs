@@ -2,6 +2,7 @@
 //! directory is their place in `data`. Test files stay out of what ships to the gateway.
 
 use crate::args::Args;
+use chaperone_core::hash::HashAlg;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,15 +60,19 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
 /// The shipped ECDS resource template with this configuration, version and module path. The
 /// configuration becomes a JSON string, which is also a valid YAML double-quoted scalar.
 fn ecds_resource(config: &Value, revision: &str, wasm: &str) -> Result<String, String> {
-    let quoted = serde_json::to_string(&config.to_string()).map_err(|e| e.to_string())?;
-    let version = if revision.is_empty() {
-        "unversioned"
-    } else {
-        revision
+    let text = config.to_string();
+    let quoted = serde_json::to_string(&text).map_err(|e| e.to_string())?;
+    // The revision names the bundle; the digest changes with anything else in the resource
+    // (a revocation, a registry entry), so Envoy's `version_text` tells every update apart.
+    let digest = HashAlg::Sha256.digest(text.as_bytes());
+    let digest: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let version = match revision.replace('"', "") {
+        revision if revision.is_empty() => format!("unversioned+{digest}"),
+        revision => format!("{revision}+{digest}"),
     };
     let mut text = ECDS_TEMPLATE.to_owned();
     for (name, value) in [
-        ("${VERSION}", version.replace('"', "")),
+        ("${VERSION}", version),
         ("${WASM_PATH}", wasm.to_owned()),
         ("${PLUGIN_CONFIG}", quoted),
     ] {

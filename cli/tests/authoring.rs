@@ -401,7 +401,34 @@ fn bundle_packs_an_ecds_resource_envoy_can_watch() {
         resource.contains("filename: /etc/envoy/chaperone.wasm"),
         "{resource}"
     );
-    assert!(resource.contains("version_info: \""), "{resource}");
+    // The bundle's revision, then a digest of the whole configuration: a change the
+    // revision does not show (a revocation) still gives another version.
+    let version = |resource: &str| {
+        resource
+            .lines()
+            .find_map(|l| l.strip_prefix("version_info: "))
+            .map(|v| v.trim_matches('"').to_owned())
+            .unwrap()
+    };
+    let first = version(&resource);
+    assert!(first.starts_with("2026-") && first.contains('+'), "{first}");
+    let mut base: Value =
+        serde_json::from_str(&std::fs::read_to_string(scratch.path("base.json")).unwrap()).unwrap();
+    base["revocations"] = json!({"agents": ["support-bot"]});
+    std::fs::write(scratch.path("revoked.json"), base.to_string()).unwrap();
+    let out = chaperone(&[
+        "bundle",
+        bundle.to_str().unwrap(),
+        "--into",
+        &scratch.path("revoked.json"),
+        "--ecds",
+        "--wasm",
+        "/etc/envoy/chaperone.wasm",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let second = version(&text(&out.stdout));
+    assert_ne!(first, second);
+    assert_eq!(first.split('+').next(), second.split('+').next());
     assert!(
         !resource.contains("${"),
         "every placeholder filled: {resource}"
