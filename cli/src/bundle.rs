@@ -66,14 +66,24 @@ fn ecds_resource(config: &Value, revision: &str, wasm: &str) -> Result<String, S
     // (a revocation, a registry entry), so Envoy's `version_text` tells every update apart.
     let digest = HashAlg::Sha256.digest(text.as_bytes());
     let digest: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-    let version = match revision.replace('"', "") {
-        revision if revision.is_empty() => format!("unversioned+{digest}"),
+    // Characters a YAML scalar takes as they are; the rest of a revision becomes `_`.
+    let revision: String = revision
+        .chars()
+        .map(|c| match c {
+            'A'..='Z' | 'a'..='z' | '0'..='9' | '.' | '-' | '_' | ':' => c,
+            _ => '_',
+        })
+        .collect();
+    let version = match revision.as_str() {
+        "" => format!("unversioned+{digest}"),
         revision => format!("{revision}+{digest}"),
     };
+    // JSON strings are YAML double-quoted scalars: a path with a space or a brace stays one.
+    let wasm = serde_json::to_string(wasm).map_err(|e| e.to_string())?;
     let mut text = ECDS_TEMPLATE.to_owned();
     for (name, value) in [
         ("${VERSION}", version),
-        ("${WASM_PATH}", wasm.to_owned()),
+        ("${WASM_PATH}", wasm),
         ("${PLUGIN_CONFIG}", quoted),
     ] {
         text = text.replace(name, &value);

@@ -11,6 +11,7 @@
 use crate::args::Args;
 use crate::bundle;
 use chaperone_core::policy::Policy;
+use chaperone_core::reason::Reason;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -64,7 +65,13 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
     let mut not_replayable = 0usize;
     let mut flips: Vec<Flip> = Vec::new();
     for record in &records {
-        let Some(input) = record.get("input").filter(|i| i.is_object()) else {
+        // A decision the host could not carry out (`internal_error`) was the policy's, then
+        // replaced: its result is not the policy's to compare with.
+        let input = record
+            .get("input")
+            .filter(|i| i.is_object())
+            .filter(|_| record["reason"] != Reason::InternalError.code());
+        let Some(input) = input else {
             not_replayable += 1;
             continue;
         };
@@ -147,7 +154,7 @@ fn print_text(
     flips: &[Flip],
 ) {
     println!(
-        "{total} records, {replayed} replayed against {} revision `{}`, {not_replayable} decided before the policy (not replayed)",
+        "{total} records, {replayed} replayed against {} revision `{}`, {not_replayable} decided before the policy or not carried out (not replayed)",
         candidate.name, candidate.revision
     );
     println!("{} decisions would flip", flips.len());

@@ -140,7 +140,7 @@ fn mint(args: &mut Args) -> Result<ExitCode, String> {
 
 /// `--claim`s that name registered claims replace the token's own, once each (`null`
 /// leaves the claim out): `exp`, `iat`, `nbf` in Unix seconds, `iss`, `sub`, `jti` as
-/// strings, `aud` as a string or an array of them.
+/// strings (whatever they look like), `aud` as a string or an array of them.
 fn registered_claims(
     claims: &mut JWTClaims<Map<String, Value>>,
     custom: &mut Map<String, Value>,
@@ -154,12 +154,13 @@ fn registered_claims(
                 .ok_or_else(|| format!("--claim {name}= must be Unix seconds or null")),
         }
     };
-    let text = |name: &str, value: Value| -> Result<Option<String>, String> {
-        match value {
-            Value::Null => Ok(None),
-            Value::String(text) => Ok(Some(text)),
-            _ => Err(format!("--claim {name}= must be a string or null")),
-        }
+    // What the command line said, as text (`sub=42` is the subject "42"); null leaves it out.
+    let text = |_: &str, value: Value| -> Result<Option<String>, String> {
+        Ok(match value {
+            Value::Null => None,
+            Value::String(text) => Some(text),
+            other => Some(other.to_string()),
+        })
     };
     if let Some(value) = custom.remove("exp") {
         claims.expires_at = seconds("exp", value)?;

@@ -159,6 +159,11 @@ fn mint_makes_the_tokens_the_reason_codes_need() {
     assert_eq!(payload.matches("\"exp\"").count(), 1, "{payload}");
     let claims: Value = serde_json::from_str(&payload).unwrap();
     assert_eq!(claims["exp"], 1000);
+    let (_, numeric) = parts(&mint_with(&key, "support-bot", &["--claim", "jti=42"]));
+    assert!(
+        numeric.contains("\"jti\":\"42\""),
+        "a string, as typed: {numeric}"
+    );
     assert_eq!(claims["aud"].as_array().map(Vec::len), Some(2));
     let (_, record) = eval(&config, &token, "GET /tickets/42", &[]);
     assert_eq!(record["reason"], "token_expired");
@@ -398,7 +403,7 @@ fn bundle_packs_an_ecds_resource_envoy_can_watch() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let resource = text(&out.stdout);
     assert!(
-        resource.contains("filename: /etc/envoy/chaperone.wasm"),
+        resource.contains("filename: \"/etc/envoy/chaperone.wasm\""),
         "{resource}"
     );
     // The bundle's revision, then a digest of the whole configuration: a change the
@@ -578,7 +583,18 @@ fn replay_reports_the_decisions_a_candidate_bundle_would_flip() {
         "{}",
         text(&out.stdout)
     );
-    // The bundle that decided them flips nothing: exit 0.
+    // The bundle that decided them flips nothing: exit 0. An allowed decision the host
+    // could not carry out (internal_error) is not the policy's to compare with.
+    let allowed = log.lines().next().unwrap();
+    let (prefix, record) = allowed.split_at(allowed.find('{').unwrap());
+    let mut failed: Value = serde_json::from_str(record).unwrap();
+    failed["result"] = json!({"allowed": false, "http_status": 500});
+    failed["reason"] = json!("internal_error");
+    std::fs::write(
+        scratch.path("records.log"),
+        format!("{log}{prefix}{failed}\n"),
+    )
+    .unwrap();
     let shipped = workspace().join("policies/agent-authz");
     let out = chaperone(&[
         "replay",

@@ -104,34 +104,22 @@ fn verified_agent(
     now_ms: u64,
 ) -> Result<Agent, Reason> {
     let token = HashedToken::new(compiled, &runtime.hasher, token)?;
-    let now_s = now_ms / 1000;
-    if let Some(reason) = runtime.rejected.get(&token.key, now_s) {
-        runtime.cache_stats.rejected += 1;
-        return Err(*reason);
-    }
-    let verified = cached_or_verified(
+    let (agent, hit) = verified_or_refused(
         compiled,
-        &mut runtime.cache,
+        (&mut runtime.cache, &mut runtime.rejected),
+        &mut runtime.cache_stats.rejected,
         &runtime.keys,
         &token,
         now_ms,
         |agent: &Agent| agent.issuer.as_str(),
         authenticate,
-    );
-    match verified {
-        Ok((agent, hit)) => {
-            if hit {
-                runtime.cache_stats.hits += 1;
-            } else {
-                runtime.cache_stats.misses += 1;
-            }
-            Ok(agent)
-        }
-        Err(reason) => {
-            remember_refusal(compiled, &mut runtime.rejected, &token, reason, now_s);
-            Err(reason)
-        }
+    )?;
+    if hit {
+        runtime.cache_stats.hits += 1;
+    } else {
+        runtime.cache_stats.misses += 1;
     }
+    Ok(agent)
 }
 
 /// A presented token, its size checked and its key in every token cache taken once.
@@ -151,6 +139,32 @@ impl<'a> HashedToken<'a> {
             key: hasher.key(bytes),
         })
     }
+}
+
+/// [`cached_or_verified`], with a refusal that would stand again ([`stays_refused`])
+/// remembered in the second cache of `caches` and answered from there (counted in
+/// `refused_again`): a client repeating a refused token costs no second signature check.
+#[allow(clippy::too_many_arguments)]
+fn verified_or_refused<T: Clone>(
+    compiled: &Compiled,
+    caches: (&mut TokenCache<T>, &mut TokenCache<Reason>),
+    refused_again: &mut u64,
+    fetched: &KeyStore,
+    token: &HashedToken,
+    now_ms: u64,
+    issuer_of: impl Fn(&T) -> &str,
+    verify: impl Fn(&Compiled, &KeyStore, &[u8], u64) -> Result<(T, u64), Reason>,
+) -> Result<(T, bool), Reason> {
+    let (verified, refused) = caches;
+    let now_s = now_ms / 1000;
+    if let Some(reason) = refused.get(&token.key, now_s) {
+        *refused_again += 1;
+        return Err(*reason);
+    }
+    cached_or_verified(
+        compiled, verified, fetched, token, now_ms, issuer_of, verify,
+    )
+    .inspect_err(|reason| remember_refusal(compiled, refused, token, *reason, now_s))
 }
 
 /// Verification through a cache; true when the cache answered. A remembered token is only
@@ -179,7 +193,7 @@ fn cached_or_verified<T: Clone>(
 /// issuer forgets it sooner (`Runtime::forget_changed`); a new configuration starts empty.
 const REJECTED_SECONDS: u64 = 600;
 
-/// Remembers a refused token (an agent token, a grant) when the refusal would stand again. Only tokens naming a
+/// Remembers a refused token (agent, transaction, grant) when the refusal would stand again. Only tokens naming a
 /// configured issuer: their refusals are the ones that cost a signature check, and the entry
 /// then holds the configuration's issuer name, never a string the sender chose.
 fn remember_refusal(
@@ -251,9 +265,13 @@ fn apply_transaction(
     };
     let (transaction, _) = HashedToken::new(compiled, &runtime.hasher, token)
         .and_then(|token| {
-            cached_or_verified(
+            verified_or_refused(
                 compiled,
-                &mut runtime.transactions,
+                (
+                    &mut runtime.transactions,
+                    &mut runtime.rejected_transactions,
+                ),
+                &mut runtime.cache_stats.rejected,
                 &runtime.keys,
                 &token,
                 now_ms,
@@ -310,29 +328,16 @@ pub fn collect_grants(
             break;
         }
         let verified = HashedToken::new(compiled, &runtime.hasher, token).and_then(|token| {
-            let now_s = now_ms / 1000;
-            if let Some(reason) = runtime.rejected_grants.get(&token.key, now_s) {
-                runtime.cache_stats.rejected += 1;
-                return Err(*reason);
-            }
-            cached_or_verified(
+            verified_or_refused(
                 compiled,
-                &mut runtime.grants,
+                (&mut runtime.grants, &mut runtime.rejected_grants),
+                &mut runtime.cache_stats.rejected,
                 &runtime.keys,
                 &token,
                 now_ms,
                 |grant: &Grant| grant.issuer.as_str(),
                 verify_grant,
             )
-            .inspect_err(|reason| {
-                remember_refusal(
-                    compiled,
-                    &mut runtime.rejected_grants,
-                    &token,
-                    *reason,
-                    now_s,
-                )
-            })
         });
         let grant = match verified {
             Ok((grant, _)) => grant,

@@ -9,7 +9,7 @@ use crate::policy::Verdict;
 use crate::reason::Reason;
 use crate::record::{
     rfc3339, BundleInfo, DecisionRecord, RecordAgent, RecordError, RecordGrant, RecordMetrics,
-    RecordRequest, RecordResult,
+    RecordRequest, RecordResult, JWT_MASK,
 };
 use crate::runtime::Runtime;
 use crate::token::Agent;
@@ -373,6 +373,13 @@ fn deny_by_policy(agent: &Agent, verdict: &Verdict, facts: &RequestFacts) -> Dec
         verdict.body.as_deref(),
     );
     decision.record.error = verdict.error.clone().map(|message| RecordError { message });
+    if verdict
+        .error
+        .as_deref()
+        .is_some_and(|message| message.contains(JWT_MASK))
+    {
+        decision.record.flag_jwt_masked();
+    }
     decision
 }
 
@@ -473,6 +480,7 @@ impl Decision {
         };
         self.record.reason = reason.code().to_owned();
         self.record.rule = None;
+        self.record.error = None;
         self.record.dry_run = false;
     }
 }

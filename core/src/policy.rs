@@ -203,18 +203,41 @@ fn verdict_of(outcome: anyhow::Result<Value>) -> Verdict {
 }
 
 /// regorus's error report (a location line, the source line with a caret, the message) as
-/// one line for a record: `p.rego:2:25: could not parse string as number`.
+/// one line for a record: `p.rego:2:25: could not parse string as number`. regorus quotes
+/// the values it failed on between backticks (`` Got `{"cookie": ...}` ``): those are the
+/// request's, erased or not, so anything quoted that is not a plain name (`max`) becomes
+/// `` `...` ``.
 fn one_line(report: &str) -> String {
     let lines = || report.lines().map(str::trim);
     let location = lines().find_map(|line| line.strip_prefix("--> "));
     let message = lines().find_map(|line| line.strip_prefix("error: "));
-    match (location, message) {
+    let text = match (location, message) {
         (Some(location), Some(message)) => format!("{location}: {message}"),
         _ => lines()
             .filter(|line| !line.is_empty())
             .collect::<Vec<_>>()
             .join(" "),
+    };
+    let plain_name = |quoted: &str| {
+        !quoted.is_empty()
+            && quoted.len() <= 64
+            && quoted
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.'))
+    };
+    // Odd pieces of a split on backticks are the quoted ones.
+    let mut elided = String::with_capacity(text.len());
+    for (index, piece) in text.split('`').enumerate() {
+        if index > 0 {
+            elided.push('`');
+        }
+        if index % 2 == 1 && !plain_name(piece) {
+            elided.push_str("...");
+        } else {
+            elided.push_str(piece);
+        }
     }
+    elided
 }
 
 /// `a/b/c` (OPA-Envoy style) or `data.a.b.c` to regorus's `data.a.b.c`.
@@ -498,6 +521,15 @@ mod tests {
             verdict.error.as_deref(),
             Some("p.rego:2:25: could not parse string as number")
         );
+        // Values regorus quotes are the request's: they never reach the record.
+        let p = policy("package t\nallow if max(input.h) > 0\n", "t/allow").unwrap();
+        let verdict = p.evaluate(serde_json::json!({"h": {"cookie": "session=s3cr3t"}}));
+        let error = verdict.error.unwrap_or_default();
+        assert!(
+            error.contains("`max`") && error.contains("`...`"),
+            "{error}"
+        );
+        assert!(!error.contains("s3cr3t"), "{error}");
         // The error text is bounded and never carries a token.
         let header = crate::encoding::base64url_encode(b"{\"alg\":\"ES256\"}");
         let token = format!("{header}.{}.c2ln", "eA".repeat(2_000));

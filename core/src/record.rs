@@ -159,10 +159,10 @@ impl DecisionRecord {
 
     /// The record as one JSON line of at most `max_bytes` where its own parts allow: when
     /// the input makes it longer, the input is erased (`"/input"` in `erased`, flag
-    /// `input_too_large`); when it is still longer, the request's path, host and id are cut
-    /// to [`REQUEST_FIELD_BYTES`] each (flag `request_truncated`), the last parts a client
-    /// can make long (a grant header beyond `max_per_request` leaves one entry). What is left
-    /// comes from the configuration, the policy's answer and verified tokens.
+    /// `input_too_large`); when it is still longer, the strings a client can make long
+    /// ([`DecisionRecord::client_strings`]) are cut to [`CLIENT_STRING_BYTES`] each (flag
+    /// `fields_truncated`; a grant header beyond `max_per_request` leaves one entry). What is
+    /// left comes from the configuration and verified tokens.
     pub fn to_json_bounded(&mut self, max_bytes: usize) -> String {
         let line = self.to_json();
         if line.len() <= max_bytes {
@@ -177,16 +177,12 @@ impl DecisionRecord {
                 return line;
             }
         }
-        let request = &mut self.request;
         let mut cut = false;
-        for field in [&mut request.path, &mut request.host, &mut request.id]
-            .into_iter()
-            .flatten()
-        {
-            cut |= truncate_at_char(field, REQUEST_FIELD_BYTES);
+        for text in self.client_strings() {
+            cut |= truncate_at_char(text, CLIENT_STRING_BYTES);
         }
         if cut {
-            self.flags.push("request_truncated".to_owned());
+            self.flags.push("fields_truncated".to_owned());
         }
         self.to_json()
     }
@@ -198,21 +194,13 @@ impl DecisionRecord {
         }
     }
 
-    /// Masks the JWTs in the request's own strings ([`mask_jwts`]; the input's are masked as
-    /// it is written).
+    /// Masks the JWTs in the strings a client can make ([`mask_jwts`]; the input's are
+    /// masked as it is written).
     pub fn mask_request(&mut self) {
-        let request = &mut self.request;
         let mut masked = false;
-        for field in [&mut request.path, &mut request.host, &mut request.id]
-            .into_iter()
-            .flatten()
-        {
-            let replaced = match mask_jwts(field) {
-                Cow::Owned(text) => Some(text),
-                Cow::Borrowed(_) => None,
-            };
-            if let Some(text) = replaced {
-                *field = text;
+        for text in self.client_strings() {
+            if let Cow::Owned(replaced) = mask_jwts(text) {
+                *text = replaced;
                 masked = true;
             }
         }
@@ -220,11 +208,32 @@ impl DecisionRecord {
             self.flag_jwt_masked();
         }
     }
+
+    /// The record's strings a client can fill as it likes: the request's method, path, host
+    /// and id, and the policy's reason and rule (a policy may build them from the request).
+    fn client_strings(&mut self) -> impl Iterator<Item = &mut String> {
+        let DecisionRecord {
+            request,
+            reason,
+            rule,
+            ..
+        } = self;
+        [
+            &mut request.method,
+            &mut request.path,
+            &mut request.host,
+            &mut request.id,
+            rule,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(std::iter::once(reason))
+    }
 }
 
-/// How much of the request's path, host and id a record keeps when it is too long without
-/// its input.
-pub const REQUEST_FIELD_BYTES: usize = 256;
+/// How much of each of a record's client strings it keeps when it is too long without its
+/// input.
+pub const CLIENT_STRING_BYTES: usize = 256;
 
 /// Cuts `text` to at most `max` bytes, at a character's boundary; whether it cut.
 pub(crate) fn truncate_at_char(text: &mut String, max: usize) -> bool {
@@ -246,10 +255,12 @@ pub const JWT_MASK: &str = "[REDACTED-JWT]";
 pub const JWT_MASKED_FLAG: &str = "jwt_masked";
 
 /// `text` with every JWT in it replaced by [`JWT_MASK`]: a client may put its bearer token
-/// where chaperone does not read it from (a query parameter, another header) and records
-/// must not carry it. A JWT here is a JWS or JWE in compact form: a run of three or five
-/// base64url segments joined by dots whose first segment decodes to a JSON object's start.
-/// Text with fewer than two dots is returned as it is, without looking further.
+/// where chaperone does not read it from (a query parameter, another header, the path) and
+/// records must not carry it. A JWT here is a JWS or JWE in compact form: three (five when
+/// the header names an `enc`) base64url segments joined by dots, the first a JOSE header
+/// ([`header_start`]), found anywhere in a run of base64url characters and dots, so one
+/// glued to other characters (`%3DeyJ...`, `v1.eyJ...`, `eyJ....pdf`) is masked too and
+/// what surrounds it stays. Text with fewer than two dots is returned as it is.
 pub fn mask_jwts(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     if bytes.iter().filter(|&&b| b == b'.').nth(1).is_none() {
@@ -265,13 +276,13 @@ pub fn mask_jwts(text: &str) -> Cow<'_, str> {
             at += 1;
             continue;
         }
-        let end = at + run;
-        if is_compact_jwt(&bytes[at..end]) {
-            masked.push_str(&text[copied..at]);
+        for (start, end) in jwts_in_run(&bytes[at..at + run]) {
+            // Offsets of ASCII bytes: character boundaries.
+            masked.push_str(&text[copied..at + start]);
             masked.push_str(JWT_MASK);
-            copied = end;
+            copied = at + end;
         }
-        at = end;
+        at += run;
     }
     if copied == 0 {
         return Cow::Borrowed(text);
@@ -280,24 +291,71 @@ pub fn mask_jwts(text: &str) -> Cow<'_, str> {
     Cow::Owned(masked)
 }
 
-/// Three or five dot-separated base64url segments, the first a JOSE header: its first
-/// characters decode to `{` after optional whitespace (a JOSE header is at least
-/// `{"alg":"none"}`, 19 characters).
-fn is_compact_jwt(run: &[u8]) -> bool {
-    let segments = run.iter().filter(|&&b| b == b'.').count() + 1;
-    if segments != 3 && segments != 5 {
-        return false;
+/// The byte ranges of the JWTs in a run of base64url characters and dots, in order.
+fn jwts_in_run(run: &[u8]) -> Vec<(usize, usize)> {
+    let mut found = Vec::new();
+    if run.iter().filter(|&&b| b == b'.').nth(1).is_none() {
+        return found;
     }
-    let header = run.split(|&b| b == b'.').next().unwrap_or_default();
-    if header.len() < 8 {
-        return false;
+    // (start, end) of each dot-separated segment.
+    let mut segments = Vec::new();
+    let mut start = 0;
+    for (i, &b) in run.iter().enumerate() {
+        if b == b'.' {
+            segments.push((start, i));
+            start = i + 1;
+        }
     }
-    crate::encoding::base64url_decode(&header[..8]).is_some_and(|start| {
-        start
-            .iter()
-            .find(|b| !b.is_ascii_whitespace())
-            .is_some_and(|&b| b == b'{')
-    })
+    segments.push((start, run.len()));
+    let mut i = 0;
+    while i < segments.len() {
+        let (first, first_end) = segments[i];
+        let Some(offset) = header_start(&run[first..first_end]) else {
+            i += 1;
+            continue;
+        };
+        let header = &run[first + offset..first_end];
+        let parts = if names_enc(header) { 5 } else { 3 };
+        let Some(&(_, last_end)) = segments.get(i + parts - 1) else {
+            break;
+        };
+        found.push((first + offset, last_end));
+        i += parts;
+    }
+    found
+}
+
+/// Where a JOSE header starts in a segment: at 0 when the segment's first characters decode
+/// to `{` after optional whitespace, else at an `eyJ` (`{"`, how every JOSE library writes
+/// one) with at least the 19 characters of `{"alg":"none"}` from there.
+fn header_start(segment: &[u8]) -> Option<usize> {
+    let opens_object = |from: usize| {
+        segment
+            .get(from..from + 8)
+            .and_then(crate::encoding::base64url_decode)
+            .is_some_and(|start| {
+                start
+                    .iter()
+                    .find(|b| !b.is_ascii_whitespace())
+                    .is_some_and(|&b| b == b'{')
+            })
+    };
+    if opens_object(0) {
+        return Some(0);
+    }
+    segment
+        .windows(3)
+        .position(|w| w == b"eyJ")
+        .filter(|&at| segment.len() - at >= 19 && opens_object(at))
+}
+
+/// Whether a JOSE header names an `enc`: a JWE, with five segments.
+fn names_enc(header: &[u8]) -> bool {
+    // Whole 4-character groups decode exactly; a header of another length loses its tail,
+    // never its `enc`, which no header ends with (it closes with `"}` or more).
+    let whole = &header[..header.len() - header.len() % 4];
+    crate::encoding::base64url_decode(whole)
+        .is_some_and(|json| json.windows(5).any(|w| w == b"\"enc\""))
 }
 
 /// Decision ids for one VM: the VM's decision sequence number through a [`SecretHasher`], as
@@ -462,19 +520,43 @@ mod tests {
         ] {
             assert_eq!(mask_jwts(&text), expected, "{text}");
         }
+        // Glued to other characters: masked, and what surrounds it stays.
+        for (text, expected) in [
+            (
+                format!("/cb?r=https%3A%2F%2Fx%2Fcb%3Ftoken%3D{jws}&a=1"),
+                "/cb?r=https%3A%2F%2Fx%2Fcb%3Ftoken%3D[REDACTED-JWT]&a=1".to_owned(),
+            ),
+            (
+                format!("Bearer%20{jws}"),
+                "Bearer%20[REDACTED-JWT]".to_owned(),
+            ),
+            (
+                format!("/files/{jws}.pdf"),
+                "/files/[REDACTED-JWT].pdf".to_owned(),
+            ),
+            (
+                format!("my token is {jws}."),
+                "my token is [REDACTED-JWT].".to_owned(),
+            ),
+            (
+                format!("v1.{jws}.{jwe}"),
+                "v1.[REDACTED-JWT].[REDACTED-JWT]".to_owned(),
+            ),
+        ] {
+            assert_eq!(mask_jwts(&text), expected, "{text}");
+        }
         // Dotted strings that are not JWTs stay as they are, borrowed.
-        let four_segments = format!("{jws}.eA");
-        let glued = format!("ab{jws}");
+        let short = format!("{header}.{payload}");
         for text in [
             "curl/8.5.0",
             "api.example.com",
             "a.b.c",
             "eyes.are.blue",
+            "money.eyJ.x",
             "10.0.0.1",
             "v1.2.3",
             "/tickets/1",
-            four_segments.as_str(),
-            glued.as_str(),
+            short.as_str(),
         ] {
             assert!(
                 matches!(mask_jwts(text), Cow::Borrowed(same) if same == text),

@@ -19,8 +19,9 @@ pub struct Runtime {
     pub grants: TokenCache<Grant>,
     /// Agent tokens refused for good (a failed signature, an expired token, ...).
     pub rejected: TokenCache<Reason>,
-    /// Grants refused for good, likewise: an agent sending forged grants with each request
-    /// costs one signature check per grant, not one per request.
+    /// Transaction tokens and grants refused for good, likewise: an agent sending forged ones
+    /// with each request costs one signature check per token, not one per request.
+    pub rejected_transactions: TokenCache<Reason>,
     pub rejected_grants: TokenCache<Reason>,
     /// Verdicts the policy allowed to be remembered (`cache_seconds`), by input key: none
     /// until [`Runtime::with_secret_key`].
@@ -41,7 +42,7 @@ pub struct Runtime {
 pub struct CacheStats {
     pub hits: u64,
     pub misses: u64,
-    /// Tokens (agent tokens and grants) refused again from memory, without a signature
+    /// Tokens (agent, transaction, grant) refused again from memory, without a signature
     /// check.
     pub rejected: u64,
     /// Verdicts answered from memory, and looked for there in vain.
@@ -73,6 +74,7 @@ impl Runtime {
             transactions: TokenCache::with_capacity(capacity),
             grants: TokenCache::with_capacity(capacity),
             rejected: TokenCache::with_capacity(capacity),
+            rejected_transactions: TokenCache::with_capacity(capacity),
             rejected_grants: TokenCache::with_capacity(capacity),
             decisions: TokenCache::with_capacity(0),
             decisions_room: decisions,
@@ -128,6 +130,7 @@ impl Runtime {
             self.transactions.forget_issuer(issuer);
             self.grants.forget_issuer(issuer);
             self.rejected.forget_issuer(issuer);
+            self.rejected_transactions.forget_issuer(issuer);
             self.rejected_grants.forget_issuer(issuer);
         }
     }

@@ -60,8 +60,12 @@ fn setup(grants_extra: Value) -> (Keys, Loaded) {
 
 /// Signs `claims` (any JSON) with `key`.
 fn sign(key: &ES256KeyPair, kid: &str, claims: &Value) -> String {
+    sign_typed(key, kid, "JWT", claims)
+}
+
+fn sign_typed(key: &ES256KeyPair, kid: &str, typ: &str, claims: &Value) -> String {
     use p256::ecdsa::signature::Signer;
-    let header = json!({"alg": "ES256", "kid": kid, "typ": "JWT"});
+    let header = json!({"alg": "ES256", "kid": kid, "typ": typ});
     let input = format!(
         "{}.{}",
         base64url_encode(header.to_string().as_bytes()),
@@ -130,6 +134,37 @@ fn grant_facts(keys: &Keys, grants: &[String], at: u64) -> RequestFacts {
         headers,
         decision_id: "d-1".into(),
         now_ns: at * 1_000_000_000,
+    }
+}
+
+#[test]
+fn a_refused_transaction_token_is_refused_again_from_memory() {
+    let (keys, _) = setup(json!({}));
+    let config = json!({
+        "issuers": [{"issuer": AGENT_ISSUER, "audiences": ["agents-api"],
+                     "local_jwks": {"keys": [jwk(&keys.agent, "k1")]}}],
+        "transaction_tokens": {"issuer": "https://txn.test", "audiences": ["agents-api"],
+                               "local_jwks": {"keys": [jwk(&keys.approvals, "t1")]}},
+        "policy": {"modules": {"p.rego": POLICY}, "decision_path": "chaperone/authz/decision"},
+    });
+    let loaded = load(config.to_string().as_bytes()).unwrap();
+    // Names the transaction service's key, signed by another.
+    let forged = sign_typed(
+        &ES256KeyPair::generate(),
+        "t1",
+        "txntoken+jwt",
+        &json!({"iss": "https://txn.test", "aud": "agents-api", "sub": "coding-agent",
+                "txn": "T-1", "iat": NOW - 10, "exp": NOW + 60}),
+    );
+    let mut facts = grant_facts(&keys, &[], NOW);
+    facts
+        .headers
+        .push((b"txn-token".to_vec(), forged.into_bytes()));
+    let mut runtime = Runtime::new(&loaded, 1);
+    for from_memory in [0, 1, 2] {
+        let d = decide(&loaded, &mut runtime, &facts);
+        assert_eq!(d.reason.code(), "txn_token_invalid");
+        assert_eq!(runtime.cache_stats.rejected, from_memory);
     }
 }
 
