@@ -145,40 +145,36 @@ fn registered_claims(
     claims: &mut JWTClaims<Map<String, Value>>,
     custom: &mut Map<String, Value>,
 ) -> Result<(), String> {
-    let seconds = |name: &str, value: Value| -> Result<Option<UnixTimeStamp>, String> {
-        match value {
-            Value::Null => Ok(None),
-            value => value
-                .as_u64()
-                .map(|s| Some(Duration::from_secs(s)))
-                .ok_or_else(|| format!("--claim {name}= must be Unix seconds or null")),
+    for (name, slot) in [
+        ("exp", &mut claims.expires_at),
+        ("iat", &mut claims.issued_at),
+        ("nbf", &mut claims.invalid_before),
+    ] {
+        if let Some(value) = custom.remove(name) {
+            *slot = match value {
+                Value::Null => None,
+                value => Some(
+                    value
+                        .as_u64()
+                        .map(Duration::from_secs)
+                        .ok_or_else(|| format!("--claim {name}= must be Unix seconds or null"))?,
+                ),
+            };
         }
-    };
+    }
     // What the command line said, as text (`sub=42` is the subject "42"); null leaves it out.
-    let text = |_: &str, value: Value| -> Result<Option<String>, String> {
-        Ok(match value {
-            Value::Null => None,
-            Value::String(text) => Some(text),
-            other => Some(other.to_string()),
-        })
-    };
-    if let Some(value) = custom.remove("exp") {
-        claims.expires_at = seconds("exp", value)?;
-    }
-    if let Some(value) = custom.remove("iat") {
-        claims.issued_at = seconds("iat", value)?;
-    }
-    if let Some(value) = custom.remove("nbf") {
-        claims.invalid_before = seconds("nbf", value)?;
-    }
-    if let Some(value) = custom.remove("iss") {
-        claims.issuer = text("iss", value)?;
-    }
-    if let Some(value) = custom.remove("sub") {
-        claims.subject = text("sub", value)?;
-    }
-    if let Some(value) = custom.remove("jti") {
-        claims.jwt_id = text("jti", value)?;
+    for (name, slot) in [
+        ("iss", &mut claims.issuer),
+        ("sub", &mut claims.subject),
+        ("jti", &mut claims.jwt_id),
+    ] {
+        if let Some(value) = custom.remove(name) {
+            *slot = match value {
+                Value::Null => None,
+                Value::String(text) => Some(text),
+                other => Some(other.to_string()),
+            };
+        }
     }
     if let Some(value) = custom.remove("aud") {
         claims.audiences = match value {

@@ -141,9 +141,11 @@ impl<'a> HashedToken<'a> {
     }
 }
 
-/// [`cached_or_verified`], with a refusal that would stand again ([`stays_refused`])
-/// remembered in the second cache of `caches` and answered from there (counted in
-/// `refused_again`): a client repeating a refused token costs no second signature check.
+/// Verification through a cache of verified tokens, the first of `caches`; true when it
+/// answered. A remembered token is only as good as the keys that verified it. A refusal that
+/// would stand again ([`stays_refused`]) is remembered in the second and answered from there
+/// (counted in `refused_again`): a client repeating a refused token costs no second
+/// signature check.
 #[allow(clippy::too_many_arguments)]
 fn verified_or_refused<T: Clone>(
     compiled: &Compiled,
@@ -161,32 +163,22 @@ fn verified_or_refused<T: Clone>(
         *refused_again += 1;
         return Err(*reason);
     }
-    cached_or_verified(
-        compiled, verified, fetched, token, now_ms, issuer_of, verify,
-    )
-    .inspect_err(|reason| remember_refusal(compiled, refused, token, *reason, now_s))
-}
-
-/// Verification through a cache; true when the cache answered. A remembered token is only
-/// as good as the keys that verified it.
-fn cached_or_verified<T: Clone>(
-    compiled: &Compiled,
-    cache: &mut TokenCache<T>,
-    fetched: &KeyStore,
-    token: &HashedToken,
-    now_ms: u64,
-    issuer_of: impl Fn(&T) -> &str,
-    verify: impl Fn(&Compiled, &KeyStore, &[u8], u64) -> Result<(T, u64), Reason>,
-) -> Result<(T, bool), Reason> {
-    if let Some(value) = cache.get(&token.key, now_ms / 1000) {
+    if let Some(value) = verified.get(&token.key, now_s) {
         if remote_keys_expired(compiled, fetched, issuer_of(value), now_ms) {
             return Err(Reason::KeysUnavailable);
         }
         return Ok((value.clone(), true));
     }
-    let (value, expired_from_s) = verify(compiled, fetched, token.bytes, now_ms)?;
-    cache.insert(token.key, issuer_of(&value), value.clone(), expired_from_s);
-    Ok((value, false))
+    match verify(compiled, fetched, token.bytes, now_ms) {
+        Ok((value, expired_from_s)) => {
+            verified.insert(token.key, issuer_of(&value), value.clone(), expired_from_s);
+            Ok((value, false))
+        }
+        Err(reason) => {
+            remember_refusal(compiled, refused, token, reason, now_s);
+            Err(reason)
+        }
+    }
 }
 
 /// How long a refused token is answered from memory. A changed key set of its
