@@ -9,7 +9,7 @@ use crate::policy::Verdict;
 use crate::reason::Reason;
 use crate::record::{
     rfc3339, BundleInfo, DecisionRecord, RecordAgent, RecordError, RecordGrant, RecordMetrics,
-    RecordRequest, RecordResult, JWT_MASK,
+    RecordRequest, RecordResult, JWT_MASK, TOKEN_MASK,
 };
 use crate::runtime::Runtime;
 use crate::token::Agent;
@@ -376,9 +376,9 @@ fn deny_by_policy(agent: &Agent, verdict: &Verdict, facts: &RequestFacts) -> Dec
     if verdict
         .error
         .as_deref()
-        .is_some_and(|message| message.contains(JWT_MASK))
+        .is_some_and(|message| message.contains(JWT_MASK) || message.contains(TOKEN_MASK))
     {
-        decision.record.flag_jwt_masked();
+        decision.record.flag_credentials_masked();
     }
     decision
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 /// Erased from every record's input unless `decision_log.erase` says otherwise: headers that
 /// commonly carry secrets (`authorization` when the agent token comes from another header).
 /// Credential headers (`from_headers`, transaction and grant tokens) never reach the input at
-/// all, and JWTs elsewhere in the request are masked ([`crate::record::mask_jwts`]).
+/// all, and credentials elsewhere in the request are masked ([`crate::record::mask_credentials`]).
 pub const DEFAULT_ERASE: [&str; 4] = [
     "/input/attributes/request/http/headers/authorization",
     "/input/attributes/request/http/headers/cookie",
@@ -277,7 +277,8 @@ impl DecisionLog {
 
     /// Gives `record` its copy of `input`: without the members at the configured pointers,
     /// which it lists as `erased` where they were there (OPA's `erased`, in configuration
-    /// order), and with the JWTs in the request's strings masked (flag `jwt_masked`).
+    /// order), and with the credentials in the request's strings masked (flag
+    /// `credentials_masked`).
     /// Should the input fail to be written, the record goes without it (`erased`: `/input`).
     pub fn record_input(&self, input: &RequestInput, record: &mut DecisionRecord) {
         let Some(logged) = input.logged(&self.erase_paths) else {
@@ -293,8 +294,8 @@ impl DecisionLog {
             .map(|(_, pointer)| pointer.clone())
             .collect();
         record.input = Some(logged.input);
-        if logged.jwt_masked {
-            record.flag_jwt_masked();
+        if logged.credentials_masked {
+            record.flag_credentials_masked();
         }
     }
 }

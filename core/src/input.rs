@@ -2,7 +2,7 @@
 
 use crate::cache::{SecretHasher, TokenCache};
 use crate::decision_cache::KeyBytes;
-use crate::record::mask_jwts;
+use crate::record::{mask_credentials, ACCESS_TOKEN_PARAMETER, TOKEN_MASK};
 use crate::token::{Agent, Grant};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::value::RawValue;
@@ -304,7 +304,7 @@ impl RequestInput<'_> {
         let redacting = Redacting {
             paths: erase,
             erased: Cell::new(0),
-            jwt_masked: Cell::new(false),
+            credentials_masked: Cell::new(false),
         };
         let document = LevelJson {
             input: self,
@@ -320,7 +320,7 @@ impl RequestInput<'_> {
         Some(Logged {
             input: LoggedInput(text),
             erased: redacting.erased.get(),
-            jwt_masked: redacting.jwt_masked.get(),
+            credentials_masked: redacting.credentials_masked.get(),
         })
     }
 
@@ -538,8 +538,8 @@ pub struct Logged {
     /// A bit for each erase path that was there and left out (a path inside another one
     /// left out is not reached).
     pub erased: u64,
-    /// Some string held a JWT, masked in `input`.
-    pub jwt_masked: bool,
+    /// Some string held a credential, masked in `input`.
+    pub credentials_masked: bool,
 }
 
 /// The policy input as a record keeps it: JSON text.
@@ -566,20 +566,29 @@ impl Serialize for LoggedInput {
 
 /// What one [`RequestInput::logged`] leaves out: the members at its erase paths (and which
 /// of them were met; writers carry `pending`, a bit for each path that leads through where
-/// they are), and every JWT in the strings the request brought ([`mask_jwts`]).
+/// they are), and the credentials in the strings the request brought ([`mask_credentials`]).
 struct Redacting<'e> {
     paths: &'e [Vec<PolicyValue>],
     erased: Cell<u64>,
-    jwt_masked: Cell<bool>,
+    credentials_masked: Cell<bool>,
 }
 
 impl Redacting<'_> {
     fn mask<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        let masked = mask_jwts(text);
+        let masked = mask_credentials(text);
         if matches!(masked, Cow::Owned(_)) {
-            self.jwt_masked.set(true);
+            self.credentials_masked.set(true);
         }
         masked
+    }
+
+    /// A string that is a credential as a whole: [`TOKEN_MASK`] (an empty one stays empty).
+    fn mask_whole<'t>(&self, text: &'t str) -> &'t str {
+        if text.is_empty() {
+            return text;
+        }
+        self.credentials_masked.set(true);
+        TOKEN_MASK
     }
 
     /// The `pending` paths that go on through member `name`, `depth` names down; `None`
@@ -682,6 +691,7 @@ impl<'w> LevelJson<'w, '_> {
             redacting: self.redacting,
             depth,
             pending,
+            secret: false,
         }
     }
 }
@@ -692,12 +702,18 @@ struct ValueJson<'w> {
     redacting: &'w Redacting<'w>,
     depth: usize,
     pending: u64,
+    /// Inside an `access_token` member (`input.parsed_query.access_token`): every string is
+    /// a bearer token.
+    secret: bool,
 }
 
 impl Serialize for ValueJson<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let fields = match self.value {
             PolicyValue::Object(fields) => fields,
+            PolicyValue::String(text) if self.secret => {
+                return serializer.serialize_str(self.redacting.mask_whole(text))
+            }
             PolicyValue::String(text) => {
                 return serializer.serialize_str(&self.redacting.mask(text))
             }
@@ -734,6 +750,7 @@ impl Serialize for ValueJson<'_> {
                     redacting: self.redacting,
                     depth: self.depth + 1,
                     pending,
+                    secret: self.secret || **key == *ACCESS_TOKEN_PARAMETER,
                 };
                 // A query's parameter names are the request's too (`?<token>`).
                 map.serialize_entry(&self.redacting.mask(key), &value)?;
@@ -1102,7 +1119,7 @@ mod tests {
                 let Some(Logged {
                     input: logged,
                     erased,
-                    jwt_masked: false,
+                    credentials_masked: false,
                 }) = input.logged(&erase)
                 else {
                     panic!("{paths:?}: the input is written, with nothing to mask");

@@ -85,7 +85,7 @@ impl Verdict {
     }
 
     fn failed_because(reason: Reason, error: &str) -> Self {
-        let mut error = crate::record::mask_jwts(error).into_owned();
+        let mut error = crate::record::mask_credentials(error).into_owned();
         crate::record::truncate_at_char(&mut error, MAX_ERROR_BYTES);
         Verdict {
             error: Some(error),

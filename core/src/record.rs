@@ -187,25 +187,29 @@ impl DecisionRecord {
         self.to_json()
     }
 
-    /// Flags the record as one where a JWT was masked (once).
-    pub fn flag_jwt_masked(&mut self) {
-        if !self.flags.iter().any(|flag| flag == JWT_MASKED_FLAG) {
-            self.flags.push(JWT_MASKED_FLAG.to_owned());
+    /// Flags the record as one where a credential was masked (once).
+    pub fn flag_credentials_masked(&mut self) {
+        if !self
+            .flags
+            .iter()
+            .any(|flag| flag == CREDENTIALS_MASKED_FLAG)
+        {
+            self.flags.push(CREDENTIALS_MASKED_FLAG.to_owned());
         }
     }
 
-    /// Masks the JWTs in the strings a client can make ([`mask_jwts`]; the input's are
-    /// masked as it is written).
+    /// Masks the credentials in the strings a client can make ([`mask_credentials`]; the
+    /// input's are masked as it is written).
     pub fn mask_request(&mut self) {
         let mut masked = false;
         for text in self.client_strings() {
-            if let Cow::Owned(replaced) = mask_jwts(text) {
+            if let Cow::Owned(replaced) = mask_credentials(text) {
                 *text = replaced;
                 masked = true;
             }
         }
         if masked {
-            self.flag_jwt_masked();
+            self.flag_credentials_masked();
         }
     }
 
@@ -251,8 +255,53 @@ pub(crate) fn truncate_at_char(text: &mut String, max: usize) -> bool {
 /// What a record shows in place of a JWT it would otherwise carry.
 pub const JWT_MASK: &str = "[REDACTED-JWT]";
 
-/// The record flag saying a JWT was masked somewhere in it.
-pub const JWT_MASKED_FLAG: &str = "jwt_masked";
+/// What a record shows in place of an `access_token` query parameter's value (RFC 6750
+/// section 2.3: a bearer token, JWT or not).
+pub const TOKEN_MASK: &str = "[REDACTED]";
+
+/// The query parameter RFC 6750 gives bearer tokens.
+pub const ACCESS_TOKEN_PARAMETER: &str = "access_token";
+
+/// The record flag saying a credential was masked somewhere in it.
+pub const CREDENTIALS_MASKED_FLAG: &str = "credentials_masked";
+
+/// `text` with its credentials masked: every JWT ([`mask_jwts`]), and the value of every
+/// `access_token` query parameter ([`TOKEN_MASK`]), whatever its shape.
+pub fn mask_credentials(text: &str) -> Cow<'_, str> {
+    match mask_jwts(text) {
+        Cow::Borrowed(text) => mask_access_tokens(text),
+        Cow::Owned(masked) => Cow::Owned(mask_access_tokens(&masked).into_owned()),
+    }
+}
+
+/// `text` with the value of each `access_token=` parameter (after `?`, `&` or at the start,
+/// up to `&`, `#` or a space) replaced by [`TOKEN_MASK`], unless already masked.
+fn mask_access_tokens(text: &str) -> Cow<'_, str> {
+    const NAME: &str = "access_token=";
+    let mut masked = String::new();
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(found) = text[from..].find(NAME) {
+        let at = from + found;
+        let start = at + NAME.len();
+        let end = text[start..]
+            .find(['&', '#', ' '])
+            .map_or(text.len(), |length| start + length);
+        let parameter = at == 0 || matches!(text.as_bytes()[at - 1], b'?' | b'&');
+        let value = &text[start..end];
+        if parameter && !value.is_empty() && value != JWT_MASK && value != TOKEN_MASK {
+            masked.push_str(&text[copied..start]);
+            masked.push_str(TOKEN_MASK);
+            copied = end;
+        }
+        from = start;
+    }
+    if copied == 0 {
+        return Cow::Borrowed(text);
+    }
+    masked.push_str(&text[copied..]);
+    Cow::Owned(masked)
+}
 
 /// `text` with every JWT in it replaced by [`JWT_MASK`]: a client may put its bearer token
 /// where chaperone does not read it from (a query parameter, another header, the path) and
@@ -545,6 +594,23 @@ mod tests {
         ] {
             assert_eq!(mask_jwts(&text), expected, "{text}");
         }
+        // Bearer tokens in `access_token` (RFC 6750), whatever their shape.
+        for (text, expected) in [
+            ("/t?access_token=abc&b=1", "/t?access_token=[REDACTED]&b=1"),
+            ("access_token=abc#x", "access_token=[REDACTED]#x"),
+            (
+                "https://app/cb?x=1&access_token=abc def",
+                "https://app/cb?x=1&access_token=[REDACTED] def",
+            ),
+            (
+                "/t?my_access_token=abc&access_token=",
+                "/t?my_access_token=abc&access_token=",
+            ),
+        ] {
+            assert_eq!(mask_credentials(text), expected, "{text}");
+        }
+        let query = format!("/t?access_token={jws}");
+        assert_eq!(mask_credentials(&query), "/t?access_token=[REDACTED-JWT]");
         // Dotted strings that are not JWTs stay as they are, borrowed.
         let short = format!("{header}.{payload}");
         for text in [

@@ -977,7 +977,7 @@ fn records_never_carry_a_jwt_the_client_put_elsewhere_in_the_request() {
         let signature = secret.rsplit('.').next().unwrap();
         assert!(!line.contains(signature), "a token's signature in {line}");
     }
-    assert_eq!(record["flags"], json!(["jwt_masked"]));
+    assert_eq!(record["flags"], json!(["credentials_masked"]));
     let masked_path = "/tickets/1?access_token=[REDACTED-JWT]&[REDACTED-JWT]&page=2";
     assert_eq!(record["request"]["path"], masked_path);
     assert_eq!(record["request"]["id"], "[REDACTED-JWT]");
@@ -990,8 +990,25 @@ fn records_never_carry_a_jwt_the_client_put_elsewhere_in_the_request() {
     assert_eq!(http["headers"]["x-trace"], "t.1.2");
     assert_eq!(
         record["input"]["parsed_query"],
-        json!({"access_token": ["[REDACTED-JWT]"], "[REDACTED-JWT]": [""], "page": ["2"]})
+        json!({"access_token": ["[REDACTED]"], "[REDACTED-JWT]": [""], "page": ["2"]})
     );
+    // An opaque bearer token in `access_token` (RFC 6750) is masked whatever its shape.
+    let opaque = written(&decide_with(
+        &f.loaded,
+        "GET",
+        "/tickets/1?page=2&access_token=opaque-s3cr3t#top",
+        &headers[..1],
+    ));
+    assert!(!opaque.to_string().contains("s3cr3t"), "{opaque}");
+    assert_eq!(
+        opaque["request"]["path"],
+        "/tickets/1?page=2&access_token=[REDACTED]#top"
+    );
+    assert_eq!(
+        opaque["input"]["parsed_query"]["access_token"],
+        json!(["[REDACTED]"])
+    );
+    assert_eq!(opaque["flags"], json!(["credentials_masked"]));
 
     // Nothing to mask: no flag.
     let plain = written(&decide_with(

@@ -175,7 +175,7 @@ fn records_of_every_outcome_follow_the_schema_and_join_the_access_log() {
     assert_eq!(response.status, 200);
     let record = gateway.record(&decision_id(&response));
     assert_follows_schema(&record);
-    assert_eq!(record["flags"], json!(["jwt_masked"]));
+    assert_eq!(record["flags"], json!(["credentials_masked"]));
     assert_eq!(
         record["request"]["path"],
         "/tickets/7?access_token=[REDACTED-JWT]"
