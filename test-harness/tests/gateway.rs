@@ -130,6 +130,16 @@ fn missing_token_is_401_with_a_bare_bearer_challenge() {
     assert_eq!(access["decision"], "deny");
     assert_eq!(access["reason"], "token_missing");
     assert_eq!(access["details"], "chaperone_token_missing");
+
+    // The quickstart's probe route has chaperone off: no token needed, no decision made.
+    let probe = gateway.request("GET", "/healthz", &[]);
+    assert_eq!((probe.status, probe.body_text().as_str()), (200, "ok\n"));
+    assert!(probe.header_str("x-chaperone-decision-id").is_none());
+    assert_eq!(
+        gateway.request("GET", "/healthz/x", &[]).status,
+        401,
+        "only that path"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
