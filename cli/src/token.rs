@@ -138,6 +138,8 @@ fn mint(args: &mut Args) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+const AUD_USAGE: &str = "--claim aud= must be a string, an array of them, or null";
+
 /// `--claim`s that name registered claims replace the token's own, once each (`null`
 /// leaves the claim out): `exp`, `iat`, `nbf` in Unix seconds, `iss`, `sub`, `jti` as
 /// strings (whatever they look like), `aud` as a string or an array of them.
@@ -177,18 +179,19 @@ fn registered_claims(
         }
     }
     if let Some(value) = custom.remove("aud") {
+        let strings = |many: Vec<Value>| -> Option<HashSet<String>> {
+            many.into_iter()
+                .map(|a| match a {
+                    Value::String(a) => Some(a),
+                    _ => None,
+                })
+                .collect()
+        };
         claims.audiences = match value {
             Value::Null => None,
             Value::String(one) => Some(Audiences::AsString(one)),
-            Value::Array(many) => Some(Audiences::AsSet(
-                many.into_iter()
-                    .map(|a| match a {
-                        Value::String(a) => Ok(a),
-                        _ => Err("--claim aud= must be a string, an array of them, or null"),
-                    })
-                    .collect::<Result<_, _>>()?,
-            )),
-            _ => return Err("--claim aud= must be a string, an array of them, or null".to_owned()),
+            Value::Array(many) => Some(Audiences::AsSet(strings(many).ok_or(AUD_USAGE)?)),
+            _ => return Err(AUD_USAGE.to_owned()),
         };
     }
     Ok(())

@@ -168,20 +168,14 @@ fn mint_makes_the_tokens_the_reason_codes_need() {
     let (_, record) = eval(&config, &token, "GET /tickets/42", &[]);
     assert_eq!(record["reason"], "token_expired");
     // A negative --ttl: expired that long ago; null leaves a claim out.
-    let (_, record) = eval(
-        &config,
-        &mint_with(&key, "support-bot", &["--ttl", "-120"]),
-        "GET /tickets/42",
-        &[],
-    );
-    assert_eq!(record["reason"], "token_expired");
-    let (_, record) = eval(
-        &config,
-        &mint_with(&key, "support-bot", &["--claim", "exp=null"]),
-        "GET /tickets/42",
-        &[],
-    );
-    assert_eq!(record["reason"], "claim_invalid");
+    for (extra, reason) in [
+        (["--ttl", "-120"], "token_expired"),
+        (["--claim", "exp=null"], "claim_invalid"),
+    ] {
+        let token = mint_with(&key, "support-bot", &extra);
+        let (_, record) = eval(&config, &token, "GET /tickets/42", &[]);
+        assert_eq!(record["reason"], reason, "{extra:?}");
+    }
     // --typ sets the header's typ (transaction tokens need txntoken+jwt).
     let token = mint_with(
         &key,
@@ -391,17 +385,21 @@ fn bundle_packs_an_ecds_resource_envoy_can_watch() {
     // Writes base.json (keys, issuer) into the scratch directory.
     configured(&scratch);
     let bundle = workspace().join("policies/agent-authz");
-    let out = chaperone(&[
-        "bundle",
-        bundle.to_str().unwrap(),
-        "--into",
-        &scratch.path("base.json"),
-        "--ecds",
-        "--wasm",
-        "/etc/envoy/chaperone.wasm",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let resource = text(&out.stdout);
+    // The shipped bundle packed into `base` as an ECDS resource.
+    let ecds = |base: &str| {
+        let out = chaperone(&[
+            "bundle",
+            bundle.to_str().unwrap(),
+            "--into",
+            &scratch.path(base),
+            "--ecds",
+            "--wasm",
+            "/etc/envoy/chaperone.wasm",
+        ]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let resource = ecds("base.json");
     assert!(
         resource.contains("filename: \"/etc/envoy/chaperone.wasm\""),
         "{resource}"
@@ -421,17 +419,7 @@ fn bundle_packs_an_ecds_resource_envoy_can_watch() {
         serde_json::from_str(&std::fs::read_to_string(scratch.path("base.json")).unwrap()).unwrap();
     base["revocations"] = json!({"agents": ["support-bot"]});
     std::fs::write(scratch.path("revoked.json"), base.to_string()).unwrap();
-    let out = chaperone(&[
-        "bundle",
-        bundle.to_str().unwrap(),
-        "--into",
-        &scratch.path("revoked.json"),
-        "--ecds",
-        "--wasm",
-        "/etc/envoy/chaperone.wasm",
-    ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let second = version(&text(&out.stdout));
+    let second = version(&ecds("revoked.json"));
     assert_ne!(first, second);
     assert_eq!(first.split('+').next(), second.split('+').next());
     assert!(

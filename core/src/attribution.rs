@@ -185,9 +185,10 @@ fn verified_or_refused<T: Clone>(
 /// issuer forgets it sooner (`Runtime::forget_changed`); a new configuration starts empty.
 const REJECTED_SECONDS: u64 = 600;
 
-/// Remembers a refused token (agent, transaction, grant) when the refusal would stand again. Only tokens naming a
-/// configured issuer: their refusals are the ones that cost a signature check, and the entry
-/// then holds the configuration's issuer name, never a string the sender chose.
+/// Remembers a refused token (agent, transaction, grant) when the refusal would stand again.
+/// Only tokens naming a configured issuer: their refusals are the ones that cost a signature
+/// check, and the entry then holds the configuration's issuer name, never a string the
+/// sender chose.
 fn remember_refusal(
     compiled: &Compiled,
     rejected: &mut TokenCache<Reason>,

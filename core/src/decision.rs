@@ -109,7 +109,7 @@ pub fn decide_timed(
             host: Some(line.host),
             id: line.request_id,
         };
-        decision.record.mask_request();
+        decision.record.mask_client_strings();
     }
     decision
 }

@@ -295,8 +295,8 @@ impl RequestInput<'_> {
     /// `input` as a record keeps it: JSON written straight from the parts, in the order of
     /// the whole document's objects, so a record never makes the document for itself. The
     /// members at `erase` (paths of field names under `input`, at most [`MAX_ERASED_PATHS`])
-    /// are left out, and JWTs in the request's strings masked. `None` when it cannot be
-    /// written.
+    /// are left out, and the credentials in the request's strings masked. `None` when it
+    /// cannot be written.
     pub fn logged(&self, erase: &[Vec<PolicyValue>]) -> Option<Logged> {
         if erase.len() > MAX_ERASED_PATHS {
             return None;
@@ -747,10 +747,10 @@ impl Serialize for ValueJson<'_> {
             if let Some(pending) = self.redacting.enter(self.pending, self.depth, key) {
                 let value = ValueJson {
                     value,
-                    redacting: self.redacting,
                     depth: self.depth + 1,
                     pending,
                     secret: self.secret || **key == *ACCESS_TOKEN_PARAMETER,
+                    ..*self
                 };
                 // A query's parameter names are the request's too (`?<token>`).
                 map.serialize_entry(&self.redacting.mask(key), &value)?;

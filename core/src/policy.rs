@@ -339,17 +339,26 @@ fn read_result_object(object: &regorus::value::Object) -> Result<Verdict, String
     let policy_reason = optional_string("reason")?;
     let rule = optional_string("rule")?;
     let body = optional_string("body")?;
-    let http_status = match field("http_status") {
-        None => None,
-        Some(value) => Some(
-            match value {
-                Value::Number(number) => number.as_u64().and_then(|s| u16::try_from(s).ok()),
+    // Absent is fine; present must be a whole number in `range`.
+    let whole_number = |name: &str, range: std::ops::RangeInclusive<u64>| {
+        field(name)
+            .map(|value| match value {
+                Value::Number(number) => number.as_u64().filter(|n| range.contains(n)),
                 _ => None,
-            }
-            .filter(|s| (400..=599).contains(s))
-            .ok_or("`http_status` must be a whole number from 400 to 599")?,
-        ),
+            })
+            .map(|number| {
+                number.ok_or_else(|| {
+                    format!(
+                        "`{name}` must be a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    )
+                })
+            })
+            .transpose()
     };
+    // Within 400..=599, so it fits.
+    let http_status = whole_number("http_status", 400..=599)?.map(|s| s as u16);
     let mut headers = Vec::new();
     match field("headers") {
         None => {}
@@ -378,27 +387,15 @@ fn read_result_object(object: &regorus::value::Object) -> Result<Verdict, String
         Some(_) => return Err("`headers` must be an object of strings".to_owned()),
     }
     let grants_used = match field("grants_used") {
-        None => Vec::new(),
+        None => Some(Vec::new()),
         Some(Value::Array(jtis)) => jtis
             .iter()
             .map(|jti| text(jti).map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .ok_or("`grants_used` must be an array of strings")?,
-        Some(_) => return Err("`grants_used` must be an array of strings".to_owned()),
-    };
-    let cache_seconds = match field("cache_seconds") {
-        None => None,
-        Some(value) => Some(
-            match value {
-                Value::Number(number) => number.as_u64(),
-                _ => None,
-            }
-            .filter(|s| (1..=MAX_CACHE_SECONDS).contains(s))
-            .ok_or_else(|| {
-                format!("`cache_seconds` must be a whole number from 1 to {MAX_CACHE_SECONDS}")
-            })?,
-        ),
-    };
+            .collect::<Option<Vec<_>>>(),
+        Some(_) => None,
+    }
+    .ok_or("`grants_used` must be an array of strings")?;
+    let cache_seconds = whole_number("cache_seconds", 1..=MAX_CACHE_SECONDS)?;
     let reason = if allowed {
         Reason::PolicyAllowed
     } else {

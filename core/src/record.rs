@@ -200,7 +200,7 @@ impl DecisionRecord {
 
     /// Masks the credentials in the strings a client can make ([`mask_credentials`]; the
     /// input's are masked as it is written).
-    pub fn mask_request(&mut self) {
+    pub fn mask_client_strings(&mut self) {
         let mut masked = false;
         for text in self.client_strings() {
             if let Cow::Owned(replaced) = mask_credentials(text) {
@@ -277,13 +277,17 @@ pub fn mask_credentials(text: &str) -> Cow<'_, str> {
 /// `text` with the value of each `access_token=` parameter (after `?`, `&` or at the start,
 /// up to `&`, `#` or a space) replaced by [`TOKEN_MASK`], unless already masked.
 fn mask_access_tokens(text: &str) -> Cow<'_, str> {
-    const NAME: &str = "access_token=";
     let mut masked = String::new();
     let mut copied = 0;
     let mut from = 0;
-    while let Some(found) = text[from..].find(NAME) {
+    while let Some(found) = text[from..].find(ACCESS_TOKEN_PARAMETER) {
         let at = from + found;
-        let start = at + NAME.len();
+        let named = at + ACCESS_TOKEN_PARAMETER.len();
+        from = named;
+        if text.as_bytes().get(named) != Some(&b'=') {
+            continue;
+        }
+        let start = named + 1;
         let end = text[start..]
             .find(['&', '#', ' '])
             .map_or(text.len(), |length| start + length);
@@ -294,7 +298,6 @@ fn mask_access_tokens(text: &str) -> Cow<'_, str> {
             masked.push_str(TOKEN_MASK);
             copied = end;
         }
-        from = start;
     }
     if copied == 0 {
         return Cow::Borrowed(text);

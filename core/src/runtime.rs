@@ -19,9 +19,10 @@ pub struct Runtime {
     pub grants: TokenCache<Grant>,
     /// Agent tokens refused for good (a failed signature, an expired token, ...).
     pub rejected: TokenCache<Reason>,
-    /// Transaction tokens and grants refused for good, likewise: an agent sending forged ones
-    /// with each request costs one signature check per token, not one per request.
+    /// Transaction tokens refused for good, likewise: an agent sending forged ones with each
+    /// request costs one signature check per token, not one per request.
     pub rejected_transactions: TokenCache<Reason>,
+    /// Grants refused for good, likewise.
     pub rejected_grants: TokenCache<Reason>,
     /// Verdicts the policy allowed to be remembered (`cache_seconds`), by input key: none
     /// until [`Runtime::with_secret_key`].

@@ -32,7 +32,8 @@ pub struct Metrics {
     /// `chaperone_decisions_total`'s ids by reason label, then by outcome ([`OUTCOMES`]); a
     /// slot is `None` until that counter is defined.
     decisions: RefCell<HashMap<String, [Option<MetricId>; 3], FixedState>>,
-    /// Reason labels a policy gave that are not chaperone's codes.
+    /// Reason labels a policy gave that are not chaperone's codes: kept as a count, not
+    /// counted from `decisions`, because a policy past the cap asks on every request.
     policy_labels: Cell<usize>,
     /// Off on hosts without proxy-wasm metrics (see `HostKind::detect`).
     disabled: Cell<bool>,
