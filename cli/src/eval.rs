@@ -4,7 +4,7 @@
 
 use crate::args::Args;
 use chaperone_core::record::{parse_rfc3339, uuid_v4};
-use chaperone_core::{decide_timed, Loaded, RequestFacts, Runtime};
+use chaperone_core::{decide_timed, Loaded, RequestFacts, Runtime, SocketAddress};
 use std::process::ExitCode;
 
 pub fn command(args: &mut Args) -> Result<ExitCode, String> {
@@ -17,6 +17,8 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
     let host = args
         .optional("host")?
         .unwrap_or_else(|| "localhost".to_owned());
+    let source = peer(args.optional("source")?, "source")?;
+    let destination = peer(args.optional("destination")?, "destination")?;
     let at = args.optional("at")?;
     let compact = args.flag("compact");
     args.finish()?;
@@ -75,6 +77,8 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
         headers,
         decision_id: decision_id(),
         now_ns: decided_at_ns,
+        source,
+        destination,
     };
     let mut runtime = Runtime::new(&loaded, 0);
     let started = now_ns();
@@ -105,6 +109,16 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `--source` / `--destination`: a peer's address as Envoy gives it (`IP:PORT`, `[IPv6]:PORT`)
+/// or a bare IP.
+fn peer(text: Option<String>, option: &str) -> Result<Option<SocketAddress>, String> {
+    text.map(|text| {
+        SocketAddress::parse(&text)
+            .ok_or_else(|| format!("--{option} `{text}`: expected IP:PORT, [IPv6]:PORT or an IP"))
+    })
+    .transpose()
 }
 
 /// The first configured token header and its prefix (`authorization`, `Bearer `).

@@ -437,6 +437,7 @@ fn facts(token: &str, method: &str, path: &str, now: u64) -> RequestFacts {
         ],
         decision_id: "bench".to_owned(),
         now_ns: now * 1_000_000_000,
+        ..RequestFacts::default()
     }
 }
 

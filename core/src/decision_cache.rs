@@ -10,7 +10,7 @@
 //! configuration, so a new bundle, registry or revocation list starts from nothing.
 
 use crate::cache::{SecretHasher, TokenCache, TokenKey};
-use crate::input::InputDocument;
+use crate::input::{InputDocument, PeerReads};
 use crate::policy::{Policy, Verdict};
 use regorus::unstable::{Lexer, TokenKind};
 use regorus::{Source, Value};
@@ -64,6 +64,24 @@ impl InputReads {
     /// remembered decision in Wasm.
     pub fn key(&self, input: &impl InputDocument, hasher: &SecretHasher) -> TokenKey {
         hasher.key(&self.bytes(input).0)
+    }
+
+    /// Whether the policy may read anything at or under `path` (field names under `input`):
+    /// a read path leads there, or goes through it, or reads the input whole.
+    pub fn reaches(&self, path: &[&str]) -> bool {
+        self.paths.iter().any(|read| {
+            read.iter()
+                .zip(path)
+                .all(|(name, wanted)| name.as_string().is_ok_and(|name| **name == **wanted))
+        })
+    }
+
+    /// Which of the connection's peers the policy reads.
+    pub fn peers(&self) -> PeerReads {
+        PeerReads {
+            source: self.reaches(&["attributes", "source"]),
+            destination: self.reaches(&["attributes", "destination"]),
+        }
     }
 
     /// What [`InputReads::key`] hashes: encoded first and hashed once.
@@ -356,6 +374,38 @@ mod tests {
             reads("package p\nimport input.agent as a\nallow if a.id == input.agent.id"),
             vec![path(&["agent"])]
         );
+    }
+
+    #[test]
+    fn the_peers_are_asked_for_only_when_read() {
+        let peers = |source: &str| {
+            let file = "p.rego".to_owned();
+            let source = format!("package p\nimport rego.v1\n{source}");
+            InputReads::of_modules([(&file, &source)]).peers()
+        };
+        let both = PeerReads {
+            source: true,
+            destination: true,
+        };
+        let none = PeerReads::default();
+        let source_only = PeerReads {
+            source: true,
+            destination: false,
+        };
+        for (rule, expected) in [
+            ("allow if input.agent.id == \"a\"", none),
+            ("allow if input.attributes.request.http.method == \"GET\"", none),
+            (
+                "allow if net.cidr_contains(\"10.0.0.0/8\", input.attributes.source.address.socketAddress.address)",
+                source_only,
+            ),
+            ("allow if input.attributes[\"source\"]", source_only),
+            ("allow if input.attributes.destination.address", PeerReads { source: false, destination: true }),
+            ("allow if count(input.attributes) > 0", both),
+            ("allow if walk(input, _)", both),
+        ] {
+            assert_eq!(peers(rule), expected, "{rule}");
+        }
     }
 
     /// The scan reads tokens, so a reference to `input` hidden inside a string would escape

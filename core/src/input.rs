@@ -23,6 +23,56 @@ pub struct RequestFacts {
     pub decision_id: String,
     /// Host clock, nanoseconds since the Unix epoch.
     pub now_ns: u64,
+    /// The connection's peers (`input.attributes.source`, `.destination`), when the host
+    /// gave them: the plugin asks only when the policy reads them ([`PeerReads`]).
+    pub source: Option<SocketAddress>,
+    pub destination: Option<SocketAddress>,
+}
+
+/// One end of the connection, as OPA-Envoy's input has it: an IP address (IPv6 without
+/// brackets) and, when known, a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketAddress {
+    pub ip: std::net::IpAddr,
+    pub port: Option<u16>,
+}
+
+impl SocketAddress {
+    /// From a host's text: `ip:port` or `[ipv6]:port` (Envoy's `source.address`), or a bare
+    /// IP (Kong's, whose port is a property of its own). `None` for anything else (a Unix
+    /// socket's path): no address is better than a wrong one.
+    pub fn parse(text: &str) -> Option<Self> {
+        if let Ok(socket) = text.parse::<std::net::SocketAddr>() {
+            return Some(Self {
+                ip: socket.ip(),
+                port: Some(socket.port()),
+            });
+        }
+        let ip = text.parse().ok()?;
+        Some(Self { ip, port: None })
+    }
+
+    /// `{"address": {"socketAddress": {"address": ..., "portValue": ...}}}`.
+    fn value(&self) -> PolicyValue {
+        let names = &*NAMES;
+        let mut socket = BTreeMap::new();
+        socket.insert(names.address.clone(), text(&self.ip.to_string()));
+        if let Some(port) = self.port {
+            socket.insert(names.portValue.clone(), PolicyValue::from(u64::from(port)));
+        }
+        object([(
+            &names.address,
+            object([(&names.socketAddress, socket.into())]),
+        )])
+    }
+}
+
+/// Which of the connection's peers a policy reads, found at configure time from its
+/// references to `input`: the host is asked only for those, as each is a host call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerReads {
+    pub source: bool,
+    pub destination: bool,
 }
 
 /// The request line, read from pseudo-headers.
@@ -69,6 +119,8 @@ pub type PolicyValue = regorus::Value;
 /// request's input shares its keys instead of allocating each of them again.
 macro_rules! input_names {
     ($($name:ident),* $(,)?) => {
+        // OPA-Envoy's `socketAddress` and `portValue` are camel case.
+        #[allow(non_snake_case)]
         struct Names {
             $($name: PolicyValue,)*
         }
@@ -83,6 +135,11 @@ macro_rules! input_names {
 
 input_names!(
     attributes,
+    source,
+    destination,
+    address,
+    socketAddress,
+    portValue,
     request,
     http,
     method,
@@ -215,7 +272,7 @@ static LEVEL_FIELDS: std::sync::LazyLock<[Vec<PolicyValue>; 4]> = std::sync::Laz
             &n.parsed_path,
             &n.parsed_query,
         ]),
-        fields(&[&n.request]),
+        fields(&[&n.destination, &n.request, &n.source]),
         fields(&[&n.http]),
         fields(&[&n.headers, &n.host, &n.method, &n.path, &n.scheme]),
     ]
@@ -232,6 +289,8 @@ impl RequestInput<'_> {
         let value = match (level, &**name) {
             (Level::Input, "attributes") => return Some(Field::Object(Level::Attributes)),
             (Level::Attributes, "request") => return Some(Field::Object(Level::Request)),
+            (Level::Attributes, "source") => self.facts.source.as_ref()?.value(),
+            (Level::Attributes, "destination") => self.facts.destination.as_ref()?.value(),
             (Level::Request, "http") => return Some(Field::Object(Level::Http)),
             (Level::Input, "parsed_path") => return Some(Field::Segments),
             (Level::Input, "parsed_query") => parse_query(self.path_and_query().1)
@@ -885,6 +944,33 @@ mod tests {
     }
 
     #[test]
+    fn peers_are_read_as_envoy_and_kong_give_them() {
+        let parsed = |text| SocketAddress::parse(text).map(|a| (a.ip.to_string(), a.port));
+        let some = |ip: &str, port| Some((ip.to_owned(), port));
+        assert_eq!(parsed("127.0.0.1:80"), some("127.0.0.1", Some(80)));
+        assert_eq!(parsed("[::1]:8443"), some("::1", Some(8443)));
+        assert_eq!(parsed("192.0.2.9"), some("192.0.2.9", None));
+        assert_eq!(parsed("2001:db8::1"), some("2001:db8::1", None));
+        for junk in [
+            "",
+            "/tmp/envoy.sock",
+            "host:80",
+            "1.2.3.4:99999",
+            "[::1]",
+            "1.2.3.4 ",
+        ] {
+            assert_eq!(parsed(junk), None, "{junk:?}");
+        }
+        let no_port = SocketAddress::parse("192.0.2.9").map(|a| a.value());
+        assert_eq!(
+            no_port,
+            Some(PolicyValue::from(
+                json!({"address": {"socketAddress": {"address": "192.0.2.9"}}})
+            ))
+        );
+    }
+
+    #[test]
     fn headers_enter_in_lower_case_with_repeats_joined_in_order() {
         let pair = |name: &str, value: &[u8]| (name.as_bytes().to_vec(), value.to_vec());
         let facts = RequestFacts {
@@ -928,6 +1014,8 @@ mod tests {
             ],
             decision_id: "d".to_owned(),
             now_ns: 1_700_000_000_000_000_000,
+            source: SocketAddress::parse("10.1.2.3:50312"),
+            destination: SocketAddress::parse("[2001:db8::7]:443"),
         };
         let grant = Grant {
             jti: "g1".to_owned(),
@@ -961,13 +1049,17 @@ mod tests {
         let whole = with_input(|input| input.whole());
         let agent = agent_input(&agent("support-bot", Some("alice@example.com")));
         let expected = json!({
-            "attributes": {"request": {"http": {
-                "method": "POST",
-                "path": "/tickets/42/a%2Fb//comments?draft=1&tag=a&tag=b",
-                "host": "api.example",
-                "scheme": "https",
-                "headers": {"cookie": "session=s3cret", "x-tenant": "acme"},
-            }}},
+            "attributes": {
+                "request": {"http": {
+                    "method": "POST",
+                    "path": "/tickets/42/a%2Fb//comments?draft=1&tag=a&tag=b",
+                    "host": "api.example",
+                    "scheme": "https",
+                    "headers": {"cookie": "session=s3cret", "x-tenant": "acme"},
+                }},
+                "source": {"address": {"socketAddress": {"address": "10.1.2.3", "portValue": 50312}}},
+                "destination": {"address": {"socketAddress": {"address": "2001:db8::7", "portValue": 443}}},
+            },
             "parsed_path": ["tickets", "42", "a/b", "comments"],
             "parsed_query": {"draft": ["1"], "tag": ["a", "b"]},
             "grants": [{

@@ -3,6 +3,7 @@
 
 use crate::config::{config_error, ConfigError};
 use crate::decision_cache::InputReads;
+use crate::input::PeerReads;
 use crate::reason::Reason;
 use regorus::utils::limits::{set_fallback_execution_timer_config, ExecutionTimerConfig};
 use regorus::{Engine, Value};
@@ -40,6 +41,8 @@ pub struct Policy {
     timer: ExecutionTimerConfig,
     /// What the modules read of the input: the key of remembered verdicts.
     pub input_reads: InputReads,
+    /// Of those, the connection's peers: what the plugin asks the host for.
+    pub peer_reads: PeerReads,
 }
 
 /// What the policy said, before chaperone turns it into a response.
@@ -141,8 +144,10 @@ impl Policy {
             limit: std::time::Duration::from_millis(max_eval_ms),
             check_interval: NonZeroU32::new(TIMER_CHECK_INTERVAL).unwrap_or(NonZeroU32::MIN),
         };
+        let input_reads = InputReads::of_modules(modules);
         Ok(Policy {
-            input_reads: InputReads::of_modules(modules),
+            peer_reads: input_reads.peers(),
+            input_reads,
             engine: RefCell::new(None),
             prepared: engine,
             rule,

@@ -108,6 +108,7 @@ fn facts(method: &str, path: &str, headers: &[(&str, &[u8])]) -> RequestFacts {
         headers: pairs,
         decision_id: "d-1".into(),
         now_ns: NOW * 1_000_000_000,
+        ..RequestFacts::default()
     }
 }
 

@@ -134,6 +134,7 @@ fn grant_facts(keys: &Keys, grants: &[String], at: u64) -> RequestFacts {
         headers,
         decision_id: "d-1".into(),
         now_ns: at * 1_000_000_000,
+        ..RequestFacts::default()
     }
 }
 

@@ -78,6 +78,7 @@ fn request(token: &str, now_ms: u64) -> RequestFacts {
         ],
         decision_id: "d".into(),
         now_ns: now_ms * 1_000_000,
+        ..RequestFacts::default()
     }
 }
 

@@ -10,9 +10,11 @@ mod records;
 use chaperone_core::decision::{refuse, DECISION_ID_HEADER};
 use chaperone_core::decision_log::KeyField;
 use chaperone_core::export::Exporter;
-use chaperone_core::input::HeaderPairs;
+use chaperone_core::input::{HeaderPairs, PeerReads};
 use chaperone_core::record::DecisionIds;
-use chaperone_core::{decide_timed, Decision, Loaded, Reason, RequestFacts, Runtime};
+use chaperone_core::{
+    decide_timed, Decision, Loaded, Reason, RequestFacts, Runtime, SocketAddress,
+};
 use keys::GatewayStore;
 use metrics::{Metrics, DECISION_DURATION};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -299,10 +301,19 @@ impl HttpContext for ChaperoneFilter {
         let started_ns = host::now_ns();
         let seq = self.vm.seq.get().wrapping_add(1);
         self.vm.seq.set(seq);
+        let peers = match &self.active.loaded {
+            Loaded::Ready(compiled) => compiled.policy.peer_reads,
+            Loaded::Empty => PeerReads::default(),
+        };
         let facts = RequestFacts {
             headers,
             decision_id: self.vm.ids.id(seq),
             now_ns: started_ns,
+            source: peers.source.then(|| read_peer("source")).flatten(),
+            destination: peers
+                .destination
+                .then(|| read_peer("destination"))
+                .flatten(),
         };
         let mut decision = self.decide(&facts);
         decision.record.seq = seq;
@@ -478,6 +489,33 @@ impl ChaperoneFilter {
 /// Header pairs as bytes, with pseudo-headers the host did not list fetched individually.
 /// A host error yields an empty map: the request then lacks a token and a request line,
 /// and is denied.
+/// One end of the connection (`source` or `destination`): Envoy gives `<side>.address` as
+/// `IP:PORT`; Kong gives the bare IP there and the port as `<side>.port`, in text where
+/// Envoy's would be an 8-byte integer.
+fn read_peer(side: &str) -> Option<SocketAddress> {
+    let address = host::property(&[side, "address"]).ok().flatten()?;
+    let mut peer = SocketAddress::parse(std::str::from_utf8(&address).ok()?)?;
+    if peer.port.is_none() {
+        peer.port = host::property(&[side, "port"])
+            .ok()
+            .flatten()
+            .and_then(|port| port_of(&port));
+    }
+    Some(peer)
+}
+
+/// A port property's value: decimal text (Kong) or a little-endian 8-byte integer (Envoy).
+fn port_of(value: &[u8]) -> Option<u16> {
+    if let Some(text) = std::str::from_utf8(value)
+        .ok()
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return text.parse().ok();
+    }
+    let bytes: [u8; 8] = value.try_into().ok()?;
+    u16::try_from(u64::from_le_bytes(bytes)).ok()
+}
+
 fn read_request_headers() -> HeaderPairs {
     let mut headers = host::request_headers().unwrap_or_default();
     for name in PSEUDO_HEADERS {
@@ -488,4 +526,18 @@ fn read_request_headers() -> HeaderPairs {
         }
     }
     headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::port_of;
+
+    #[test]
+    fn ports_are_read_as_kong_and_envoy_give_them() {
+        assert_eq!(port_of(b"50312"), Some(50312));
+        assert_eq!(port_of(&443u64.to_le_bytes()), Some(443));
+        for junk in [&b""[..], b"70000", b"-1", b"12a", &70_000u64.to_le_bytes()] {
+            assert_eq!(port_of(junk), None, "{junk:?}");
+        }
+    }
 }

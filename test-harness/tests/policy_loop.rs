@@ -2,7 +2,8 @@
 //! live through ECDS on the next request and a broken one is refused while the previous keeps
 //! serving; `chaperone eval` decides exactly as the plugin did for the same requests; and
 //! `chaperone replay` finds the decisions a candidate bundle would flip in a log the gateway
-//! wrote; builtins whose answers depend on how their crates were built answer alike in both.
+//! wrote; builtins whose answers depend on how their crates were built answer alike in both;
+//! a policy reads the connection's peers as OPA-Envoy's input has them.
 
 use chaperone_test_harness::envoy::scratch_dir;
 use chaperone_test_harness::{cli_path, jwks, workspace_root, AgentKey, Gateway, GatewayOptions};
@@ -171,6 +172,8 @@ fn eval_decides_exactly_as_the_plugin_did() {
     ] {
         let response = gateway.with_token(method, path, token);
         let plugin = gateway.record(&response.header_str("x-chaperone-decision-id").unwrap());
+        // The bundle does not read the connection's peers, so the host was not asked.
+        assert_eq!(plugin["input"]["attributes"].get("source"), None);
         // The same request for eval: every header the plugin saw (the input keeps them, the
         // token aside), the same authority and the same instant.
         let mut args: Vec<String> = vec![
@@ -401,5 +404,143 @@ fn replay_finds_the_flips_in_a_log_the_gateway_wrote() {
         flipped,
         [ids[1].as_str(), ids[2].as_str()],
         "exactly the two deletes"
+    );
+}
+
+/// Allowed when the client's address is in the network the path names, on the loopback.
+const PEERS_POLICY: &str = r#"package chaperone.authz
+
+import rego.v1
+
+default decision := {"allowed": false, "reason": "outside_network", "rule": "peers"}
+
+decision := {"allowed": true, "reason": "inside_network", "rule": "peers"} if {
+	net.cidr_contains(data.networks[input.parsed_path[0]], input.attributes.source.address.socketAddress.address)
+	input.attributes.destination.address.socketAddress.address == "127.0.0.1"
+}
+"#;
+
+/// OPA-Envoy policies allow by network: `input.attributes.source` and `.destination` are the
+/// connection's ends as Envoy saw them, read from the host because the policy reads them,
+/// kept in the record's input, and given to `chaperone eval` by `--source`/`--destination`.
+#[test]
+fn a_policy_reads_the_connections_peers_as_opa_envoy_gives_them() {
+    let work = Work(scratch_dir("peers").unwrap());
+    let key = AgentKey::es256("es-1");
+    let config_text = json!({
+        "issuers": [{"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": jwks(&[&key])}],
+        "policy": {"decision_path": DECISION_PATH, "name": "peers", "revision": "p1",
+                   "modules": {"peers.rego": PEERS_POLICY},
+                   "data": {"networks": {"loopback": "127.0.0.0/8", "private": "10.0.0.0/8"}}}
+    })
+    .to_string();
+    let config_path = work.0.join("config.json");
+    std::fs::write(&config_path, &config_text).unwrap();
+    let gateway = Gateway::start(&config_text);
+    let token = key.mint(&claims());
+
+    for (path, status, reason) in [
+        ("/loopback", 200, "inside_network"),
+        ("/private", 403, "outside_network"),
+    ] {
+        let response = gateway.with_token("GET", path, &token);
+        let record = gateway.record(&response.header_str("x-chaperone-decision-id").unwrap());
+        assert_eq!(
+            (response.status, record["reason"].as_str()),
+            (status, Some(reason)),
+            "{path}: {}",
+            response.body_text()
+        );
+        let attributes = &record["input"]["attributes"];
+        let source = &attributes["source"]["address"]["socketAddress"];
+        let destination = &attributes["destination"]["address"]["socketAddress"];
+        assert_eq!(source["address"], "127.0.0.1", "{attributes}");
+        assert!(
+            source["portValue"].as_u64().is_some_and(|p| p > 0),
+            "{attributes}"
+        );
+        assert_eq!(
+            destination,
+            &json!({"address": "127.0.0.1", "portValue": gateway.port}),
+            "{attributes}"
+        );
+
+        let offline = |source_address: &str| {
+            let out = cli(&[
+                "eval",
+                "--config",
+                config_path.to_str().unwrap(),
+                "--token",
+                &token,
+                "--request",
+                &format!("GET {path}"),
+                "--source",
+                source_address,
+                "--destination",
+                &format!("127.0.0.1:{}", gateway.port),
+                "--compact",
+            ]);
+            let record: Value = serde_json::from_str(text(&out.stdout).trim())
+                .unwrap_or_else(|_| panic!("{path}: {}", text(&out.stderr)));
+            (out.status.success(), record)
+        };
+        let seen = format!("127.0.0.1:{}", source["portValue"]);
+        let (allowed, offline_record) = offline(&seen);
+        assert_eq!(allowed, status == 200, "{path}");
+        assert_eq!(
+            offline_record["input"]["attributes"]["source"],
+            attributes["source"]
+        );
+        assert_eq!(
+            offline_record["input"]["attributes"]["destination"],
+            attributes["destination"]
+        );
+        // Without a source, the network check has nothing to hold for.
+        let out = cli(&[
+            "eval",
+            "--config",
+            config_path.to_str().unwrap(),
+            "--token",
+            &token,
+            "--request",
+            &format!("GET {path}"),
+            "--compact",
+        ]);
+        assert!(!out.status.success(), "{path} without a source");
+        let (allowed, _) = offline("[2001:db8::1]:443");
+        assert!(!allowed, "{path} from outside");
+    }
+    // A client claiming another address in x-forwarded-for is still where it connects from:
+    // the templates set `use_remote_address` (without it, Envoy would take the header's).
+    let bearer = format!("Bearer {token}");
+    let spoofed = gateway.request(
+        "GET",
+        "/private",
+        &[
+            ("authorization", bearer.as_bytes()),
+            ("x-forwarded-for", b"10.1.2.3"),
+        ],
+    );
+    let record = gateway.record(&spoofed.header_str("x-chaperone-decision-id").unwrap());
+    assert_eq!(
+        (
+            spoofed.status,
+            &record["input"]["attributes"]["source"]["address"]["socketAddress"]["address"]
+        ),
+        (403, &json!("127.0.0.1"))
+    );
+    let out = cli(&[
+        "eval",
+        "--config",
+        config_path.to_str().unwrap(),
+        "--request",
+        "GET /x",
+        "--source",
+        "localhost:80",
+    ]);
+    assert!(
+        text(&out.stderr).contains("--source `localhost:80`"),
+        "{}",
+        text(&out.stderr)
     );
 }
