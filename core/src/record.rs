@@ -297,6 +297,8 @@ fn mask_access_tokens(text: &str) -> Cow<'_, str> {
             masked.push_str(&text[copied..start]);
             masked.push_str(TOKEN_MASK);
             copied = end;
+            // A parameter named again inside the masked value is masked with it.
+            from = end;
         }
     }
     if copied == 0 {
@@ -608,6 +610,15 @@ mod tests {
             (
                 "/t?my_access_token=abc&access_token=",
                 "/t?my_access_token=abc&access_token=",
+            ),
+            // Found by tests/robustness.rs: this used to slice backwards and panic.
+            (
+                "/t?access_token=a?access_token=b,/t?access_token=c",
+                "/t?access_token=[REDACTED]",
+            ),
+            (
+                "/t?access_token=a&x=1&access_token=b",
+                "/t?access_token=[REDACTED]&x=1&access_token=[REDACTED]",
             ),
         ] {
             assert_eq!(mask_credentials(text), expected, "{text}");
