@@ -370,11 +370,25 @@ fn jwts_in_run(run: &[u8]) -> Vec<(usize, usize)> {
         };
         let header = &run[first + offset..first_end];
         let parts = if names_enc(header) { 5 } else { 3 };
-        let Some(&(_, last_end)) = segments.get(i + parts - 1) else {
+        let last = i + parts - 1;
+        let Some(&(last_start, last_end)) = segments.get(last) else {
             break;
         };
-        found.push((first + offset, last_end));
-        i += parts;
+        // Another token glued to this one's last segment (`...sig1eyJhbGc...`) ends it
+        // there and starts the next, when the segments it needs follow.
+        let glued = header_start(&run[last_start..last_end])
+            .filter(|&at| at > 0 && segments.len() > last + 2);
+        match glued {
+            Some(at) => {
+                found.push((first + offset, last_start + at));
+                segments[last].0 = last_start + at;
+                i = last;
+            }
+            None => {
+                found.push((first + offset, last_end));
+                i += parts;
+            }
+        }
     }
     found
 }
@@ -570,6 +584,8 @@ mod tests {
                 "[REDACTED-JWT],[REDACTED-JWT]",
             ),
             (format!("/t/{jwe}/x"), "/t/[REDACTED-JWT]/x"),
+            // Found by tests/robustness.rs: the second token's payload and signature stayed.
+            (format!("{jws}{jws}"), "[REDACTED-JWT][REDACTED-JWT]"),
             (format!("é{spaced}é"), "é[REDACTED-JWT]é"),
         ] {
             assert_eq!(mask_jwts(&text), expected, "{text}");
