@@ -11,6 +11,18 @@ use crate::hash::HashAlg;
 pub const MIN_MODULUS_BITS: usize = 2048;
 pub const MAX_MODULUS_BITS: usize = 8192;
 
+/// Infineon's RSA library (ROCA, CVE-2017-15361) made primes `k * M + (65537^a mod M)`, `M` the
+/// product of the first few primes, so that for every small prime `r` dividing `M`, `n mod r`
+/// lies in the subgroup of `Z_r^*` that 65537 generates. Even its smallest `M` holds the primes
+/// up to 167: a modulus in that subgroup for all of the odd ones came from the library. A
+/// modulus from honest random primes does so with probability about 4e-9.
+const ROCA_PRIMES: [u32; 38] = [
+    3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97,
+    101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
+];
+/// The base whose powers Infineon's primes were, modulo `M` (see `ROCA_PRIMES`).
+const ROCA_GENERATOR: u32 = 65537;
+
 /// A public key prepared for repeated verification: modulus limbs plus the Montgomery
 /// constants, computed once at key admission.
 #[derive(Clone)]
@@ -32,6 +44,7 @@ pub enum KeyError {
     ModulusSize(usize),
     EvenModulus,
     Exponent,
+    RocaFingerprint,
 }
 
 impl std::fmt::Display for KeyError {
@@ -45,6 +58,12 @@ impl std::fmt::Display for KeyError {
             KeyError::Exponent => write!(
                 f,
                 "RSA public exponent must be odd, at least 3 and below 2^32"
+            ),
+            KeyError::RocaFingerprint => write!(
+                f,
+                "RSA modulus has the ROCA fingerprint (CVE-2017-15361): it was made by Infineon's \
+                 flawed key generation and its private key can be computed from it; the key pair \
+                 must be regenerated"
             ),
         }
     }
@@ -60,6 +79,9 @@ impl RsaPublicKey {
         }
         if n.last().is_none_or(|low| low & 1 == 0) {
             return Err(KeyError::EvenModulus);
+        }
+        if has_roca_fingerprint(n) {
+            return Err(KeyError::RocaFingerprint);
         }
         let e_bytes = trim_leading_zeros(e);
         if e_bytes.is_empty() || e_bytes.len() > 4 {
@@ -208,6 +230,36 @@ fn mgf1(hash: HashAlg, seed: &[u8], len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// Whether the big-endian modulus `n` has the ROCA fingerprint (see `ROCA_PRIMES`). This does
+/// not factor anything: it only looks at `n mod r` for each listed prime.
+fn has_roca_fingerprint(n: &[u8]) -> bool {
+    ROCA_PRIMES.iter().all(|&prime| {
+        let residue = remainder_be(n, prime);
+        is_power_of(ROCA_GENERATOR % prime, residue, prime)
+    })
+}
+
+/// `value mod divisor` for big-endian bytes and a divisor below 2^24 (so `acc * 256` fits).
+fn remainder_be(value: &[u8], divisor: u32) -> u32 {
+    value
+        .iter()
+        .fold(0, |acc, byte| (acc * 256 + u32::from(*byte)) % divisor)
+}
+
+/// Whether `residue` is `base^i mod prime` for some `i`. The powers of `base` repeat with a
+/// period dividing `prime - 1`, so that many of them are all there are. Zero is never a power
+/// of a non-zero base: a modulus divisible by `prime` has no fingerprint.
+fn is_power_of(base: u32, residue: u32, prime: u32) -> bool {
+    let mut power = 1;
+    for _ in 1..prime {
+        if power == residue {
+            return true;
+        }
+        power = power * base % prime;
+    }
+    false
 }
 
 fn trim_leading_zeros(bytes: &[u8]) -> &[u8] {
@@ -434,5 +486,144 @@ mod tests {
             RsaPublicKey::from_components(&n, &[1, 0, 1]).err(),
             Some(KeyError::EvenModulus)
         );
+    }
+
+    fn pow_mod(base: u32, mut exponent: u32, modulus: u32) -> u32 {
+        let (mut result, mut base) = (1 % modulus, base % modulus);
+        while exponent > 0 {
+            if exponent & 1 == 1 {
+                result = result * base % modulus;
+            }
+            base = base * base % modulus;
+            exponent >>= 1;
+        }
+        result
+    }
+
+    /// `a += b` for equal-length big-endian byte strings; the sum must fit.
+    fn add_be(a: &mut [u8], b: &[u8]) {
+        let mut carry = 0u32;
+        for (x, y) in a.iter_mut().zip(b).rev() {
+            let sum = u32::from(*x) + u32::from(*y) + carry;
+            *x = sum as u8;
+            carry = sum >> 8;
+        }
+        assert_eq!(carry, 0, "sum overflowed");
+    }
+
+    /// `a *= factor` for a big-endian byte string; the product must fit.
+    fn multiply_be(a: &mut [u8], factor: u32) {
+        let mut carry = 0u32;
+        for x in a.iter_mut().rev() {
+            let product = u32::from(*x) * factor + carry;
+            *x = product as u8;
+            carry = product >> 8;
+        }
+        assert_eq!(carry, 0, "product overflowed");
+    }
+
+    /// A 2048-bit odd modulus with `n mod r == target(r)` for every prime in `ROCA_PRIMES`,
+    /// set one prime at a time (Chinese remaindering): `step` is twice the primes already set,
+    /// so adding it keeps `n` odd and the residues already set. The admission check does not
+    /// factor, so `n` need not be a product of two primes.
+    fn modulus_with_residues(target: impl Fn(u32) -> u32) -> Vec<u8> {
+        let mut n: Vec<u8> = (0..256u32).map(|i| (i * 151 + 77) as u8).collect();
+        n[0] |= 0x80;
+        n[255] |= 1;
+        let mut step = vec![0u8; 256];
+        step[255] = 2;
+        for prime in ROCA_PRIMES {
+            let wanted = target(prime);
+            let mut additions = 0;
+            while remainder_be(&n, prime) != wanted {
+                add_be(&mut n, &step);
+                additions += 1;
+                assert!(
+                    additions < prime,
+                    "residue {wanted} mod {prime} unreachable"
+                );
+            }
+            multiply_be(&mut step, prime);
+        }
+        assert!(n[0] & 0x80 != 0 && n[255] & 1 == 1, "2048 bits and odd");
+        n
+    }
+
+    /// As Infineon's keys are: `n = p * q` with `p` and `q` both `65537^(a or b) mod M`
+    /// modulo every prime of `M`, so `n mod r = 65537^(a + b) mod r`.
+    fn roca_fingerprinted_modulus() -> Vec<u8> {
+        let exponent_sum = 0x2f1d_9a47;
+        modulus_with_residues(|prime| pow_mod(ROCA_GENERATOR, exponent_sum, prime))
+    }
+
+    #[test]
+    fn remainders_match_plain_arithmetic() {
+        let value: u128 = 0xC3A5_C85C_97CB_3127_B1F4_A2D7_0F0E_0D0B;
+        for prime in ROCA_PRIMES {
+            assert_eq!(
+                u128::from(remainder_be(&value.to_be_bytes(), prime)),
+                value % u128::from(prime)
+            );
+        }
+    }
+
+    #[test]
+    fn a_roca_fingerprinted_modulus_is_refused() {
+        let n = roca_fingerprinted_modulus();
+        let refused = RsaPublicKey::from_components(&n, &[1, 0, 1]).err();
+        assert_eq!(refused, Some(KeyError::RocaFingerprint));
+        assert_eq!(
+            refused.map(|error| error.to_string()).unwrap_or_default(),
+            "RSA modulus has the ROCA fingerprint (CVE-2017-15361): it was made by Infineon's \
+             flawed key generation and its private key can be computed from it; the key pair \
+             must be regenerated"
+        );
+        // The fingerprint is the modulus's, whatever the exponent.
+        assert_eq!(
+            RsaPublicKey::from_components(&n, &[3]).err(),
+            Some(KeyError::RocaFingerprint)
+        );
+    }
+
+    #[test]
+    fn a_roca_key_in_a_jwks_is_refused_naming_the_key() {
+        use crate::encoding::base64url_encode;
+        use crate::jwks::{admit_key_set, admit_remote_key_set, Algorithm};
+        let roca = serde_json::json!({"kty": "RSA", "kid": "roca", "e": "AQAB",
+            "n": base64url_encode(&roca_fingerprinted_modulus())});
+        let other = serde_json::json!({"kty": "RSA", "kid": "other", "e": "AQAB",
+            "n": base64url_encode(&[0xffu8; 256])});
+        let jwks = serde_json::json!({"keys": [other, roca]});
+        let error = admit_key_set(&jwks, &[Algorithm::RS256], "issuers[0].local_jwks").err();
+        assert_eq!(
+            error.map(|e| (e.field, e.message)),
+            Some((
+                "issuers[0].local_jwks.keys[1]".to_string(),
+                KeyError::RocaFingerprint.to_string()
+            ))
+        );
+        // A fetched set drops the key and keeps the rest.
+        let remote = admit_remote_key_set(&jwks, &[Algorithm::RS256]);
+        let (kids, rejected) = remote
+            .map(|set| {
+                let kids: Vec<_> = set.keys.iter().map(|key| key.kid.clone()).collect();
+                (kids, set.rejected)
+            })
+            .unwrap_or_default();
+        assert_eq!(kids, [Some("other".to_string())]);
+        assert_eq!(rejected.len(), 1);
+        assert!(rejected[0].contains("CVE-2017-15361"), "{rejected:?}");
+    }
+
+    #[test]
+    fn a_modulus_outside_the_subgroup_for_one_prime_is_admitted() {
+        // 65537 = -1 mod 11, so its powers mod 11 are only 1 and 10: a residue of 2 there is
+        // no Infineon key, however well the other 37 primes match.
+        let exponent_sum = 0x2f1d_9a47;
+        let n = modulus_with_residues(|prime| match prime {
+            11 => 2,
+            _ => pow_mod(ROCA_GENERATOR, exponent_sum, prime),
+        });
+        assert!(RsaPublicKey::from_components(&n, &[1, 0, 1]).is_ok());
     }
 }

