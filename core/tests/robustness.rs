@@ -16,6 +16,9 @@ use proptest::sample::Index;
 use serde_json::{json, Value};
 use std::sync::LazyLock;
 
+mod fuzz;
+use fuzz::json_value;
+
 const ISSUER: &str = "https://idp.test";
 const AUDIENCE: &str = "agents-api";
 const SUBJECT: &str = "support-bot";
@@ -252,27 +255,6 @@ fn apply(token: &mut Vec<u8>, edit: &Edit) {
             }
         }
     }
-}
-
-/// A JSON value for a claim or a key field: what a careless or hostile writer would put there.
-fn json_value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::from),
-        any::<i64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
-        "[ -~]{0,24}".prop_map(Value::from),
-        proptest::collection::vec(any::<u8>(), 0..80)
-            .prop_map(|b| Value::from(base64url_encode(&b))),
-    ];
-    leaf.prop_recursive(2, 8, 4, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-            proptest::collection::btree_map("[a-z]{1,4}", inner, 0..4)
-                .prop_map(|m| Value::Object(m.into_iter().collect())),
-        ]
-    })
 }
 
 /// A registered claim: left out, one of `interesting` values, or any JSON value.

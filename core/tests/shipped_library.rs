@@ -6,9 +6,14 @@
 //! engine a configuration keeps between evaluations exactly as one made for each.
 
 use chaperone_core::policy::{Policy, Verdict};
+use chaperone_core::reason::Reason;
+use proptest::prelude::*;
+use proptest::sample::Index;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+
+mod fuzz;
 
 /// The shipped bundle as `chaperone bundle` packs it: modules (tests left out) and data.
 fn shipped_bundle() -> (BTreeMap<String, String>, Value) {
@@ -260,4 +265,81 @@ fn request(
 fn grant(details: Value, approver: &str) -> Value {
     json!([{"jti": "g-1", "issuer": "https://approvals", "approver": approver, "task": null, "reason": "r",
             "authorization_details": details, "not_before_ns": 0, "expires_at_ns": u64::MAX, "remaining_seconds": 60}])
+}
+
+/// The quick and full paths compiled once per test thread (a policy is not shared between
+/// threads), with the corpus they are fuzzed from.
+struct Compiled {
+    quick: Policy,
+    full: Policy,
+    corpus: Vec<Value>,
+}
+
+thread_local! {
+    static COMPILED: &'static Compiled = {
+        let (modules, shipped) = shipped_bundle();
+        let data = eventful(shipped);
+        Box::leak(Box::new(Compiled {
+            quick: compile(&modules, data.clone(), "decision"),
+            full: compile(&modules, data, "complete_decision"),
+            corpus: corpus(),
+        }))
+    };
+}
+
+/// Whether chaperone leaves the value at `path` of an input to the token's issuer, who may
+/// put any JSON there: the agent's claims and task context, and a grant's details.
+fn from_a_token(path: &[fuzz::Step]) -> bool {
+    use fuzz::Step::{Item, Member};
+    let member =
+        |step: Option<&fuzz::Step>, name: &str| matches!(step, Some(Member(m)) if m == name);
+    (member(path.first(), "agent")
+        && (member(path.get(1), "claims") || member(path.get(1), "task_context")))
+        || (member(path.first(), "grants")
+            && matches!(path.get(1), Some(Item(_)))
+            && member(path.get(2), "authorization_details"))
+}
+
+proptest! {
+    /// F05: an input of the corpus with its values changed as a client or an issuer could
+    /// change them (any string where chaperone puts a string, any JSON where a token's
+    /// issuer decides, an item or member removed there) is answered the same by the quick
+    /// path and the full steps, never with a panic, and with one of the policy's outcomes.
+    #[test]
+    fn the_quick_path_decides_like_the_full_steps_on_any_input(
+        pick in any::<Index>(),
+        edits in proptest::collection::vec(
+            (any::<Index>(), "\\PC{0,12}", proptest::option::weighted(0.8, fuzz::json_value())),
+            1..4,
+        ),
+    ) {
+        let compiled = COMPILED.with(|compiled| *compiled);
+        let mut input = pick.get(&compiled.corpus).clone();
+        for (at, text, value) in edits {
+            let paths = fuzz::paths(&input);
+            let path = at.get(&paths);
+            if from_a_token(path) {
+                fuzz::replace(&mut input, path, value);
+            } else if input.pointer(&pointer(path)).is_some_and(Value::is_string) {
+                fuzz::replace(&mut input, path, Some(Value::from(text)));
+            }
+        }
+        let answer = compiled.quick.evaluate(input.clone());
+        prop_assert!(matches!(
+            answer.reason,
+            Reason::PolicyAllowed | Reason::PolicyDenied | Reason::PolicyUndefined | Reason::PolicyError
+        ), "{:?} for {}", answer.reason, input);
+        let without_promise = Verdict { cache_seconds: None, ..answer };
+        prop_assert_eq!(without_promise, compiled.full.evaluate(input.clone()), "{}", input);
+    }
+}
+
+/// A path as a JSON pointer.
+fn pointer(path: &[fuzz::Step]) -> String {
+    path.iter()
+        .map(|step| match step {
+            fuzz::Step::Member(name) => format!("/{}", name.replace('~', "~0").replace('/', "~1")),
+            fuzz::Step::Item(i) => format!("/{i}"),
+        })
+        .collect()
 }
