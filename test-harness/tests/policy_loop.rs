@@ -156,10 +156,7 @@ fn eval_decides_exactly_as_the_plugin_did() {
     ))
     .unwrap();
     config["registry"] = json!({});
-    let config_text = config.to_string();
-    let config_path = work.0.join("config.json");
-    std::fs::write(&config_path, &config_text).unwrap();
-    let gateway = Gateway::start(&config_text);
+    let (config_path, gateway) = saved_and_started(&work.0, &config.to_string());
     let token = key.mint(&claims());
     let stranger = AgentKey::es256("es-1").mint(&claims());
 
@@ -226,6 +223,42 @@ fn eval_decides_exactly_as_the_plugin_did() {
     }
 }
 
+/// A configuration, as JSON text, trusting `key`, with one policy module and its data.
+fn one_module_config(key: &AgentKey, module: &str, data: Value) -> String {
+    json!({
+        "issuers": [{"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": jwks(&[key])}],
+        "policy": {"decision_path": DECISION_PATH, "name": "one-module", "revision": "r1",
+                   "modules": {"authz.rego": module}, "data": data}
+    })
+    .to_string()
+}
+
+/// Writes a configuration where `chaperone eval` reads it and starts a gateway with it.
+fn saved_and_started(work: &Path, config_text: &str) -> (PathBuf, Gateway) {
+    let config_path = work.join("config.json");
+    std::fs::write(&config_path, config_text).unwrap();
+    (config_path, Gateway::start(config_text))
+}
+
+/// `chaperone eval` of `GET path` with `token` and `extra` arguments: whether the request
+/// would go upstream, and the record.
+fn eval_get(config_path: &Path, token: &str, path: &str, extra: &[&str]) -> (bool, Value) {
+    let request = format!("GET {path}");
+    let mut args = vec![
+        "eval",
+        "--config",
+        config_path.to_str().unwrap(),
+        "--token",
+        token,
+    ];
+    args.extend(["--request", &request, "--compact"]);
+    args.extend(extra);
+    let out = cli(&args);
+    let record = serde_json::from_str(text(&out.stdout).trim())
+        .unwrap_or_else(|_| panic!("{path}: {}", text(&out.stderr)));
+    (out.status.success(), record)
+}
+
 /// Each case is a path, `/cases/<name>`, allowed when its check holds.
 const BUILTIN_CASES_POLICY: &str = r#"package chaperone.authz
 
@@ -269,18 +302,14 @@ fn builtins_answer_in_the_plugin_as_in_the_cli() {
     let key = AgentKey::es256("es-1");
     // 3.6705911238380268e-7 is below 3.670591123838027e-7, but a fast float parser reads it
     // above. Written by hand: a JSON writer would print the number it parsed.
-    let config_text = json!({
-        "issuers": [{"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": jwks(&[&key])}],
-        "policy": {"decision_path": DECISION_PATH, "name": "builtins", "revision": "b1",
-                   "modules": {"authz.rego": BUILTIN_CASES_POLICY},
-                   "data": {"chaperone": {"numbers": {"read": "READ", "bound": "BOUND"}}}}
-    })
-    .to_string()
+    let config_text = one_module_config(
+        &key,
+        BUILTIN_CASES_POLICY,
+        json!({"chaperone": {"numbers": {"read": "READ", "bound": "BOUND"}}}),
+    )
     .replace(r#""READ""#, "3.6705911238380268e-7")
     .replace(r#""BOUND""#, "3.670591123838027e-7");
-    let config_path = work.0.join("config.json");
-    std::fs::write(&config_path, &config_text).unwrap();
-    let gateway = Gateway::start(&config_text);
+    let (config_path, gateway) = saved_and_started(&work.0, &config_text);
     let token = key.mint(&claims());
 
     // Twice: the second time the patterns come from the cache of compiled ones.
@@ -303,18 +332,7 @@ fn builtins_answer_in_the_plugin_as_in_the_cli() {
         let path = format!("/cases/{case}");
         let response = gateway.with_token("GET", &path, &token);
         let plugin = gateway.record(&response.header_str("x-chaperone-decision-id").unwrap());
-        let out = cli(&[
-            "eval",
-            "--config",
-            config_path.to_str().unwrap(),
-            "--token",
-            &token,
-            "--request",
-            &format!("GET {path}"),
-            "--compact",
-        ]);
-        let offline: Value = serde_json::from_str(text(&out.stdout).trim())
-            .unwrap_or_else(|_| panic!("{case}: {}", text(&out.stderr)));
+        let (offline_allowed, offline) = eval_get(&config_path, &token, &path, &[]);
         let held = *case != "unknown";
         assert_eq!(
             (response.status, plugin["reason"].as_str()),
@@ -326,7 +344,7 @@ fn builtins_answer_in_the_plugin_as_in_the_cli() {
             response.body_text()
         );
         assert_eq!(
-            (out.status.success(), offline["reason"].as_str()),
+            (offline_allowed, offline["reason"].as_str()),
             (held, plugin["reason"].as_str()),
             "{case} in `chaperone eval`"
         );
@@ -427,16 +445,12 @@ decision := {"allowed": true, "reason": "inside_network", "rule": "peers"} if {
 fn a_policy_reads_the_connections_peers_as_opa_envoy_gives_them() {
     let work = Work(scratch_dir("peers").unwrap());
     let key = AgentKey::es256("es-1");
-    let config_text = json!({
-        "issuers": [{"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": jwks(&[&key])}],
-        "policy": {"decision_path": DECISION_PATH, "name": "peers", "revision": "p1",
-                   "modules": {"peers.rego": PEERS_POLICY},
-                   "data": {"networks": {"loopback": "127.0.0.0/8", "private": "10.0.0.0/8"}}}
-    })
-    .to_string();
-    let config_path = work.0.join("config.json");
-    std::fs::write(&config_path, &config_text).unwrap();
-    let gateway = Gateway::start(&config_text);
+    let config_text = one_module_config(
+        &key,
+        PEERS_POLICY,
+        json!({"networks": {"loopback": "127.0.0.0/8", "private": "10.0.0.0/8"}}),
+    );
+    let (config_path, gateway) = saved_and_started(&work.0, &config_text);
     let token = key.mint(&claims());
 
     for (path, status, reason) in [
@@ -465,24 +479,15 @@ fn a_policy_reads_the_connections_peers_as_opa_envoy_gives_them() {
             "{attributes}"
         );
 
+        let destination_address = format!("127.0.0.1:{}", gateway.port);
         let offline = |source_address: &str| {
-            let out = cli(&[
-                "eval",
-                "--config",
-                config_path.to_str().unwrap(),
-                "--token",
-                &token,
-                "--request",
-                &format!("GET {path}"),
+            let peers = [
                 "--source",
                 source_address,
                 "--destination",
-                &format!("127.0.0.1:{}", gateway.port),
-                "--compact",
-            ]);
-            let record: Value = serde_json::from_str(text(&out.stdout).trim())
-                .unwrap_or_else(|_| panic!("{path}: {}", text(&out.stderr)));
-            (out.status.success(), record)
+                &destination_address,
+            ];
+            eval_get(&config_path, &token, path, &peers)
         };
         let seen = format!("127.0.0.1:{}", source["portValue"]);
         let (allowed, offline_record) = offline(&seen);
@@ -496,17 +501,8 @@ fn a_policy_reads_the_connections_peers_as_opa_envoy_gives_them() {
             attributes["destination"]
         );
         // Without a source, the network check has nothing to hold for.
-        let out = cli(&[
-            "eval",
-            "--config",
-            config_path.to_str().unwrap(),
-            "--token",
-            &token,
-            "--request",
-            &format!("GET {path}"),
-            "--compact",
-        ]);
-        assert!(!out.status.success(), "{path} without a source");
+        let (allowed, _) = eval_get(&config_path, &token, path, &[]);
+        assert!(!allowed, "{path} without a source");
         let (allowed, _) = offline("[2001:db8::1]:443");
         assert!(!allowed, "{path} from outside");
     }
