@@ -471,12 +471,36 @@ pub fn agent_input(agent: &Agent) -> PolicyValue {
 #[derive(Debug, Clone)]
 pub struct AgentObject {
     pub value: PolicyValue,
-    pub json: Option<Arc<RawValue>>,
+    pub json: Option<AgentJson>,
+}
+
+/// An agent's object as a record writes it: its strings masked as the request's are (an
+/// issuer may put a token in a claim), and whether one was.
+#[derive(Debug, Clone)]
+pub struct AgentJson {
+    text: Arc<RawValue>,
+    credentials_masked: bool,
 }
 
 impl AgentObject {
-    fn json_of(value: &PolicyValue) -> Option<Arc<RawValue>> {
-        serde_json::value::to_raw_value(value).ok().map(Arc::from)
+    fn json_of(value: &PolicyValue) -> Option<AgentJson> {
+        let redacting = Redacting {
+            paths: &[],
+            erased: Cell::new(0),
+            credentials_masked: Cell::new(false),
+        };
+        let writer = ValueJson {
+            value,
+            redacting: &redacting,
+            depth: 0,
+            pending: 0,
+            secret: false,
+        };
+        let text = serde_json::value::to_raw_value(&writer).ok()?;
+        Some(AgentJson {
+            text: Arc::from(text),
+            credentials_masked: redacting.credentials_masked.get(),
+        })
     }
 }
 
@@ -493,7 +517,7 @@ pub struct AgentInputs {
 struct KnownAgent {
     agent: Agent,
     value: PolicyValue,
-    json: OnceCell<Option<Arc<RawValue>>>,
+    json: OnceCell<Option<AgentJson>>,
 }
 
 impl KnownAgent {
@@ -716,7 +740,12 @@ impl Serialize for LevelJson<'_, '_> {
                     map.serialize_entry(&**key, &self.value_json(&value, depth, pending))?
                 }
                 Field::Agent => match &self.input.agent.json {
-                    Some(json) if pending == 0 => map.serialize_entry(&**key, &**json)?,
+                    Some(json) if pending == 0 => {
+                        if json.credentials_masked {
+                            self.redacting.credentials_masked.set(true);
+                        }
+                        map.serialize_entry(&**key, &*json.text)?
+                    }
                     _ => map.serialize_entry(
                         &**key,
                         &self.value_json(&self.input.agent.value, depth, pending),
@@ -896,11 +925,28 @@ pub fn parse_query(query: &str) -> Map<String, Value> {
 }
 
 /// Decodes `%XX` (and `+` in queries); invalid escapes and non-UTF-8 results stay as written.
-fn percent_decode(text: &str, plus_is_space: bool) -> Cow<'_, str> {
+pub(crate) fn percent_decode(text: &str, plus_is_space: bool) -> Cow<'_, str> {
+    match percent_decoded_bytes(text, plus_is_space) {
+        None => Cow::Borrowed(text),
+        Some(bytes) => String::from_utf8(bytes).map_or(Cow::Borrowed(text), Cow::Owned),
+    }
+}
+
+/// Decodes `%XX` as [`percent_decode`] does, but bytes that are not UTF-8 become U+FFFD
+/// rather than undoing the whole decoding: what a lenient upstream would read.
+pub(crate) fn percent_decode_lossy(text: &str) -> Cow<'_, str> {
+    match percent_decoded_bytes(text, false) {
+        None => Cow::Borrowed(text),
+        Some(bytes) => Cow::Owned(String::from_utf8_lossy(&bytes).into_owned()),
+    }
+}
+
+/// `text`'s bytes with `%XX` (and `+`) decoded; `None` when it has nothing to decode.
+fn percent_decoded_bytes(text: &str, plus_is_space: bool) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
     let decodes = |byte: &u8| *byte == b'%' || (plus_is_space && *byte == b'+');
     if !bytes.iter().any(decodes) {
-        return Cow::Borrowed(text);
+        return None;
     }
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -921,7 +967,7 @@ fn percent_decode(text: &str, plus_is_space: bool) -> Cow<'_, str> {
         }
         i += 1;
     }
-    String::from_utf8(out).map_or(Cow::Borrowed(text), Cow::Owned)
+    Some(out)
 }
 
 #[cfg(test)]
@@ -1279,6 +1325,29 @@ mod tests {
         }
     }
 
+    /// Found by review: the agent's JSON kept for records wrote its claims unmasked.
+    #[test]
+    fn a_token_in_an_agents_claims_is_masked_in_its_json() {
+        let jws = format!(
+            "{}.{}.c2ln",
+            crate::encoding::base64url_encode(br#"{"alg":"ES256"}"#),
+            crate::encoding::base64url_encode(br#"{"sub":"x"}"#)
+        );
+        let mut bot = agent("support-bot", None);
+        bot.claims = PolicyValue::from(json!({"sub": "support-bot", "hint": jws}));
+        let Some(json) = AgentObject::json_of(&agent_input(&bot)) else {
+            panic!("the object serialises");
+        };
+        assert!(json.credentials_masked);
+        assert!(
+            json.text.get().contains(r#""hint":"[REDACTED-JWT]""#),
+            "{}",
+            json.text
+        );
+        let plain = AgentObject::json_of(&agent_input(&agent("support-bot", None)));
+        assert!(plain.is_some_and(|json| !json.credentials_masked));
+    }
+
     #[test]
     fn a_returning_agent_gets_its_object_again_and_a_changed_one_a_new_one() {
         let same_object = |a: &PolicyValue, b: &PolicyValue| match (a, b) {
@@ -1294,7 +1363,7 @@ mod tests {
         let again = inputs.input_of(&bot.clone(), &hasher, true);
         assert!(same_object(&first.value, &again.value));
         let json = |object: &AgentObject| match &object.json {
-            Some(json) => Arc::clone(json),
+            Some(json) => Arc::clone(&json.text),
             None => panic!("a record asked for the JSON"),
         };
         let Ok(expected) = serde_json::to_string(&first.value) else {

@@ -265,17 +265,32 @@ pub const ACCESS_TOKEN_PARAMETER: &str = "access_token";
 /// The record flag saying a credential was masked somewhere in it.
 pub const CREDENTIALS_MASKED_FLAG: &str = "credentials_masked";
 
-/// `text` with its credentials masked: every JWT ([`mask_jwts`]), and the value of every
-/// `access_token` query parameter ([`TOKEN_MASK`]), whatever its shape.
+/// `text` with its credentials masked: every JWT ([`mask_jwts`]) and the value of every
+/// `access_token` parameter ([`TOKEN_MASK`]), whatever its shape, also where percent-escapes
+/// hide them ([`mask_encoded`]).
 pub fn mask_credentials(text: &str) -> Cow<'_, str> {
+    let plain = mask_plain(text);
+    if !plain.contains('%') {
+        return plain;
+    }
+    match mask_encoded(&plain) {
+        Cow::Borrowed(_) => plain,
+        Cow::Owned(masked) => Cow::Owned(masked),
+    }
+}
+
+/// The credentials written as they are: JWTs, then `access_token` values.
+fn mask_plain(text: &str) -> Cow<'_, str> {
     match mask_jwts(text) {
         Cow::Borrowed(text) => mask_access_tokens(text),
         Cow::Owned(masked) => Cow::Owned(mask_access_tokens(&masked).into_owned()),
     }
 }
 
-/// `text` with the value of each `access_token=` parameter (after `?`, `&` or at the start,
-/// up to `&`, `#` or a space) replaced by [`TOKEN_MASK`], unless already masked.
+/// `text` with the value of each `access_token=` parameter (at the start, or after `?`, `&`
+/// or `#`, as OAuth's implicit grant returns it, up to `&`, `#` or a space) replaced by
+/// [`TOKEN_MASK`], unless already masked. Linear in `text`: the search goes on after each
+/// name, or after the value it masked.
 fn mask_access_tokens(text: &str) -> Cow<'_, str> {
     let mut masked = String::new();
     let mut copied = 0;
@@ -284,22 +299,63 @@ fn mask_access_tokens(text: &str) -> Cow<'_, str> {
         let at = from + found;
         let named = at + ACCESS_TOKEN_PARAMETER.len();
         from = named;
-        if text.as_bytes().get(named) != Some(&b'=') {
+        let parameter = at == 0 || matches!(text.as_bytes()[at - 1], b'?' | b'&' | b'#');
+        if !parameter || text.as_bytes().get(named) != Some(&b'=') {
             continue;
         }
         let start = named + 1;
         let end = text[start..]
             .find(['&', '#', ' '])
             .map_or(text.len(), |length| start + length);
-        let parameter = at == 0 || matches!(text.as_bytes()[at - 1], b'?' | b'&');
         let value = &text[start..end];
-        if parameter && !value.is_empty() && value != JWT_MASK && value != TOKEN_MASK {
+        if !value.is_empty() && value != JWT_MASK && value != TOKEN_MASK {
             masked.push_str(&text[copied..start]);
             masked.push_str(TOKEN_MASK);
             copied = end;
             // A parameter named again inside the masked value is masked with it.
             from = end;
         }
+    }
+    if copied == 0 {
+        return Cow::Borrowed(text);
+    }
+    masked.push_str(&text[copied..]);
+    Cow::Owned(masked)
+}
+
+/// `text` with each piece (between `/ ? & # ; ,` and spaces) that holds a credential once its
+/// percent-escapes are decoded (`access%5Ftoken=...`, `next=%2Fapi%3Faccess_token%3D...`, a
+/// JWT with `%2E` for its dots) replaced by [`TOKEN_MASK`]: its value after a `=`, or the
+/// whole piece when what comes before the `=` hides one too, or there is no `=`. An upstream decodes them, so a record must not keep them encoded.
+fn mask_encoded(text: &str) -> Cow<'_, str> {
+    let is_delimiter = |c: char| matches!(c, '/' | '?' | '&' | '#' | ';' | ',' | ' ');
+    let ends = text
+        .match_indices(is_delimiter)
+        .map(|(at, _)| at)
+        .chain([text.len()]);
+    let hides_credential = |part: &str| {
+        part.contains('%')
+            && matches!(
+                mask_plain(&crate::input::percent_decode_lossy(part)),
+                Cow::Owned(_)
+            )
+    };
+    let mut masked = String::new();
+    let mut copied = 0;
+    let mut start = 0;
+    for end in ends {
+        let piece = &text[start..end];
+        if hides_credential(piece) {
+            let value_start = match piece.find('=') {
+                Some(at) if !hides_credential(&piece[..at]) => start + at + 1,
+                _ => start,
+            };
+            masked.push_str(&text[copied..value_start]);
+            masked.push_str(TOKEN_MASK);
+            copied = end;
+        }
+        // Delimiters are ASCII: one byte.
+        start = end + 1;
     }
     if copied == 0 {
         return Cow::Borrowed(text);
@@ -372,6 +428,9 @@ fn jwts_in_run(run: &[u8]) -> Vec<(usize, usize)> {
         let parts = if names_enc(header) { 5 } else { 3 };
         let last = i + parts - 1;
         let Some(&(last_start, last_end)) = segments.get(last) else {
+            // Too few segments for the header's kind (a JWS whose header merely mentions
+            // `enc`, an unsecured token glued to the next): the rest of the run goes.
+            found.push((first + offset, run.len()));
             break;
         };
         // Another token glued to this one's last segment (`...sig1eyJhbGc...`) ends it
@@ -573,6 +632,7 @@ mod tests {
             segment(r#"{"alg":"dir","enc":"A128GCM"}"#)
         );
         let spaced = format!("{}.{payload}.c2ln", segment(" \n{\"alg\":\"RS256\"}"));
+        let kid_enc = segment(r#"{"alg":"HS256","kid":"enc"}"#);
         for (text, expected) in [
             (
                 format!("/tickets/1?access_token={jws}&x=1"),
@@ -586,6 +646,9 @@ mod tests {
             (format!("/t/{jwe}/x"), "/t/[REDACTED-JWT]/x"),
             // Found by tests/robustness.rs: the second token's payload and signature stayed.
             (format!("{jws}{jws}"), "[REDACTED-JWT][REDACTED-JWT]"),
+            // Found by review: too few segments for the header's kind left the rest as it was.
+            (format!("{unsecured}{jws}"), "[REDACTED-JWT].[REDACTED-JWT]"),
+            (format!("{kid_enc}.{payload}.c2ln"), "[REDACTED-JWT]"),
             (format!("é{spaced}é"), "é[REDACTED-JWT]é"),
         ] {
             assert_eq!(mask_jwts(&text), expected, "{text}");
@@ -627,6 +690,19 @@ mod tests {
                 "/t?my_access_token=abc&access_token=",
                 "/t?my_access_token=abc&access_token=",
             ),
+            // OAuth's implicit grant returns the token in the fragment.
+            (
+                "https://app/cb#access_token=abc&token_type=bearer",
+                "https://app/cb#access_token=[REDACTED]&token_type=bearer",
+            ),
+            // Found by review: hidden behind percent-escapes, which an upstream decodes.
+            (
+                "/cb?next=%2Fapi%3Faccess_token%3Dabc&x=1",
+                "/cb?next=[REDACTED]&x=1",
+            ),
+            ("/t?access%5Ftoken=abc", "/t?access%5Ftoken=[REDACTED]"),
+            ("/cb?next=/api%3Faccess_token%3Dabc", "/cb?next=/[REDACTED]"),
+            ("/t?q=%2Fx%2Fy&r=100%25", "/t?q=%2Fx%2Fy&r=100%25"),
             // Found by tests/robustness.rs: this used to slice backwards and panic.
             (
                 "/t?access_token=a?access_token=b,/t?access_token=c",
@@ -641,6 +717,11 @@ mod tests {
         }
         let query = format!("/t?access_token={jws}");
         assert_eq!(mask_credentials(&query), "/t?access_token=[REDACTED-JWT]");
+        let dots_escaped = format!("/t?q={}&x=1", jws.replace('.', "%2E"));
+        assert_eq!(mask_credentials(&dots_escaped), "/t?q=[REDACTED]&x=1");
+        // Found by tests/robustness.rs: an escape that decodes to no UTF-8 (`%ae`) hid the rest.
+        let after_bad_escape = format!("/t/%a{}", jws.replace('.', "%2E"));
+        assert_eq!(mask_credentials(&after_bad_escape), "/t/[REDACTED]");
         // Dotted strings that are not JWTs stay as they are, borrowed.
         let short = format!("{header}.{payload}");
         for text in [

@@ -522,22 +522,29 @@ proptest! {
     }
 
     /// F06: masking any text made of credential-like pieces never panics, leaves no token
-    /// that could be put back together (its payload and signature), masks every
-    /// `access_token` value, and changes nothing when run again.
+    /// that could be put back together (its payload and signature, also with its dots
+    /// percent-escaped), no value of an `access_token` parameter (also behind escapes), and
+    /// changes nothing when run again.
     #[test]
     fn masking_leaves_no_token_and_is_stable(
         pieces in proptest::collection::vec(prop_oneof![
             Just(VALID_TOKENS[0].clone()),
-            proptest::sample::select(vec!["access_token", "=", "?", "&", "#", " ", ".", ",", "eyJ",
-                                          "%3D", "[REDACTED]", "[REDACTED-JWT]", "/tickets/1"])
-                .prop_map(str::to_owned),
+            Just(VALID_TOKENS[0].replace('.', "%2E")),
+            proptest::sample::select(vec![
+                "?access_token=S3CR3T", "#access_token=S3CR3T", "%3Faccess_token%3DS3CR3T",
+                "&access%5Ftoken=S3CR3T", "access_token", "=", "?", "&", "#", " ", ".", ",", "/",
+                "%", "%2E", "%3D", "%5F", "eyJ", "[REDACTED]", "[REDACTED-JWT]", "/tickets/1",
+            ])
+            .prop_map(str::to_owned),
             "\\PC{0,6}",
         ], 0..14),
     ) {
         let text = pieces.concat();
         let masked = mask_credentials(&text);
         let (_, payload_and_signature) = VALID_TOKENS[0].split_once('.').unwrap();
-        prop_assert!(!masked.contains(payload_and_signature), "{}", masked);
+        let unescaped = masked.replace("%2E", ".");
+        prop_assert!(!unescaped.contains(payload_and_signature), "{}", masked);
+        prop_assert!(!masked.contains("S3CR3T"), "{}", masked);
         prop_assert_eq!(mask_credentials(&masked), masked.clone());
     }
 }

@@ -205,6 +205,19 @@ fn records_of_every_outcome_follow_the_schema_and_join_the_access_log() {
         "/tickets/7?access_token=[REDACTED]"
     );
     assert_eq!(gateway.with_token("GET", "/tickets/7", &token).status, 200);
+    // Behind percent-escapes an upstream decodes: masked in the path and in the input's path.
+    let response = gateway.request(
+        "GET",
+        "/tickets/7?next=%2Fapi%3Faccess_token%3DOPAQUE-SECRET-1&x=1",
+        &[("authorization", bearer.as_bytes())],
+    );
+    let record = gateway.record(&decision_id(&response));
+    assert_eq!(record["request"]["path"], "/tickets/7?next=[REDACTED]&x=1");
+    assert_eq!(
+        record["input"]["attributes"]["request"]["http"]["path"],
+        "/tickets/7?next=[REDACTED]&x=1"
+    );
+    assert!(!gateway.envoy.log_text().contains("OPAQUE-SECRET-1"));
 
     // 503: no configuration.
     let empty = start_text("", &collector);
