@@ -420,69 +420,91 @@ fn jwts_in_run(run: &[u8]) -> Vec<(usize, usize)> {
     let mut i = 0;
     while i < segments.len() {
         let (first, first_end) = segments[i];
-        let Some(offset) = header_start(&run[first..first_end]) else {
+        let Some((offset, kind)) = header_start(&run[first..first_end]) else {
             i += 1;
             continue;
         };
-        let header = &run[first + offset..first_end];
-        let parts = if names_enc(header) { 5 } else { 3 };
-        let last = i + parts - 1;
+        let last = i + kind.segments() - 1;
         let Some(&(last_start, last_end)) = segments.get(last) else {
-            // Too few segments for the header's kind (a JWS whose header merely mentions
-            // `enc`, an unsecured token glued to the next): the rest of the run goes.
+            // Too few segments after a header (an unsecured token cut short): the rest of
+            // the run goes.
             found.push((first + offset, run.len()));
             break;
         };
-        // Another token glued to this one's last segment (`...sig1eyJhbGc...`) ends it
-        // there and starts the next, when the segments it needs follow.
+        // Another token glued to this one's last segment (`...sig1eyJhbGc...`), or starting
+        // it (an unsecured token's empty signature, `...payload1.eyJhbGc...`), ends this one
+        // there, when the segments the next needs follow.
         let glued = header_start(&run[last_start..last_end])
-            .filter(|&at| at > 0 && segments.len() > last + 2);
+            .filter(|&(_, next)| segments.len() >= last + next.segments());
         match glued {
-            Some(at) => {
+            Some((at, _)) => {
                 found.push((first + offset, last_start + at));
                 segments[last].0 = last_start + at;
                 i = last;
             }
             None => {
                 found.push((first + offset, last_end));
-                i += parts;
+                i += kind.segments();
             }
         }
     }
     found
 }
 
-/// Where a JOSE header starts in a segment: at 0 when the segment's first characters decode
-/// to `{` after optional whitespace, else at an `eyJ` (`{"`, how every JOSE library writes
-/// one) with at least the 19 characters of `{"alg":"none"}` from there.
-fn header_start(segment: &[u8]) -> Option<usize> {
-    let opens_object = |from: usize| {
-        segment
-            .get(from..from + 8)
-            .and_then(crate::encoding::base64url_decode)
-            .is_some_and(|start| {
-                start
-                    .iter()
-                    .find(|b| !b.is_ascii_whitespace())
-                    .is_some_and(|&b| b == b'{')
-            })
-    };
-    if opens_object(0) {
-        return Some(0);
-    }
-    segment
-        .windows(3)
-        .position(|w| w == b"eyJ")
-        .filter(|&at| segment.len() - at >= 19 && opens_object(at))
+/// A compact JWS (three segments) or JWE (five), or what is left of a JWS without its header
+/// (claims and signature, two): the header is predictable enough to put back.
+#[derive(Debug, Clone, Copy)]
+enum Compact {
+    Jws,
+    Jwe,
+    Headless,
 }
 
-/// Whether a JOSE header names an `enc`: a JWE, with five segments.
-fn names_enc(header: &[u8]) -> bool {
-    // Whole 4-character groups decode exactly; a header of another length loses its tail,
-    // never its `enc`, which no header ends with (it closes with `"}` or more).
-    let whole = &header[..header.len() - header.len() % 4];
-    crate::encoding::base64url_decode(whole)
-        .is_some_and(|json| json.windows(5).any(|w| w == b"\"enc\""))
+impl Compact {
+    fn segments(self) -> usize {
+        match self {
+            Compact::Jws => 3,
+            Compact::Jwe => 5,
+            Compact::Headless => 2,
+        }
+    }
+}
+
+/// At most this many `eyJ` in one segment are tried as a header's start, so that a segment
+/// of nothing else costs a bounded number of decodings.
+const MAX_HEADER_CANDIDATES: usize = 4;
+
+/// Where a token starts in a segment, and its kind: the segment from there must be base64url
+/// of a JSON object, a JOSE header when it has a string `alg` (a JWE's also names `enc`),
+/// else claims. Tried from the segment's start, then from each `eyJ` (`{"`, how every JOSE
+/// library writes one), so one glued to other characters is found; ordinary words never
+/// decode to a JSON object.
+fn header_start(segment: &[u8]) -> Option<(usize, Compact)> {
+    let candidates = std::iter::once(0).chain(
+        segment
+            .windows(3)
+            .enumerate()
+            .filter(|(at, window)| *at > 0 && *window == b"eyJ")
+            .map(|(at, _)| at)
+            .take(MAX_HEADER_CANDIDATES),
+    );
+    candidates
+        .filter(|&at| segment.len() - at >= 19)
+        .find_map(|at| jose_header(&segment[at..]).map(|kind| (at, kind)))
+}
+
+fn jose_header(text: &[u8]) -> Option<Compact> {
+    let json = crate::encoding::base64url_decode(text)?;
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&json).ok()?;
+    Some(
+        if !object.get("alg").is_some_and(serde_json::Value::is_string) {
+            Compact::Headless
+        } else if object.contains_key("enc") {
+            Compact::Jwe
+        } else {
+            Compact::Jws
+        },
+    )
 }
 
 /// Decision ids for one VM: the VM's decision sequence number through a [`SecretHasher`], as
@@ -647,7 +669,7 @@ mod tests {
             // Found by tests/robustness.rs: the second token's payload and signature stayed.
             (format!("{jws}{jws}"), "[REDACTED-JWT][REDACTED-JWT]"),
             // Found by review: too few segments for the header's kind left the rest as it was.
-            (format!("{unsecured}{jws}"), "[REDACTED-JWT].[REDACTED-JWT]"),
+            (format!("{unsecured}{jws}"), "[REDACTED-JWT][REDACTED-JWT]"),
             (format!("{kid_enc}.{payload}.c2ln"), "[REDACTED-JWT]"),
             (format!("é{spaced}é"), "é[REDACTED-JWT]é"),
         ] {
@@ -734,9 +756,16 @@ mod tests {
             "v1.2.3",
             "/tickets/1",
             short.as_str(),
+            // Found by review: words that start like `{"` in base64url were taken for headers.
+            "/api/v1.2.exchange-rates",
+            "alice@examples.co.uk",
+            "exporter.svc.cluster.local",
+            "q3.2024.expenses.eyeglasses-and-external-apps",
+            "/authorize?redirect_uri=https%3A%2F%2Fexternal-app.example.com%2Fcb&state=x",
+            "/search?q=caf%C3%A9&next=%2Fa%2Fb",
         ] {
             assert!(
-                matches!(mask_jwts(text), Cow::Borrowed(same) if same == text),
+                matches!(mask_credentials(text), Cow::Borrowed(same) if same == text),
                 "{text}"
             );
         }
