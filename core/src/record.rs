@@ -120,6 +120,35 @@ pub struct RecordAgent {
     pub jti: Option<String>,
 }
 
+impl RecordAgent {
+    /// The strings the agent's tokens gave it (the issuer and key id are configured).
+    fn strings(&mut self) -> impl Iterator<Item = &mut String> {
+        let RecordAgent {
+            id,
+            owner,
+            subject,
+            on_behalf_of,
+            delegation,
+            task,
+            purpose,
+            jti,
+            ..
+        } = self;
+        let actors = delegation.iter_mut().flat_map(|actor| {
+            std::iter::once(&mut actor.sub)
+                .chain(actor.iss.iter_mut().chain(actor.client_id.iter_mut()))
+        });
+        [id, subject]
+            .into_iter()
+            .chain(
+                [owner, on_behalf_of, task, purpose, jti]
+                    .into_iter()
+                    .flatten(),
+            )
+            .chain(actors)
+    }
+}
+
 impl From<&Agent> for RecordAgent {
     fn from(agent: &Agent) -> Self {
         RecordAgent {
@@ -199,16 +228,12 @@ impl DecisionRecord {
     }
 
     /// Masks the credentials in the strings a client can make ([`mask_credentials`]; the
-    /// input's are masked as it is written).
+    /// input's are masked as it is written), and in the agent's, which its token's issuer
+    /// wrote (a JWT as an `act.sub`). Called once the upstream's identity headers are made:
+    /// they carry the agent as verified.
     pub fn mask_client_strings(&mut self) {
-        let mut masked = false;
-        for text in self.client_strings() {
-            if let Cow::Owned(replaced) = mask_credentials(text) {
-                *text = replaced;
-                masked = true;
-            }
-        }
-        if masked {
+        let agent_masked = mask_each(self.agent.iter_mut().flat_map(RecordAgent::strings));
+        if mask_each(self.client_strings()) | agent_masked {
             self.flag_credentials_masked();
         }
     }
@@ -233,6 +258,18 @@ impl DecisionRecord {
         .flatten()
         .chain(std::iter::once(reason))
     }
+}
+
+/// Masks the credentials in each string; whether any had one.
+fn mask_each<'s>(texts: impl Iterator<Item = &'s mut String>) -> bool {
+    let mut masked = false;
+    for text in texts {
+        if let Cow::Owned(replaced) = mask_credentials(text) {
+            *text = replaced;
+            masked = true;
+        }
+    }
+    masked
 }
 
 /// How much of each of a record's client strings it keeps when it is too long without its

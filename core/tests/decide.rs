@@ -1033,6 +1033,32 @@ fn records_never_carry_a_jwt_the_client_put_elsewhere_in_the_request() {
         record["erased"],
         json!(["/input/attributes/request/http/headers/authorization"])
     );
+
+    // Found by review: a token the issuer signed into the agent's strings (an actor named by
+    // a JWT) was masked in the input but not in the record's `agent`. The upstream still gets
+    // the agent as verified.
+    let actor = format!("{{\"sub\": \"{user_token}\"}}");
+    let delegated = token(
+        &f,
+        json!({"act": serde_json::from_str::<Value>(&actor).unwrap()}),
+    );
+    let bearer = format!("Bearer {delegated}");
+    let d = decide_with(
+        &f.loaded,
+        "GET",
+        "/tickets/1",
+        &[("authorization", bearer.as_bytes())],
+    );
+    let record = written(&d);
+    let signature = user_token.rsplit('.').next().unwrap();
+    assert!(!record.to_string().contains(signature), "{record}");
+    assert_eq!(record["agent"]["delegation"][0]["sub"], "[REDACTED-JWT]");
+    assert_eq!(record["flags"], json!(["credentials_masked"]));
+    assert!(d.allowed, "{:?}", d.reason);
+    assert!(d
+        .upstream_headers
+        .iter()
+        .any(|(_, value)| value == &user_token));
 }
 
 #[test]
