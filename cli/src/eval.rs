@@ -73,12 +73,17 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
         None => now_ns(),
         Some(at) => parse_time(&at)?,
     };
+    let peers = match &loaded {
+        Loaded::Ready(compiled) => compiled.policy.peer_reads,
+        Loaded::Empty => Default::default(),
+    };
     let facts = RequestFacts {
         headers,
         decision_id: decision_id(),
         now_ns: decided_at_ns,
-        source,
-        destination,
+        // As the plugin: a peer the policy does not read is not asked for.
+        source: source.filter(|_| peers.source),
+        destination: destination.filter(|_| peers.destination),
     };
     let mut runtime = Runtime::new(&loaded, 0);
     let started = now_ns();

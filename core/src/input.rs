@@ -42,13 +42,15 @@ impl SocketAddress {
     /// IP (Kong's, whose port is a property of its own). `None` for anything else (a Unix
     /// socket's path): no address is better than a wrong one.
     pub fn parse(text: &str) -> Option<Self> {
+        // An IPv4 client of a dual-stack listener comes as `::ffff:a.b.c.d`: given as the
+        // IPv4 address it is, so that IPv4 networks contain it.
         if let Ok(socket) = text.parse::<std::net::SocketAddr>() {
             return Some(Self {
-                ip: socket.ip(),
+                ip: socket.ip().to_canonical(),
                 port: Some(socket.port()),
             });
         }
-        let ip = text.parse().ok()?;
+        let ip = text.parse::<std::net::IpAddr>().ok()?.to_canonical();
         Some(Self { ip, port: None })
     }
 
@@ -997,6 +999,7 @@ mod tests {
         assert_eq!(parsed("[::1]:8443"), some("::1", Some(8443)));
         assert_eq!(parsed("192.0.2.9"), some("192.0.2.9", None));
         assert_eq!(parsed("2001:db8::1"), some("2001:db8::1", None));
+        assert_eq!(parsed("[::ffff:10.1.2.3]:80"), some("10.1.2.3", Some(80)));
         for junk in [
             "",
             "/tmp/envoy.sock",

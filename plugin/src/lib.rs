@@ -310,8 +310,9 @@ impl HttpContext for ChaperoneFilter {
             decision_id: self.vm.ids.id(seq),
             now_ns: started_ns,
             source: peers.source.then(|| read_peer("source")).flatten(),
-            destination: peers
-                .destination
+            // Kong's `destination` is the PROXY protocol's address (the client's, behind a
+            // balancer), not the gateway's: left out there.
+            destination: (peers.destination && self.vm.kind.get() == HostKind::Envoy)
                 .then(|| read_peer("destination"))
                 .flatten(),
         };
@@ -486,9 +487,6 @@ impl ChaperoneFilter {
     }
 }
 
-/// Header pairs as bytes, with pseudo-headers the host did not list fetched individually.
-/// A host error yields an empty map: the request then lacks a token and a request line,
-/// and is denied.
 /// One end of the connection (`source` or `destination`): Envoy gives `<side>.address` as
 /// `IP:PORT`; Kong gives the bare IP there and the port as `<side>.port`, in text where
 /// Envoy's would be an 8-byte integer.
@@ -516,6 +514,9 @@ fn port_of(value: &[u8]) -> Option<u16> {
     u16::try_from(u64::from_le_bytes(bytes)).ok()
 }
 
+/// Header pairs as bytes, with pseudo-headers the host did not list fetched individually.
+/// A host error yields an empty map: the request then lacks a token and a request line,
+/// and is denied.
 fn read_request_headers() -> HeaderPairs {
     let mut headers = host::request_headers().unwrap_or_default();
     for name in PSEUDO_HEADERS {

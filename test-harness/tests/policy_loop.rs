@@ -500,9 +500,12 @@ fn a_policy_reads_the_connections_peers_as_opa_envoy_gives_them() {
             offline_record["input"]["attributes"]["destination"],
             attributes["destination"]
         );
-        // Without a source, the network check has nothing to hold for.
-        let (allowed, _) = eval_get(&config_path, &token, path, &[]);
+        // Without a source, the network check has nothing to hold for, and the record says
+        // the policy read a peer it did not get. The gateway's records do not say so.
+        let (allowed, without) = eval_get(&config_path, &token, path, &[]);
         assert!(!allowed, "{path} without a source");
+        assert_eq!(without["flags"], json!(["peer_unavailable"]));
+        assert_eq!(record.get("flags"), None, "{record}");
         let (allowed, _) = offline("[2001:db8::1]:443");
         assert!(!allowed, "{path} from outside");
     }
