@@ -324,8 +324,8 @@ fn mask_plain(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// `text` with the value of each `access_token=` parameter (at the start, or after `?`, `&`
-/// or `#`, as OAuth's implicit grant returns it, up to `&`, `#` or a space) replaced by
+/// `text` with the value of each `access_token=` parameter (at the start, or after `?`, `&`,
+/// `;` or `#`, as OAuth's implicit grant returns it, up to `&`, `#` or a space) replaced by
 /// [`TOKEN_MASK`], unless already masked. Linear in `text`: the search goes on after each
 /// name, or after the value it masked.
 fn mask_access_tokens(text: &str) -> Cow<'_, str> {
@@ -336,7 +336,7 @@ fn mask_access_tokens(text: &str) -> Cow<'_, str> {
         let at = from + found;
         let named = at + ACCESS_TOKEN_PARAMETER.len();
         from = named;
-        let parameter = at == 0 || matches!(text.as_bytes()[at - 1], b'?' | b'&' | b'#');
+        let parameter = at == 0 || matches!(text.as_bytes()[at - 1], b'?' | b'&' | b'#' | b';');
         if !parameter || text.as_bytes().get(named) != Some(&b'=') {
             continue;
         }
@@ -749,6 +749,7 @@ mod tests {
                 "/t?my_access_token=abc&access_token=",
                 "/t?my_access_token=abc&access_token=",
             ),
+            ("/t;access_token=abc", "/t;access_token=[REDACTED]"),
             // OAuth's implicit grant returns the token in the fragment.
             (
                 "https://app/cb#access_token=abc&token_type=bearer",
