@@ -1002,7 +1002,7 @@ mod tests {
         assert_eq!(parsed("[::ffff:10.1.2.3]:80"), some("10.1.2.3", Some(80)));
         for junk in [
             "",
-            "/tmp/envoy.sock",
+            "@gateway.sock",
             "host:80",
             "1.2.3.4:99999",
             "[::1]",
