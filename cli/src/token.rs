@@ -138,6 +138,22 @@ fn mint(args: &mut Args) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Moves `--claim name=` out of `custom` into `slot`, read by `read`; `null` empties it.
+fn replace_claim<T>(
+    custom: &mut Map<String, Value>,
+    name: &str,
+    slot: &mut Option<T>,
+    read: impl FnOnce(Value) -> Result<T, String>,
+) -> Result<(), String> {
+    if let Some(value) = custom.remove(name) {
+        *slot = match value {
+            Value::Null => None,
+            value => Some(read(value)?),
+        };
+    }
+    Ok(())
+}
+
 const AUD_USAGE: &str = "--claim aud= must be a string, an array of them, or null";
 
 /// `--claim`s that name registered claims replace the token's own, once each (`null`
@@ -152,33 +168,27 @@ fn registered_claims(
         ("iat", &mut claims.issued_at),
         ("nbf", &mut claims.invalid_before),
     ] {
-        if let Some(value) = custom.remove(name) {
-            *slot = match value {
-                Value::Null => None,
-                value => Some(
-                    value
-                        .as_u64()
-                        .map(Duration::from_secs)
-                        .ok_or_else(|| format!("--claim {name}= must be Unix seconds or null"))?,
-                ),
-            };
-        }
+        replace_claim(custom, name, slot, |value| {
+            value
+                .as_u64()
+                .map(Duration::from_secs)
+                .ok_or_else(|| format!("--claim {name}= must be Unix seconds or null"))
+        })?;
     }
-    // What the command line said, as text (`sub=42` is the subject "42"); null leaves it out.
+    // What the command line said, as text (`sub=42` is the subject "42").
     for (name, slot) in [
         ("iss", &mut claims.issuer),
         ("sub", &mut claims.subject),
         ("jti", &mut claims.jwt_id),
     ] {
-        if let Some(value) = custom.remove(name) {
-            *slot = match value {
-                Value::Null => None,
-                Value::String(text) => Some(text),
-                other => Some(other.to_string()),
-            };
-        }
+        replace_claim(custom, name, slot, |value| {
+            Ok(match value {
+                Value::String(text) => text,
+                other => other.to_string(),
+            })
+        })?;
     }
-    if let Some(value) = custom.remove("aud") {
+    replace_claim(custom, "aud", &mut claims.audiences, |value| {
         let strings = |many: Vec<Value>| -> Option<HashSet<String>> {
             many.into_iter()
                 .map(|a| match a {
@@ -187,14 +197,12 @@ fn registered_claims(
                 })
                 .collect()
         };
-        claims.audiences = match value {
-            Value::Null => None,
-            Value::String(one) => Some(Audiences::AsString(one)),
-            Value::Array(many) => Some(Audiences::AsSet(strings(many).ok_or(AUD_USAGE)?)),
-            _ => return Err(AUD_USAGE.to_owned()),
-        };
-    }
-    Ok(())
+        match value {
+            Value::String(one) => Ok(Audiences::AsString(one)),
+            Value::Array(many) => Ok(Audiences::AsSet(strings(many).ok_or(AUD_USAGE)?)),
+            _ => Err(AUD_USAGE.to_owned()),
+        }
+    })
 }
 
 /// A random `jti`. jwt-simple's key generator is the CSPRNG already in the build.
