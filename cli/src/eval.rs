@@ -73,10 +73,7 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
         None => now_ns(),
         Some(at) => parse_time(&at)?,
     };
-    let peers = match &loaded {
-        Loaded::Ready(compiled) => compiled.policy.peer_reads,
-        Loaded::Empty => Default::default(),
-    };
+    let peers = loaded.peer_reads();
     let facts = RequestFacts {
         headers,
         decision_id: decision_id(),

@@ -340,6 +340,14 @@ impl Loaded {
             Loaded::Empty => None,
         }
     }
+
+    /// The connection's peers the policy reads: the ones to ask the host for.
+    pub fn peer_reads(&self) -> crate::input::PeerReads {
+        match self {
+            Loaded::Ready(compiled) => compiled.policy.peer_reads,
+            Loaded::Empty => crate::input::PeerReads::default(),
+        }
+    }
 }
 
 /// Parses and compiles configuration bytes as delivered by the host.

@@ -362,11 +362,7 @@ impl RequestInput<'_> {
         if erase.len() > MAX_ERASED_PATHS {
             return None;
         }
-        let redacting = Redacting {
-            paths: erase,
-            erased: Cell::new(0),
-            credentials_masked: Cell::new(false),
-        };
+        let redacting = Redacting::new(erase);
         let document = LevelJson {
             input: self,
             redacting: &redacting,
@@ -486,11 +482,7 @@ pub struct AgentJson {
 
 impl AgentObject {
     fn json_of(value: &PolicyValue) -> Option<AgentJson> {
-        let redacting = Redacting {
-            paths: &[],
-            erased: Cell::new(0),
-            credentials_masked: Cell::new(false),
-        };
+        let redacting = Redacting::new(&[]);
         let writer = ValueJson {
             value,
             redacting: &redacting,
@@ -658,7 +650,16 @@ struct Redacting<'e> {
     credentials_masked: Cell<bool>,
 }
 
-impl Redacting<'_> {
+impl<'e> Redacting<'e> {
+    /// Erasing the members at `paths`, nothing erased or masked yet.
+    fn new(paths: &'e [Vec<PolicyValue>]) -> Self {
+        Self {
+            paths,
+            erased: Cell::new(0),
+            credentials_masked: Cell::new(false),
+        }
+    }
+
     fn mask<'t>(&self, text: &'t str) -> Cow<'t, str> {
         let masked = mask_credentials(text);
         if matches!(masked, Cow::Owned(_)) {

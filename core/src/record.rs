@@ -363,7 +363,8 @@ fn mask_access_tokens(text: &str) -> Cow<'_, str> {
 /// `text` with each piece (between `/ ? & # ; ,` and spaces) that holds a credential once its
 /// percent-escapes are decoded (`access%5Ftoken=...`, `next=%2Fapi%3Faccess_token%3D...`, a
 /// JWT with `%2E` for its dots) replaced by [`TOKEN_MASK`]: its value after a `=`, or the
-/// whole piece when what comes before the `=` hides one too, or there is no `=`. An upstream decodes them, so a record must not keep them encoded.
+/// whole piece when what comes before the `=` hides one too, or there is no `=`. An upstream
+/// decodes them, so a record must not keep them encoded.
 fn mask_encoded(text: &str) -> Cow<'_, str> {
     let is_delimiter = |c: char| matches!(c, '/' | '?' | '&' | '#' | ';' | ',' | ' ');
     let ends = text
@@ -404,13 +405,14 @@ fn mask_encoded(text: &str) -> Cow<'_, str> {
 /// `text` with every JWT in it replaced by [`JWT_MASK`]: a client may put its bearer token
 /// where chaperone does not read it from (a query parameter, another header, the path) and
 /// records must not carry it. A JWT here is a JWS or JWE in compact form: three (five when
-/// the header names an `enc`) base64url segments joined by dots, the first a JOSE header
-/// ([`header_start`]), found anywhere in a run of base64url characters and dots, so one
-/// glued to other characters (`%3DeyJ...`, `v1.eyJ...`, `eyJ....pdf`) is masked too and
-/// what surrounds it stays. Text with fewer than two dots is returned as it is.
+/// the header names an `enc`) base64url segments joined by dots, the first a JOSE header,
+/// or a JWS's claims and signature without it ([`header_start`]), found anywhere in a run of
+/// base64url characters and dots, so one glued to other characters (`%3DeyJ...`,
+/// `v1.eyJ...`, `eyJ....pdf`) is masked too and what surrounds it stays. Text with fewer than
+/// two dots is returned as it is.
 pub fn mask_jwts(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
-    if bytes.iter().filter(|&&b| b == b'.').nth(1).is_none() {
+    if !has_two_dots(bytes) {
         return Cow::Borrowed(text);
     }
     let is_token_byte = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
@@ -441,7 +443,7 @@ pub fn mask_jwts(text: &str) -> Cow<'_, str> {
 /// The byte ranges of the JWTs in a run of base64url characters and dots, in order.
 fn jwts_in_run(run: &[u8]) -> Vec<(usize, usize)> {
     let mut found = Vec::new();
-    if run.iter().filter(|&&b| b == b'.').nth(1).is_none() {
+    if !has_two_dots(run) {
         return found;
     }
     // (start, end) of each dot-separated segment.
@@ -488,6 +490,11 @@ fn jwts_in_run(run: &[u8]) -> Vec<(usize, usize)> {
     found
 }
 
+/// Whether `bytes` hold at least two dots, as every token [`mask_jwts`] masks does.
+fn has_two_dots(bytes: &[u8]) -> bool {
+    bytes.iter().filter(|&&b| b == b'.').nth(1).is_some()
+}
+
 /// A compact JWS (three segments) or JWE (five), or what is left of a JWS without its header
 /// (claims and signature, two): the header is predictable enough to put back.
 #[derive(Debug, Clone, Copy)]
@@ -511,6 +518,9 @@ impl Compact {
 /// of nothing else costs a bounded number of decodings.
 const MAX_HEADER_CANDIDATES: usize = 4;
 
+/// The shortest segment tried: `{"alg":"none"}`, the smallest JOSE header, in base64url.
+const MIN_TOKEN_SEGMENT: usize = 19;
+
 /// Where a token starts in a segment, and its kind: the segment from there must be base64url
 /// of a JSON object, a JOSE header when it has a string `alg` (a JWE's also names `enc`),
 /// else claims. Tried from the segment's start, then from each `eyJ` (`{"`, how every JOSE
@@ -526,10 +536,11 @@ fn header_start(segment: &[u8]) -> Option<(usize, Compact)> {
             .take(MAX_HEADER_CANDIDATES),
     );
     candidates
-        .filter(|&at| segment.len() - at >= 19)
+        .filter(|&at| segment.len() - at >= MIN_TOKEN_SEGMENT)
         .find_map(|at| jose_header(&segment[at..]).map(|kind| (at, kind)))
 }
 
+/// The kind of token whose first segment is `text`, when it is base64url of a JSON object.
 fn jose_header(text: &[u8]) -> Option<Compact> {
     let json = crate::encoding::base64url_decode(text)?;
     let object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&json).ok()?;

@@ -10,7 +10,7 @@ mod records;
 use chaperone_core::decision::{refuse, DECISION_ID_HEADER};
 use chaperone_core::decision_log::KeyField;
 use chaperone_core::export::Exporter;
-use chaperone_core::input::{HeaderPairs, PeerReads};
+use chaperone_core::input::HeaderPairs;
 use chaperone_core::record::DecisionIds;
 use chaperone_core::{
     decide_timed, Decision, Loaded, Reason, RequestFacts, Runtime, SocketAddress,
@@ -301,10 +301,7 @@ impl HttpContext for ChaperoneFilter {
         let started_ns = host::now_ns();
         let seq = self.vm.seq.get().wrapping_add(1);
         self.vm.seq.set(seq);
-        let peers = match &self.active.loaded {
-            Loaded::Ready(compiled) => compiled.policy.peer_reads,
-            Loaded::Empty => PeerReads::default(),
-        };
+        let peers = self.active.loaded.peer_reads();
         let facts = RequestFacts {
             headers,
             decision_id: self.vm.ids.id(seq),
