@@ -4,7 +4,7 @@
 
 use crate::args::Args;
 use chaperone_core::record::{parse_rfc3339, uuid_v4};
-use chaperone_core::{decide_timed, Loaded, RequestFacts, Runtime, SocketAddress};
+use chaperone_core::{decide_timed, Loaded, Peer, RequestFacts, Runtime, SocketAddress};
 use std::process::ExitCode;
 
 pub fn command(args: &mut Args) -> Result<ExitCode, String> {
@@ -17,8 +17,14 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
     let host = args
         .optional("host")?
         .unwrap_or_else(|| "localhost".to_owned());
-    let source = peer(args.optional("source")?, "source")?;
-    let destination = peer(args.optional("destination")?, "destination")?;
+    let source = Peer {
+        address: address(args.optional("source")?, "source")?,
+        principal: args.optional("source-principal")?,
+    };
+    let destination = Peer {
+        address: address(args.optional("destination")?, "destination")?,
+        principal: args.optional("destination-principal")?,
+    };
     let at = args.optional("at")?;
     let compact = args.flag("compact");
     args.finish()?;
@@ -79,8 +85,16 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
         decision_id: decision_id(),
         now_ns: decided_at_ns,
         // As the plugin: a peer the policy does not read is not asked for.
-        source: source.filter(|_| peers.source),
-        destination: destination.filter(|_| peers.destination),
+        source: if peers.source {
+            source
+        } else {
+            Peer::default()
+        },
+        destination: if peers.destination {
+            destination
+        } else {
+            Peer::default()
+        },
     };
     let mut runtime = Runtime::new(&loaded, 0);
     let started = now_ns();
@@ -115,7 +129,7 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
 
 /// `--source` / `--destination`: a peer's address as Envoy gives it (`IP:PORT`, `[IPv6]:PORT`)
 /// or a bare IP.
-fn peer(text: Option<String>, option: &str) -> Result<Option<SocketAddress>, String> {
+fn address(text: Option<String>, option: &str) -> Result<Option<SocketAddress>, String> {
     text.map(|text| {
         SocketAddress::parse(&text)
             .ok_or_else(|| format!("--{option} `{text}`: expected IP:PORT, [IPv6]:PORT or an IP"))

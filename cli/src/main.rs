@@ -28,11 +28,13 @@ usage:
                                           --coverage lists the policy lines the tests evaluated
   chaperone eval --config CONFIG.json --request 'METHOD PATH' [--token JWT] [--txn JWT]
                  [--grant JWT]... [--header 'NAME: VALUE']... [--host HOST] [--at TIME]
-                 [--source ADDR] [--destination ADDR] [--compact]
+                 [--source ADDR] [--source-principal ID]
+                 [--destination ADDR] [--destination-principal ID] [--compact]
                                           the decision record the plugin would write for this
                                           request; exit 0 if it would go upstream, 1 if not.
                                           TIME: RFC 3339 (2026-11-25T10:00:00Z) or Unix seconds;
-                                          ADDR: the peer's IP:PORT ([IPv6]:PORT) or IP
+                                          ADDR: the peer's IP:PORT ([IPv6]:PORT) or IP;
+                                          ID: its TLS identity (a SPIFFE id, say)
   chaperone replay --records FILE --bundle DIR [--decision-path PATH] [--json]
                                           re-evaluate recorded decisions (JSON lines, or an
                                           Envoy log) with a candidate bundle; report what flips

@@ -27,8 +27,8 @@ pub const DECISION_ID_HEADER: &str = "x-chaperone-decision-id";
 /// Record flag of a verdict answered from memory (`cache_seconds`), not evaluated.
 pub const DECISION_CACHED_FLAG: &str = "decision_cached";
 
-/// The record flag saying the policy reads a peer of the connection the host did not give
-/// (a Unix socket, Kong's `destination`): a rule like `not net.cidr_contains(...)` then
+/// The record flag saying the policy reads a peer of the connection whose address the host did
+/// not give (a Unix socket, Kong's `destination`): a rule like `not net.cidr_contains(...)` then
 /// holds, so the record says so.
 pub const PEER_UNAVAILABLE_FLAG: &str = "peer_unavailable";
 
@@ -199,8 +199,8 @@ fn decide_compiled(
                 deny_by_policy(&agent, &verdict, facts)
             };
             let reads = compiled.policy.peer_reads;
-            if (reads.source && facts.source.is_none())
-                || (reads.destination && facts.destination.is_none())
+            if (reads.source && facts.source.address.is_none())
+                || (reads.destination && facts.destination.address.is_none())
             {
                 decision.record.flags.push(PEER_UNAVAILABLE_FLAG.to_owned());
             }

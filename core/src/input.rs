@@ -23,14 +23,39 @@ pub struct RequestFacts {
     pub decision_id: String,
     /// Host clock, nanoseconds since the Unix epoch.
     pub now_ns: u64,
-    /// The connection's peers (`input.attributes.source`, `.destination`), when the host
-    /// gave them: the plugin asks only when the policy reads them ([`PeerReads`]).
-    pub source: Option<SocketAddress>,
-    pub destination: Option<SocketAddress>,
+    /// The connection's peers (`input.attributes.source`, `.destination`), as far as the
+    /// host gave them: the plugin asks only when the policy reads them ([`PeerReads`]).
+    pub source: Peer,
+    pub destination: Peer,
 }
 
-/// One end of the connection, as OPA-Envoy's input has it: an IP address (IPv6 without
-/// brackets) and, when known, a port.
+/// One end of the connection, as OPA-Envoy's input has it (Envoy's `AttributeContext.Peer`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Peer {
+    pub address: Option<SocketAddress>,
+    /// Who the end is by its TLS certificate, as Envoy's ext_authz names it: the first URI SAN
+    /// (a SPIFFE id under Istio), else the first DNS SAN, else the subject. Only as trusted as
+    /// the listener's certificate validation.
+    pub principal: Option<String>,
+}
+
+impl Peer {
+    /// `{"address": ..., "principal": ...}` with what is known; `None` when nothing is.
+    fn value(&self) -> Option<PolicyValue> {
+        let names = &*NAMES;
+        let mut peer = BTreeMap::new();
+        if let Some(address) = &self.address {
+            peer.insert(names.address.clone(), address.value());
+        }
+        if let Some(principal) = &self.principal {
+            peer.insert(names.principal.clone(), text(principal));
+        }
+        (!peer.is_empty()).then(|| peer.into())
+    }
+}
+
+/// A peer's address, as OPA-Envoy's input has it: an IP address (IPv6 without brackets) and,
+/// when known, a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SocketAddress {
     pub ip: std::net::IpAddr,
@@ -54,7 +79,7 @@ impl SocketAddress {
         Some(Self { ip, port: None })
     }
 
-    /// `{"address": {"socketAddress": {"address": ..., "portValue": ...}}}`.
+    /// `{"socketAddress": {"address": ..., "portValue": ...}}`.
     fn value(&self) -> PolicyValue {
         let names = &*NAMES;
         let mut socket = BTreeMap::new();
@@ -62,10 +87,7 @@ impl SocketAddress {
         if let Some(port) = self.port {
             socket.insert(names.portValue.clone(), PolicyValue::from(u64::from(port)));
         }
-        object([(
-            &names.address,
-            object([(&names.socketAddress, socket.into())]),
-        )])
+        object([(&names.socketAddress, socket.into())])
     }
 }
 
@@ -142,6 +164,7 @@ input_names!(
     address,
     socketAddress,
     portValue,
+    principal,
     request,
     http,
     method,
@@ -291,8 +314,8 @@ impl RequestInput<'_> {
         let value = match (level, &**name) {
             (Level::Input, "attributes") => return Some(Field::Object(Level::Attributes)),
             (Level::Attributes, "request") => return Some(Field::Object(Level::Request)),
-            (Level::Attributes, "source") => self.facts.source.as_ref()?.value(),
-            (Level::Attributes, "destination") => self.facts.destination.as_ref()?.value(),
+            (Level::Attributes, "source") => self.facts.source.value()?,
+            (Level::Attributes, "destination") => self.facts.destination.value()?,
             (Level::Request, "http") => return Some(Field::Object(Level::Http)),
             (Level::Input, "parsed_path") => return Some(Field::Segments),
             (Level::Input, "parsed_query") => parse_query(self.path_and_query().1)
@@ -1011,13 +1034,27 @@ mod tests {
         ] {
             assert_eq!(parsed(junk), None, "{junk:?}");
         }
-        let no_port = SocketAddress::parse("192.0.2.9").map(|a| a.value());
+        let no_port = Peer {
+            address: SocketAddress::parse("192.0.2.9"),
+            principal: None,
+        };
         assert_eq!(
-            no_port,
+            no_port.value(),
             Some(PolicyValue::from(
                 json!({"address": {"socketAddress": {"address": "192.0.2.9"}}})
             ))
         );
+        let principal_only = Peer {
+            address: None,
+            principal: Some("spiffe://example.org/ns/agents/sa/bot".to_owned()),
+        };
+        assert_eq!(
+            principal_only.value(),
+            Some(PolicyValue::from(
+                json!({"principal": "spiffe://example.org/ns/agents/sa/bot"})
+            ))
+        );
+        assert_eq!(Peer::default().value(), None);
     }
 
     #[test]
@@ -1064,8 +1101,14 @@ mod tests {
             ],
             decision_id: "d".to_owned(),
             now_ns: 1_700_000_000_000_000_000,
-            source: SocketAddress::parse("10.1.2.3:50312"),
-            destination: SocketAddress::parse("[2001:db8::7]:443"),
+            source: Peer {
+                address: SocketAddress::parse("10.1.2.3:50312"),
+                principal: Some("spiffe://example.org/ns/agents/sa/support-bot".to_owned()),
+            },
+            destination: Peer {
+                address: SocketAddress::parse("[2001:db8::7]:443"),
+                principal: None,
+            },
         };
         let grant = Grant {
             jti: "g1".to_owned(),
@@ -1107,7 +1150,10 @@ mod tests {
                     "scheme": "https",
                     "headers": {"cookie": "session=s3cret", "x-tenant": "acme"},
                 }},
-                "source": {"address": {"socketAddress": {"address": "10.1.2.3", "portValue": 50312}}},
+                "source": {
+                    "address": {"socketAddress": {"address": "10.1.2.3", "portValue": 50312}},
+                    "principal": "spiffe://example.org/ns/agents/sa/support-bot",
+                },
                 "destination": {"address": {"socketAddress": {"address": "2001:db8::7", "portValue": 443}}},
             },
             "parsed_path": ["tickets", "42", "a/b", "comments"],

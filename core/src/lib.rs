@@ -30,7 +30,7 @@ pub mod token;
 pub use cache::TokenCache;
 pub use config::{load, Compiled, ConfigError, Loaded};
 pub use decision::{decide, decide_timed, Decision};
-pub use input::{RequestFacts, SocketAddress};
+pub use input::{Peer, RequestFacts, SocketAddress};
 pub use reason::Reason;
 pub use record::DecisionRecord;
 pub use runtime::Runtime;

@@ -13,7 +13,7 @@ use chaperone_core::export::Exporter;
 use chaperone_core::input::HeaderPairs;
 use chaperone_core::record::DecisionIds;
 use chaperone_core::{
-    decide_timed, Decision, Loaded, Reason, RequestFacts, Runtime, SocketAddress,
+    decide_timed, Decision, Loaded, Peer, Reason, RequestFacts, Runtime, SocketAddress,
 };
 use keys::GatewayStore;
 use metrics::{Metrics, DECISION_DURATION};
@@ -306,12 +306,14 @@ impl HttpContext for ChaperoneFilter {
             headers,
             decision_id: self.vm.ids.id(seq),
             now_ns: started_ns,
-            source: peers.source.then(|| read_peer("source")).flatten(),
+            source: self.read_peer(peers.source, "source", &CLIENT_CERTIFICATE),
             // Kong's `destination` is the PROXY protocol's address (the client's, behind a
             // balancer), not the gateway's: left out there.
-            destination: (peers.destination && self.vm.kind.get() == HostKind::Envoy)
-                .then(|| read_peer("destination"))
-                .flatten(),
+            destination: self.read_peer(
+                peers.destination && self.vm.kind.get() == HostKind::Envoy,
+                "destination",
+                &GATEWAY_CERTIFICATE,
+            ),
         };
         let mut decision = self.decide(&facts);
         decision.record.seq = seq;
@@ -337,6 +339,20 @@ impl HttpContext for ChaperoneFilter {
 }
 
 impl ChaperoneFilter {
+    /// One end of the connection, asked of the host only when the policy reads it. The
+    /// principal comes from Envoy's TLS attributes, which Kong does not have.
+    fn read_peer(&self, wanted: bool, side: &str, certificate: &Certificate) -> Peer {
+        if !wanted {
+            return Peer::default();
+        }
+        Peer {
+            address: read_address(side),
+            principal: (self.vm.kind.get() == HostKind::Envoy)
+                .then(|| read_principal(certificate))
+                .flatten(),
+        }
+    }
+
     fn decide(&self, facts: &RequestFacts) -> Decision {
         let active = &self.active;
         // With `when_full: deny`, a request whose record cannot be kept is not served.
@@ -487,7 +503,7 @@ impl ChaperoneFilter {
 /// One end of the connection (`source` or `destination`): Envoy gives `<side>.address` as
 /// `IP:PORT`; Kong gives the bare IP there and the port as `<side>.port`, in text where
 /// Envoy's would be an 8-byte integer.
-fn read_peer(side: &str) -> Option<SocketAddress> {
+fn read_address(side: &str) -> Option<SocketAddress> {
     let address = host::property(&[side, "address"]).ok().flatten()?;
     let mut peer = SocketAddress::parse(std::str::from_utf8(&address).ok()?)?;
     if peer.port.is_none() {
@@ -497,6 +513,53 @@ fn read_peer(side: &str) -> Option<SocketAddress> {
             .and_then(|port| port_of(&port));
     }
     Some(peer)
+}
+
+/// The certificate that names one end of a TLS connection, by Envoy's `connection.*`
+/// attributes: the client's for `source`, the gateway's own for `destination`.
+struct Certificate {
+    /// Whether there is one to read: a client certificate presented, or TLS at all.
+    present: &'static str,
+    /// Its names, in the order Envoy's ext_authz picks a principal from.
+    names: [&'static str; 3],
+}
+
+const CLIENT_CERTIFICATE: Certificate = Certificate {
+    present: "mtls",
+    names: [
+        "uri_san_peer_certificate",
+        "dns_san_peer_certificate",
+        "subject_peer_certificate",
+    ],
+};
+
+const GATEWAY_CERTIFICATE: Certificate = Certificate {
+    present: "tls_version",
+    names: [
+        "uri_san_local_certificate",
+        "dns_san_local_certificate",
+        "subject_local_certificate",
+    ],
+};
+
+/// A TLS end's principal as Envoy's ext_authz gives OPA-Envoy: the certificate's first URI SAN
+/// (a SPIFFE id under Istio), else its first DNS SAN, else its subject. A name that is not UTF-8
+/// gives none rather than falling back to a weaker one.
+fn read_principal(certificate: &Certificate) -> Option<String> {
+    let present = host::property(&["connection", certificate.present])
+        .ok()
+        .flatten()
+        .is_some_and(|value| value.iter().any(|&byte| byte != 0));
+    if !present {
+        return None;
+    }
+    let name = certificate.names.iter().find_map(|name| {
+        host::property(&["connection", name])
+            .ok()
+            .flatten()
+            .filter(|value| !value.is_empty())
+    })?;
+    String::from_utf8(name).ok()
 }
 
 /// A port property's value: decimal text (Kong) or a little-endian 8-byte integer (Envoy).

@@ -41,6 +41,9 @@ pub const REMOTE_JWKS: &str = "remote-jwks.yaml";
 /// A file access log with every decision field, metric tags, and a `decision_collector`
 /// cluster on `${COLLECTOR_PORT}`.
 pub const OBSERVABILITY: &str = "observability.yaml";
+/// The quickstart listener behind mutual TLS: `${SERVER_CERT_PATH}`, `${SERVER_KEY_PATH}` and
+/// the clients' CA, `${CLIENT_CA_PATH}` (PEM files).
+pub const MTLS: &str = "mtls.yaml";
 /// The quickstart listener with chaperone's configuration from a watched ECDS file
 /// (`${ECDS_PATH}`, rendered from `ecds-chaperone.yaml`).
 pub const ECDS: &str = "ecds.yaml";

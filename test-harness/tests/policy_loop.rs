@@ -6,7 +6,10 @@
 //! a policy reads the connection's peers as OPA-Envoy's input has them.
 
 use chaperone_test_harness::envoy::scratch_dir;
-use chaperone_test_harness::{cli_path, jwks, workspace_root, AgentKey, Gateway, GatewayOptions};
+use chaperone_test_harness::template::MTLS;
+use chaperone_test_harness::{
+    cli_path, free_ports, get, jwks, workspace_root, AgentKey, Envoy, Gateway, GatewayOptions,
+};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -542,4 +545,291 @@ fn a_policy_reads_the_connections_peers_as_opa_envoy_gives_them() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// The gateway's own identity, in the certificate its mTLS listener presents.
+const GATEWAY_SPIFFE_ID: &str = "spiffe://example.org/ns/edge/sa/gateway";
+
+/// Allowed when the client certificate names the workload the path names, at this gateway.
+const PRINCIPALS_POLICY: &str = r#"package chaperone.authz
+
+import rego.v1
+
+default decision := {"allowed": false, "reason": "unknown_workload", "rule": "workloads"}
+
+decision := {"allowed": true, "reason": "known_workload", "rule": "workloads"} if {
+	input.attributes.source.principal == data.workloads[input.parsed_path[0]]
+	input.attributes.destination.principal == "spiffe://example.org/ns/edge/sa/gateway"
+}
+"#;
+
+/// A certificate and its key, as PEM files in `dir` named `<name>.crt` and `<name>.key`.
+struct PemFiles {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// A test CA, made afresh, that signs the certificates of one test.
+struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    dir: PathBuf,
+}
+
+impl TestCa {
+    fn new(dir: &Path) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "chaperone test CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = rcgen::CertifiedIssuer::self_signed(params, key).unwrap();
+        std::fs::write(dir.join("ca.crt"), issuer.pem()).unwrap();
+        TestCa {
+            issuer,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn cert_path(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// A leaf certificate with these subject alternative names and subject attributes.
+    fn sign(
+        &self,
+        name: &str,
+        sans: Vec<rcgen::SanType>,
+        subject: &[(rcgen::DnType, &str)],
+    ) -> PemFiles {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.subject_alt_names = sans;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        for (kind, value) in subject {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let files = PemFiles {
+            cert: self.dir.join(format!("{name}.crt")),
+            key: self.dir.join(format!("{name}.key")),
+        };
+        std::fs::write(&files.cert, cert.pem()).unwrap();
+        std::fs::write(&files.key, key.serialize_pem()).unwrap();
+        files
+    }
+}
+
+fn uri(text: &str) -> rcgen::SanType {
+    rcgen::SanType::URI(text.try_into().unwrap())
+}
+
+fn dns(text: &str) -> rcgen::SanType {
+    rcgen::SanType::DnsName(text.try_into().unwrap())
+}
+
+/// An Envoy that plays the clients: plain HTTP in on `listen`, and for each `(prefix, files)`
+/// a route to the gateway over TLS presenting that client certificate.
+fn client_envoy_config(
+    listen: u16,
+    admin: u16,
+    gateway: u16,
+    clients: &[(&str, &PemFiles)],
+) -> String {
+    let routes: String = clients
+        .iter()
+        .map(|(name, _)| {
+            format!(
+                "              - {{match: {{prefix: \"/{name}/\"}}, route: {{cluster: {name}}}}}\n"
+            )
+        })
+        .collect();
+    let clusters: String = clients
+        .iter()
+        .map(|(name, files)| {
+            format!(
+                r#"  - name: {name}
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: {name}
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {gateway}}}}}}}}}]}}]
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        common_tls_context:
+          tls_certificates: [{{certificate_chain: {{filename: {cert}}}, private_key: {{filename: {key}}}}}]
+"#,
+                cert = files.cert.display(),
+                key = files.key.display(),
+            )
+        })
+        .collect();
+    format!(
+        r#"admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: {admin}}}}}
+static_resources:
+  listeners:
+  - name: clients
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {listen}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: clients
+          route_config:
+            virtual_hosts:
+            - name: clients
+              domains: ["*"]
+              routes:
+{routes}          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+  clusters:
+{clusters}"#
+    )
+}
+
+/// OPA-Envoy policies allow by workload identity: behind mutual TLS (the shipped
+/// `envoy-config/mtls.yaml`), `input.attributes.source.principal` is the client certificate's
+/// first URI SAN, else its first DNS SAN, else its subject, and `destination.principal` the
+/// gateway's own, as Envoy's ext_authz gives them; kept in the record, and given to
+/// `chaperone eval` by `--source-principal`/`--destination-principal`.
+#[test]
+fn a_policy_reads_the_tls_principals_as_opa_envoy_gives_them() {
+    let work = Work(scratch_dir("principals").unwrap());
+    let ca = TestCa::new(&work.0);
+    let server = ca.sign(
+        "gateway",
+        vec![uri(GATEWAY_SPIFFE_ID), dns("localhost")],
+        &[(rcgen::DnType::CommonName, "gateway")],
+    );
+    let bot_id = "spiffe://example.org/ns/agents/sa/support-bot";
+    let by_uri = ca.sign(
+        "by-uri",
+        vec![
+            dns("support-bot.agents.example.org"),
+            uri(bot_id),
+            uri("spiffe://example.org/second"),
+        ],
+        &[(rcgen::DnType::CommonName, "support-bot")],
+    );
+    let by_dns = ca.sign(
+        "by-dns",
+        vec![
+            dns("deploy-bot.agents.example.org"),
+            dns("second.example.org"),
+        ],
+        &[(rcgen::DnType::CommonName, "deploy-bot")],
+    );
+    let by_subject = ca.sign(
+        "by-subject",
+        Vec::new(),
+        &[
+            (rcgen::DnType::OrganizationName, "Example Agents"),
+            (rcgen::DnType::CommonName, "report-bot"),
+        ],
+    );
+
+    let key = AgentKey::es256("es-1");
+    let subject = "CN=report-bot,O=Example Agents";
+    let config_text = one_module_config(
+        &key,
+        PRINCIPALS_POLICY,
+        json!({"workloads": {
+            "uri": bot_id,
+            "dns": "deploy-bot.agents.example.org",
+            "subject": subject,
+            "other": "spiffe://example.org/ns/agents/sa/other-bot",
+        }}),
+    );
+    let config_path = work.0.join("config.json");
+    std::fs::write(&config_path, &config_text).unwrap();
+    let pem = |path: &PathBuf| path.display().to_string();
+    let options = GatewayOptions {
+        template: MTLS,
+        extra: vec![
+            ("SERVER_CERT_PATH", pem(&server.cert)),
+            ("SERVER_KEY_PATH", pem(&server.key)),
+            ("CLIENT_CA_PATH", pem(&ca.cert_path())),
+        ],
+        ..GatewayOptions::default()
+    };
+    let gateway = Gateway::start_with(&options, &config_text);
+    let ports = free_ports(2).unwrap();
+    let clients_yaml = client_envoy_config(
+        ports[0],
+        ports[1],
+        gateway.port,
+        &[
+            ("uri", &by_uri),
+            ("dns", &by_dns),
+            ("subject", &by_subject),
+            ("other", &by_uri),
+        ],
+    );
+    let clients = Envoy::start(&clients_yaml, ports[1]).unwrap_or_else(|e| panic!("{e}"));
+    let token = key.mint(&claims());
+    let bearer = format!("Bearer {token}");
+
+    for (path, status, principal) in [
+        ("/uri/tickets", 200, bot_id),
+        ("/dns/tickets", 200, "deploy-bot.agents.example.org"),
+        ("/subject/tickets", 200, subject),
+        ("/other/tickets", 403, bot_id),
+    ] {
+        let response = get(
+            ports[0],
+            "GET",
+            path,
+            &[("authorization", bearer.as_bytes())],
+        );
+        let Some(decision_id) = response.header_str("x-chaperone-decision-id") else {
+            panic!(
+                "{path}: {} {}\n{}",
+                response.status,
+                response.body_text(),
+                clients.log_tail(20)
+            );
+        };
+        let record = gateway.record(&decision_id);
+        let attributes = &record["input"]["attributes"];
+        assert_eq!(
+            (response.status, attributes["source"]["principal"].as_str()),
+            (status, Some(principal)),
+            "{path}: {attributes}"
+        );
+        assert_eq!(
+            attributes["destination"]["principal"], GATEWAY_SPIFFE_ID,
+            "{attributes}"
+        );
+        assert_eq!(
+            attributes["source"]["address"]["socketAddress"]["address"], "127.0.0.1",
+            "{attributes}"
+        );
+
+        let (allowed, offline) = eval_get(
+            &config_path,
+            &token,
+            path,
+            &[
+                "--source-principal",
+                principal,
+                "--destination-principal",
+                GATEWAY_SPIFFE_ID,
+            ],
+        );
+        assert_eq!(allowed, status == 200, "{path}");
+        assert_eq!(
+            offline["input"]["attributes"]["source"]["principal"],
+            attributes["source"]["principal"]
+        );
+        assert_eq!(
+            offline["input"]["attributes"]["destination"],
+            json!({"principal": GATEWAY_SPIFFE_ID})
+        );
+    }
 }
