@@ -360,11 +360,16 @@ fn mask_access_tokens(text: &str) -> Cow<'_, str> {
     Cow::Owned(masked)
 }
 
+/// How many times a piece is percent-decoded in search of a credential: an upstream that
+/// decodes a parameter holding an encoded URL (a redirect inside a redirect) decodes twice.
+const DECODING_ROUNDS: usize = 3;
+
 /// `text` with each piece (between `/ ? & # ; ,` and spaces) that holds a credential once its
-/// percent-escapes are decoded (`access%5Ftoken=...`, `next=%2Fapi%3Faccess_token%3D...`, a
-/// JWT with `%2E` for its dots) replaced by [`TOKEN_MASK`]: its value after a `=`, or the
-/// whole piece when what comes before the `=` hides one too, or there is no `=`. An upstream
-/// decodes them, so a record must not keep them encoded.
+/// percent-escapes are decoded, up to [`DECODING_ROUNDS`] times (`access%5Ftoken=...`,
+/// `next=%2Fapi%3Faccess_token%3D...`, `access%255Ftoken=...`, a JWT with `%2E` for its dots)
+/// replaced by [`TOKEN_MASK`]: its value after a `=`, or the whole piece when what comes
+/// before the `=` hides one too, or there is no `=`. An upstream decodes them, so a record
+/// must not keep them encoded.
 fn mask_encoded(text: &str) -> Cow<'_, str> {
     let is_delimiter = |c: char| matches!(c, '/' | '?' | '&' | '#' | ';' | ',' | ' ');
     let ends = text
@@ -372,11 +377,18 @@ fn mask_encoded(text: &str) -> Cow<'_, str> {
         .map(|(at, _)| at)
         .chain([text.len()]);
     let hides_credential = |part: &str| {
-        part.contains('%')
-            && matches!(
-                mask_plain(&crate::input::percent_decode_lossy(part)),
-                Cow::Owned(_)
-            )
+        let mut decoded = Cow::Borrowed(part);
+        for _ in 0..DECODING_ROUNDS {
+            let next = match crate::input::percent_decode_lossy(&decoded) {
+                Cow::Borrowed(_) => return false,
+                Cow::Owned(next) => next,
+            };
+            if matches!(mask_plain(&next), Cow::Owned(_)) {
+                return true;
+            }
+            decoded = Cow::Owned(next);
+        }
+        false
     };
     let mut masked = String::new();
     let mut copied = 0;
@@ -774,6 +786,17 @@ mod tests {
             ("/t?access%5Ftoken=abc", "/t?access%5Ftoken=[REDACTED]"),
             ("/cb?next=/api%3Faccess_token%3Dabc", "/cb?next=/[REDACTED]"),
             ("/t?q=%2Fx%2Fy&r=100%25", "/t?q=%2Fx%2Fy&r=100%25"),
+            // Encoded twice (a redirect inside a redirect) and three times.
+            ("/t?access%255Ftoken=abc", "/t?access%255Ftoken=[REDACTED]"),
+            (
+                "/cb?next=%252Fapi%253Faccess_token%253Dabc&x=1",
+                "/cb?next=[REDACTED]&x=1",
+            ),
+            (
+                "/t?access%25255Ftoken=abc",
+                "/t?access%25255Ftoken=[REDACTED]",
+            ),
+            ("/t?q=100%2525&r=%25252F", "/t?q=100%2525&r=%25252F"),
             // Found by tests/robustness.rs: this used to slice backwards and panic.
             (
                 "/t?access_token=a?access_token=b,/t?access_token=c",
@@ -790,6 +813,8 @@ mod tests {
         assert_eq!(mask_credentials(&query), "/t?access_token=[REDACTED-JWT]");
         let dots_escaped = format!("/t?q={}&x=1", jws.replace('.', "%2E"));
         assert_eq!(mask_credentials(&dots_escaped), "/t?q=[REDACTED]&x=1");
+        let dots_escaped_twice = format!("/t?q={}&x=1", jws.replace('.', "%252E"));
+        assert_eq!(mask_credentials(&dots_escaped_twice), "/t?q=[REDACTED]&x=1");
         // Found by tests/robustness.rs: an escape that decodes to no UTF-8 (`%ae`) hid the rest.
         let after_bad_escape = format!("/t/%a{}", jws.replace('.', "%2E"));
         assert_eq!(mask_credentials(&after_bad_escape), "/t/[REDACTED]");
