@@ -25,6 +25,9 @@ pub struct GatewayOptions {
     pub template: &'static str,
     /// Values for placeholders beyond ports, module and configuration (`JWKS_PORT`).
     pub extra: Vec<(&'static str, String)>,
+    /// Text replaced in the rendered configuration, each found at least once: a variant of a
+    /// shipped template for one test.
+    pub edits: Vec<(&'static str, &'static str)>,
     pub workers: u32,
 }
 
@@ -33,6 +36,7 @@ impl Default for GatewayOptions {
         GatewayOptions {
             template: QUICKSTART,
             extra: Vec::new(),
+            edits: Vec::new(),
             workers: 1,
         }
     }
@@ -131,7 +135,7 @@ impl Gateway {
             if let Some(file) = &ecds {
                 extra.push(("ECDS_PATH", file.path.display().to_string()));
             }
-            let yaml = render_gateway_config(
+            let mut yaml = render_gateway_config(
                 &workspace_root(),
                 options.template,
                 QuickstartPorts {
@@ -143,6 +147,12 @@ impl Gateway {
                 &wasm,
                 plugin_config,
             )?;
+            for (from, to) in &options.edits {
+                if !yaml.contains(from) {
+                    return Err(format!("{}: no `{from}` to replace", options.template));
+                }
+                yaml = yaml.replace(from, to);
+            }
             match Envoy::start_in(&envoy_bin, &dir, &yaml, admin, options.workers) {
                 Ok(mut envoy) => {
                     envoy.remove_dir_on_drop();

@@ -481,6 +481,15 @@ fn a_policy_reads_the_connections_peers_as_opa_envoy_gives_them() {
             &json!({"address": "127.0.0.1", "portValue": gateway.port}),
             "{attributes}"
         );
+        // A plain connection names neither end.
+        assert_eq!(
+            (
+                attributes["source"].get("principal"),
+                attributes["destination"].get("principal")
+            ),
+            (None, None),
+            "{attributes}"
+        );
 
         let destination_address = format!("127.0.0.1:{}", gateway.port);
         let offline = |source_address: &str| {
@@ -629,17 +638,20 @@ fn dns(text: &str) -> rcgen::SanType {
     rcgen::SanType::DnsName(text.try_into().unwrap())
 }
 
-/// An Envoy that plays the clients: plain HTTP in on `listen`, and for each `(prefix, files)`
-/// a route to the gateway over TLS presenting that client certificate.
-fn client_envoy_config(
-    listen: u16,
-    admin: u16,
+/// One kind of client the client Envoy plays: requests under `/<name>/` go to the gateway on
+/// `gateway` over TLS, presenting `certificate` when there is one.
+struct TlsClient<'a> {
+    name: &'a str,
     gateway: u16,
-    clients: &[(&str, &PemFiles)],
-) -> String {
+    certificate: Option<&'a PemFiles>,
+}
+
+/// An Envoy that plays the clients: plain HTTP in on `listen`, and a route per client.
+fn client_envoy_config(listen: u16, admin: u16, clients: &[TlsClient]) -> String {
     let routes: String = clients
         .iter()
-        .map(|(name, _)| {
+        .map(|client| {
+            let name = client.name;
             format!(
                 "              - {{match: {{prefix: \"/{name}/\"}}, route: {{cluster: {name}}}}}\n"
             )
@@ -647,7 +659,14 @@ fn client_envoy_config(
         .collect();
     let clusters: String = clients
         .iter()
-        .map(|(name, files)| {
+        .map(|client| {
+            let certificates = client.certificate.map_or(String::new(), |files| {
+                format!(
+                    "          tls_certificates: [{{certificate_chain: {{filename: {}}}, private_key: {{filename: {}}}}}]\n",
+                    files.cert.display(),
+                    files.key.display()
+                )
+            });
             format!(
                 r#"  - name: {name}
     connect_timeout: 1s
@@ -660,10 +679,10 @@ fn client_envoy_config(
       typed_config:
         "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
         common_tls_context:
-          tls_certificates: [{{certificate_chain: {{filename: {cert}}}, private_key: {{filename: {key}}}}}]
+{certificates}          alpn_protocols: [http/1.1]
 "#,
-                cert = files.cert.display(),
-                key = files.key.display(),
+                name = client.name,
+                gateway = client.gateway,
             )
         })
         .collect();
@@ -693,11 +712,26 @@ static_resources:
     )
 }
 
+/// The client Envoy on free ports (again, if another process took one first): its listener's.
+fn start_client_envoy(clients: &[TlsClient]) -> (Envoy, u16) {
+    let mut last_error = String::new();
+    for _ in 0..3 {
+        let ports = free_ports(2).unwrap();
+        match Envoy::start(&client_envoy_config(ports[0], ports[1], clients), ports[1]) {
+            Ok(envoy) => return (envoy, ports[0]),
+            Err(error) if error.contains("Address already in use") => last_error = error,
+            Err(error) => panic!("{error}"),
+        }
+    }
+    panic!("{last_error}")
+}
+
 /// OPA-Envoy policies allow by workload identity: behind mutual TLS (the shipped
 /// `envoy-config/mtls.yaml`), `input.attributes.source.principal` is the client certificate's
 /// first URI SAN, else its first DNS SAN, else its subject, and `destination.principal` the
 /// gateway's own, as Envoy's ext_authz gives them; kept in the record, and given to
-/// `chaperone eval` by `--source-principal`/`--destination-principal`.
+/// `chaperone eval` by `--source-principal`/`--destination-principal`. A client without a
+/// certificate (where the listener lets one in) has no principal.
 #[test]
 fn a_policy_reads_the_tls_principals_as_opa_envoy_gives_them() {
     let work = Work(scratch_dir("principals").unwrap());
@@ -749,7 +783,7 @@ fn a_policy_reads_the_tls_principals_as_opa_envoy_gives_them() {
     let config_path = work.0.join("config.json");
     std::fs::write(&config_path, &config_text).unwrap();
     let pem = |path: &PathBuf| path.display().to_string();
-    let options = GatewayOptions {
+    let strict = GatewayOptions {
         template: MTLS,
         extra: vec![
             ("SERVER_CERT_PATH", pem(&server.cert)),
@@ -758,35 +792,43 @@ fn a_policy_reads_the_tls_principals_as_opa_envoy_gives_them() {
         ],
         ..GatewayOptions::default()
     };
-    let gateway = Gateway::start_with(&options, &config_text);
-    let ports = free_ports(2).unwrap();
-    let clients_yaml = client_envoy_config(
-        ports[0],
-        ports[1],
-        gateway.port,
-        &[
-            ("uri", &by_uri),
-            ("dns", &by_dns),
-            ("subject", &by_subject),
-            ("other", &by_uri),
-        ],
-    );
-    let clients = Envoy::start(&clients_yaml, ports[1]).unwrap_or_else(|e| panic!("{e}"));
+    let gateway = Gateway::start_with(&strict, &config_text);
+    // The same listener letting clients in without a certificate (checked when there is one).
+    let lenient = GatewayOptions {
+        edits: vec![(
+            "require_client_certificate: true",
+            "require_client_certificate: false",
+        )],
+        ..strict.clone()
+    };
+    let lenient_gateway = Gateway::start_with(&lenient, &config_text);
+    let client = |name, certificate| TlsClient {
+        name,
+        gateway: gateway.port,
+        certificate: Some(certificate),
+    };
+    let (clients, port) = start_client_envoy(&[
+        client("uri", &by_uri),
+        client("dns", &by_dns),
+        client("subject", &by_subject),
+        client("other", &by_uri),
+        TlsClient {
+            name: "anonymous",
+            gateway: lenient_gateway.port,
+            certificate: None,
+        },
+    ]);
     let token = key.mint(&claims());
     let bearer = format!("Bearer {token}");
 
     for (path, status, principal) in [
-        ("/uri/tickets", 200, bot_id),
-        ("/dns/tickets", 200, "deploy-bot.agents.example.org"),
-        ("/subject/tickets", 200, subject),
-        ("/other/tickets", 403, bot_id),
+        ("/uri/tickets", 200, Some(bot_id)),
+        ("/dns/tickets", 200, Some("deploy-bot.agents.example.org")),
+        ("/subject/tickets", 200, Some(subject)),
+        ("/other/tickets", 403, Some(bot_id)),
+        ("/anonymous/tickets", 403, None),
     ] {
-        let response = get(
-            ports[0],
-            "GET",
-            path,
-            &[("authorization", bearer.as_bytes())],
-        );
+        let response = get(port, "GET", path, &[("authorization", bearer.as_bytes())]);
         let Some(decision_id) = response.header_str("x-chaperone-decision-id") else {
             panic!(
                 "{path}: {} {}\n{}",
@@ -795,11 +837,16 @@ fn a_policy_reads_the_tls_principals_as_opa_envoy_gives_them() {
                 clients.log_tail(20)
             );
         };
-        let record = gateway.record(&decision_id);
+        let decided_by = if principal.is_some() {
+            &gateway
+        } else {
+            &lenient_gateway
+        };
+        let record = decided_by.record(&decision_id);
         let attributes = &record["input"]["attributes"];
         assert_eq!(
             (response.status, attributes["source"]["principal"].as_str()),
-            (status, Some(principal)),
+            (status, principal),
             "{path}: {attributes}"
         );
         assert_eq!(
@@ -811,21 +858,15 @@ fn a_policy_reads_the_tls_principals_as_opa_envoy_gives_them() {
             "{attributes}"
         );
 
-        let (allowed, offline) = eval_get(
-            &config_path,
-            &token,
-            path,
-            &[
-                "--source-principal",
-                principal,
-                "--destination-principal",
-                GATEWAY_SPIFFE_ID,
-            ],
-        );
+        let mut peers = vec!["--destination-principal", GATEWAY_SPIFFE_ID];
+        if let Some(principal) = principal {
+            peers.extend(["--source-principal", principal]);
+        }
+        let (allowed, offline) = eval_get(&config_path, &token, path, &peers);
         assert_eq!(allowed, status == 200, "{path}");
         assert_eq!(
-            offline["input"]["attributes"]["source"]["principal"],
-            attributes["source"]["principal"]
+            offline["input"]["attributes"]["source"].get("principal"),
+            attributes["source"].get("principal")
         );
         assert_eq!(
             offline["input"]["attributes"]["destination"],

@@ -48,7 +48,7 @@ fn start_text(config: &str, collector: &ScriptedServer) -> Gateway {
     let options = GatewayOptions {
         template: OBSERVABILITY,
         extra: vec![("COLLECTOR_PORT", collector.port().to_string())],
-        workers: 1,
+        ..GatewayOptions::default()
     };
     Gateway::start_with(&options, config)
 }

@@ -31,6 +31,7 @@ fn start(server: &ScriptedServer, config: &Value, workers: u32) -> Gateway {
         template: REMOTE_JWKS,
         extra: vec![("JWKS_PORT", server.port().to_string())],
         workers,
+        ..GatewayOptions::default()
     };
     Gateway::start_with(&options, &config.to_string())
 }
