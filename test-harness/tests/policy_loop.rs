@@ -78,16 +78,6 @@ fn packed(work: &Path, key: &AgentKey, bundle: &Path) -> String {
     text(&out.stdout)
 }
 
-struct Work(PathBuf);
-
-impl Drop for Work {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
 #[test]
 fn a_new_bundle_decides_the_next_request_and_a_broken_one_is_refused() {
     let work = Work(scratch_dir("policy-loop").unwrap());

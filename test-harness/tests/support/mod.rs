@@ -5,6 +5,7 @@
 use chaperone_test_harness::tokens::now;
 use chaperone_test_harness::{jwks, AgentKey, Gateway, Response};
 use serde_json::{json, Value};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,17 @@ decision := {"allowed": true, "reason": "ticket_read", "rule": "tickets.read"} i
 
 // ---------------------------------------------------------------------------------------------
 // Configuration, claims, fixtures
+
+/// A test's scratch directory, removed when the test passes (kept for inspection when not).
+pub struct Work(pub PathBuf);
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
 
 pub fn issuer(keys: &[&AgentKey]) -> Value {
     json!({"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": jwks(keys)})
