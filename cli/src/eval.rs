@@ -4,7 +4,9 @@
 
 use crate::args::Args;
 use chaperone_core::record::{parse_rfc3339, uuid_v4};
-use chaperone_core::{decide_timed, Loaded, Peer, RequestFacts, Runtime, SocketAddress};
+use chaperone_core::{
+    decide_timed, Loaded, Peer, RequestBody, RequestFacts, Runtime, SocketAddress,
+};
 use std::process::ExitCode;
 
 pub fn command(args: &mut Args) -> Result<ExitCode, String> {
@@ -25,6 +27,7 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
         address: address(args.optional("destination")?, "destination")?,
         principal: args.optional("destination-principal")?,
     };
+    let body = args.optional("body")?;
     let at = args.optional("at")?;
     let compact = args.flag("compact");
     args.finish()?;
@@ -95,6 +98,11 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
         } else {
             Peer::default()
         },
+        // As the plugin: read only when the policy reads it, up to the configured size.
+        body: loaded
+            .body_limit()
+            .zip(body)
+            .map(|(limit, body)| RequestBody::read(body.into_bytes(), limit)),
     };
     let mut runtime = Runtime::new(&loaded, 0);
     let started = now_ns();

@@ -29,7 +29,7 @@ usage:
   chaperone eval --config CONFIG.json --request 'METHOD PATH' [--token JWT] [--txn JWT]
                  [--grant JWT]... [--header 'NAME: VALUE']... [--host HOST] [--at TIME]
                  [--source ADDR] [--source-principal ID]
-                 [--destination ADDR] [--destination-principal ID] [--compact]
+                 [--destination ADDR] [--destination-principal ID] [--body TEXT] [--compact]
                                           the decision record the plugin would write for this
                                           request; exit 0 if it would go upstream, 1 if not.
                                           TIME: RFC 3339 (2026-11-25T10:00:00Z) or Unix seconds;

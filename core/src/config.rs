@@ -159,6 +159,8 @@ pub struct RawLimits {
     pub max_cached_tokens: usize,
     #[serde(default = "default_cache_capacity")]
     pub max_cached_decisions: usize,
+    #[serde(default)]
+    pub max_request_body_bytes: usize,
 }
 
 impl Default for RawLimits {
@@ -168,6 +170,7 @@ impl Default for RawLimits {
             max_delegation_depth: default_max_delegation_depth(),
             max_cached_tokens: default_cache_capacity(),
             max_cached_decisions: default_cache_capacity(),
+            max_request_body_bytes: 0,
         }
     }
 }
@@ -209,6 +212,10 @@ fn default_max_token_bytes() -> usize {
     8192
 }
 
+/// The most of a request's body a policy may be given: Envoy's default buffer for a
+/// connection is as large, and a body is held in every VM that reads it.
+pub const MAX_REQUEST_BODY_BYTES: usize = 1 << 20;
+
 /// Everything a request needs, built once per configuration.
 pub struct Compiled {
     /// Issuers of agent tokens.
@@ -221,6 +228,8 @@ pub struct Compiled {
     pub max_cached_tokens: usize,
     /// Capacity of each VM's remembered verdicts (`decision_cache`).
     pub max_cached_decisions: usize,
+    /// How much of a request's body the policy may see (0: none is read).
+    pub max_request_body_bytes: usize,
     pub transaction_tokens: Option<TransactionTokens>,
     pub grants: Option<Grants>,
     /// Lower-case names of the request headers that carry credentials: never shown to the
@@ -348,6 +357,19 @@ impl Loaded {
             Loaded::Empty => crate::input::PeerReads::default(),
         }
     }
+
+    /// How many bytes of a request's body to read for the policy: `None` when it is not to
+    /// be read (`limits.max_request_body_bytes` is 0, or the policy does not read the body).
+    pub fn body_limit(&self) -> Option<usize> {
+        match self {
+            Loaded::Ready(compiled)
+                if compiled.max_request_body_bytes > 0 && compiled.policy.body_reads =>
+            {
+                Some(compiled.max_request_body_bytes)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Parses and compiles configuration bytes as delivered by the host.
@@ -391,6 +413,12 @@ pub fn compile(raw: RawConfig) -> Result<Compiled, ConfigError> {
         issuers.push(issuer);
     }
     let token_sources = compile_token_sources(raw.from_headers)?;
+    if raw.limits.max_request_body_bytes > MAX_REQUEST_BODY_BYTES {
+        return Err(config_error(
+            "limits.max_request_body_bytes",
+            format!("must be between 0 and {MAX_REQUEST_BODY_BYTES}"),
+        ));
+    }
     if !(256..=65536).contains(&raw.limits.max_token_bytes) {
         return Err(config_error(
             "limits.max_token_bytes",
@@ -460,6 +488,7 @@ pub fn compile(raw: RawConfig) -> Result<Compiled, ConfigError> {
         max_delegation_depth: raw.limits.max_delegation_depth,
         max_cached_tokens: raw.limits.max_cached_tokens,
         max_cached_decisions: raw.limits.max_cached_decisions,
+        max_request_body_bytes: raw.limits.max_request_body_bytes,
         transaction_tokens,
         grants,
         credential_headers,

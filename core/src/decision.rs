@@ -145,6 +145,48 @@ fn unforwarded_token_header(
         .map(|source| source.name.clone())
 }
 
+/// How a request held for its body is rewritten at its headers. Proxy-Wasm hosts forward a
+/// request's headers before a filter may read its body, so the headers are rewritten first:
+/// the spoofed identity headers and the agent token's header go, the verified agent's
+/// identity headers come; the policy then decides with the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderRewrite {
+    pub strip: Vec<String>,
+    pub add: Vec<(String, String)>,
+}
+
+/// The rewrite for a request whose body the policy reads, from `first`, the decision made on
+/// its headers alone. `None` when `first` is final: the request was refused before the
+/// policy was asked (no valid token, a revoked or unregistered agent, no configuration...).
+pub fn rewrite_before_body(
+    loaded: &Loaded,
+    first: &Decision,
+    facts: &RequestFacts,
+) -> Option<HeaderRewrite> {
+    let Loaded::Ready(compiled) = loaded else {
+        return None;
+    };
+    let asked_policy = matches!(
+        first.reason,
+        Reason::PolicyAllowed
+            | Reason::PolicyDenied
+            | Reason::PolicyUndefined
+            | Reason::PolicyError
+            | Reason::PolicyResultInvalid
+    );
+    let agent = first.record.agent.as_ref().filter(|_| asked_policy)?;
+    let mut strip = first.strip_headers.clone();
+    if let Some(token_header) = unforwarded_token_header(compiled, facts, &first.record) {
+        if !strip.contains(&token_header) {
+            strip.push(token_header);
+        }
+    }
+    Some(HeaderRewrite {
+        strip,
+        add: identity_headers(agent, &facts.decision_id),
+    })
+}
+
 /// A request refused before deciding, because the host cannot honour the configuration (for
 /// example `decision_log_unavailable`: its record could not be kept). Never dry-run.
 pub fn refuse(loaded: &Loaded, facts: &RequestFacts, reason: Reason) -> Decision {
@@ -184,6 +226,7 @@ fn decide_compiled(
                 credential_headers: &compiled.credential_headers,
                 agent: agent_input,
                 grants: &grants.valid,
+                parsed_body: std::cell::OnceCell::new(),
             };
             let (verdict, served) = decision_cache::evaluate(
                 &compiled.policy,

@@ -84,6 +84,13 @@ impl InputReads {
         }
     }
 
+    /// Whether the policy reads the request's body, as text or parsed.
+    pub fn body(&self) -> bool {
+        self.reaches(&["parsed_body"])
+            || self.reaches(&["truncated_body"])
+            || self.reaches(&["attributes", "request", "http", "body"])
+    }
+
     /// What [`InputReads::key`] hashes: encoded first and hashed once.
     fn bytes(&self, input: &impl InputDocument) -> KeyBytes {
         let mut bytes = KeyBytes(Vec::with_capacity(256));

@@ -27,6 +27,51 @@ pub struct RequestFacts {
     /// host gave them: the plugin asks only when the policy reads them ([`PeerReads`]).
     pub source: Peer,
     pub destination: Peer,
+    /// The request's body, read only when the policy reads it and the configuration allows
+    /// (`limits.max_request_body_bytes`).
+    pub body: Option<RequestBody>,
+}
+
+/// What was read of a request's body: at most `limits.max_request_body_bytes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestBody {
+    pub bytes: Vec<u8>,
+    /// The body went on beyond `bytes`.
+    pub truncated: bool,
+}
+
+impl RequestBody {
+    /// The body as the host gave it so far, cut to `limit` bytes.
+    pub fn read(mut bytes: Vec<u8>, limit: usize) -> Self {
+        let truncated = bytes.len() > limit;
+        bytes.truncate(limit);
+        Self { bytes, truncated }
+    }
+
+    /// `input.attributes.request.http.body`: the text read, less a character the cut split;
+    /// none when the body is not UTF-8.
+    fn text(&self) -> Option<&str> {
+        match std::str::from_utf8(&self.bytes) {
+            Ok(text) => Some(text),
+            Err(error) if self.truncated && error.error_len().is_none() => {
+                std::str::from_utf8(&self.bytes[..error.valid_up_to()]).ok()
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// `input.parsed_body`: a complete body sent as JSON (`application/json`, or a type ending
+    /// in `+json`, as its `content-type` says), parsed; none otherwise, or when it does not
+    /// parse.
+    fn parsed(&self, content_type: Option<&[u8]>) -> Option<PolicyValue> {
+        let media_type = std::str::from_utf8(content_type?).ok()?;
+        let media_type = media_type.split(';').next()?.trim().to_ascii_lowercase();
+        let json = media_type == "application/json" || media_type.ends_with("+json");
+        if !json || self.truncated {
+            return None;
+        }
+        PolicyValue::from_json_str(std::str::from_utf8(&self.bytes).ok()?).ok()
+    }
 }
 
 /// One end of the connection, as OPA-Envoy's input has it (Envoy's `AttributeContext.Peer`).
@@ -172,8 +217,11 @@ input_names!(
     host,
     scheme,
     headers,
+    body,
     parsed_path,
     parsed_query,
+    parsed_body,
+    truncated_body,
     agent,
     id,
     issuer,
@@ -258,6 +306,8 @@ pub struct RequestInput<'a> {
     /// The agent's object ([`agent_input`], or remembered by [`AgentInputs`]).
     pub agent: AgentObject,
     pub grants: &'a [Grant],
+    /// `input.parsed_body`, parsed once when first read.
+    pub parsed_body: OnceCell<Option<PolicyValue>>,
 }
 
 /// The objects of `input` that [`RequestInput`] makes field by field (in the order of
@@ -294,12 +344,14 @@ static LEVEL_FIELDS: std::sync::LazyLock<[Vec<PolicyValue>; 4]> = std::sync::Laz
             &n.attributes,
             &n.grants,
             &n.now_ns,
+            &n.parsed_body,
             &n.parsed_path,
             &n.parsed_query,
+            &n.truncated_body,
         ]),
         fields(&[&n.destination, &n.request, &n.source]),
         fields(&[&n.http]),
-        fields(&[&n.headers, &n.host, &n.method, &n.path, &n.scheme]),
+        fields(&[&n.body, &n.headers, &n.host, &n.method, &n.path, &n.scheme]),
     ]
 });
 
@@ -331,11 +383,22 @@ impl RequestInput<'_> {
                 .collect::<Vec<_>>()
                 .into(),
             (Level::Input, "now_ns") => PolicyValue::from(self.facts.now_ns),
+            (Level::Input, "parsed_body") => self
+                .parsed_body
+                .get_or_init(|| {
+                    let body = self.facts.body.as_ref()?;
+                    body.parsed(self.facts.header("content-type"))
+                })
+                .clone()?,
+            (Level::Input, "truncated_body") => {
+                PolicyValue::from(self.facts.body.as_ref()?.truncated)
+            }
             (Level::Http, "method") => return Some(Field::Text(&self.line.method)),
             (Level::Http, "path") => return Some(Field::Text(&self.line.path)),
             (Level::Http, "host") => return Some(Field::Text(&self.line.host)),
             (Level::Http, "scheme") => return Some(Field::Text(&self.line.scheme)),
             (Level::Http, "headers") => return Some(Field::Headers),
+            (Level::Http, "body") => return Some(Field::Text(self.facts.body.as_ref()?.text()?)),
             _ => return None,
         };
         Some(Field::Value(value))
@@ -1058,6 +1121,47 @@ mod tests {
     }
 
     #[test]
+    fn a_body_is_text_when_utf8_and_parsed_when_json_and_whole() {
+        let json = Some(b"application/json".as_slice());
+        let body = |text: &[u8], limit| RequestBody::read(text.to_vec(), limit);
+        let whole = body(br#"{"method": "tools/call"}"#, 100);
+        assert_eq!(whole.text(), Some(r#"{"method": "tools/call"}"#));
+        assert_eq!(
+            whole.parsed(json),
+            Some(PolicyValue::from(json!({"method": "tools/call"})))
+        );
+        for content_type in [
+            "Application/JSON; charset=utf-8",
+            "application/vnd.api+json",
+            " application/json ",
+        ] {
+            assert!(
+                whole.parsed(Some(content_type.as_bytes())).is_some(),
+                "{content_type}"
+            );
+        }
+        for content_type in [None, Some("text/plain"), Some("application/jsonx")] {
+            assert_eq!(
+                whole.parsed(content_type.map(str::as_bytes)),
+                None,
+                "{content_type:?}"
+            );
+        }
+        // Cut at the limit: the text up to the cut, never parsed (it would not be the
+        // document the upstream gets).
+        let cut = body(br#"{"method": "tools/call"}"#, 10);
+        assert_eq!((cut.text(), cut.truncated), (Some(r#"{"method":"#), true));
+        assert_eq!(cut.parsed(json), None);
+        // A cut through a character leaves it out; bytes that are no UTF-8 give no text.
+        assert_eq!(body("caf\u{e9}".as_bytes(), 4).text(), Some("caf"));
+        assert_eq!(body(b"caf\xff", 100).text(), None);
+        assert_eq!(body(b"{not json", 100).parsed(json), None);
+        // Deeper than the JSON parser goes: no value, no panic.
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(body(deep.as_bytes(), 1 << 20).parsed(json), None);
+    }
+
+    #[test]
     fn headers_enter_in_lower_case_with_repeats_joined_in_order() {
         let pair = |name: &str, value: &[u8]| (name.as_bytes().to_vec(), value.to_vec());
         let facts = RequestFacts {
@@ -1098,6 +1202,7 @@ mod tests {
                 pair("authorization", "Bearer secret"),
                 pair("x-tenant", "acme"),
                 pair("cookie", "session=s3cret"),
+                pair("content-type", "application/json; charset=utf-8"),
             ],
             decision_id: "d".to_owned(),
             now_ns: 1_700_000_000_000_000_000,
@@ -1109,6 +1214,11 @@ mod tests {
                 address: SocketAddress::parse("[2001:db8::7]:443"),
                 principal: None,
             },
+            body: Some(RequestBody {
+                bytes: br#"{"method": "tools/call", "params": {"name": "search", "arguments": {"q": "x"}}}"#
+                    .to_vec(),
+                truncated: false,
+            }),
         };
         let grant = Grant {
             jti: "g1".to_owned(),
@@ -1133,6 +1243,7 @@ mod tests {
                 json: None,
             },
             grants: std::slice::from_ref(&grant),
+            parsed_body: OnceCell::new(),
         };
         check(&input)
     }
@@ -1148,7 +1259,12 @@ mod tests {
                     "path": "/tickets/42/a%2Fb//comments?draft=1&tag=a&tag=b",
                     "host": "api.example",
                     "scheme": "https",
-                    "headers": {"cookie": "session=s3cret", "x-tenant": "acme"},
+                    "headers": {
+                        "content-type": "application/json; charset=utf-8",
+                        "cookie": "session=s3cret",
+                        "x-tenant": "acme",
+                    },
+                    "body": r#"{"method": "tools/call", "params": {"name": "search", "arguments": {"q": "x"}}}"#,
                 }},
                 "source": {
                     "address": {"socketAddress": {"address": "10.1.2.3", "portValue": 50312}},
@@ -1158,6 +1274,8 @@ mod tests {
             },
             "parsed_path": ["tickets", "42", "a/b", "comments"],
             "parsed_query": {"draft": ["1"], "tag": ["a", "b"]},
+            "parsed_body": {"method": "tools/call", "params": {"name": "search", "arguments": {"q": "x"}}},
+            "truncated_body": false,
             "grants": [{
                 "jti": "g1",
                 "issuer": "https://grants.example",
@@ -1293,6 +1411,7 @@ mod tests {
                     value: made.agent.value.clone(),
                     json: AgentObject::json_of(&made.agent.value),
                 },
+                parsed_body: OnceCell::new(),
                 ..*made
             };
             assert!(kept.agent.json.is_some());

@@ -29,8 +29,8 @@ pub mod token;
 
 pub use cache::TokenCache;
 pub use config::{load, Compiled, ConfigError, Loaded};
-pub use decision::{decide, decide_timed, Decision};
-pub use input::{Peer, RequestFacts, SocketAddress};
+pub use decision::{decide, decide_timed, rewrite_before_body, Decision, HeaderRewrite};
+pub use input::{Peer, RequestBody, RequestFacts, SocketAddress};
 pub use reason::Reason;
 pub use record::DecisionRecord;
 pub use runtime::Runtime;

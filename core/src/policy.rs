@@ -43,6 +43,9 @@ pub struct Policy {
     pub input_reads: InputReads,
     /// Of those, the connection's peers: what the plugin asks the host for.
     pub peer_reads: PeerReads,
+    /// Whether it reads the request's body (`input.parsed_body`, `input.truncated_body`,
+    /// `input.attributes.request.http.body`): only then is a body read.
+    pub body_reads: bool,
 }
 
 /// What the policy said, before chaperone turns it into a response.
@@ -147,6 +150,7 @@ impl Policy {
         let input_reads = InputReads::of_modules(modules);
         Ok(Policy {
             peer_reads: input_reads.peers(),
+            body_reads: input_reads.body(),
             input_reads,
             engine: RefCell::new(None),
             prepared: engine,

@@ -3,7 +3,10 @@
 //! every token defect with its reason code.
 
 use chaperone_core::encoding::base64url_encode;
-use chaperone_core::{decide, decide_timed, load, Decision, Loaded, Reason, RequestFacts, Runtime};
+use chaperone_core::{
+    decide, decide_timed, load, rewrite_before_body, Decision, Loaded, Reason, RequestBody,
+    RequestFacts, Runtime,
+};
 use jwt_simple::prelude::*;
 use serde_json::{json, Value};
 
@@ -1278,4 +1281,66 @@ fn a_verdict_with_cache_seconds_answers_the_same_request_until_it_expires() {
         )));
     }
     assert!(runtime.decisions.is_empty());
+}
+
+/// A request whose body the policy reads is rewritten at its headers for the verified agent
+/// (spoofs and the token go, identity comes) whatever the policy says without the body, and
+/// is refused there when the headers alone refuse it; the policy then sees the body.
+#[test]
+fn a_request_held_for_its_body_is_rewritten_for_its_agent_first() {
+    let f = fixture();
+    let reads_body = r#"package chaperone.authz
+
+default decision := false
+
+decision if input.parsed_body.method == "tools/list"
+"#;
+    let loaded = load_with(
+        &f,
+        json!({"policy": {"modules": {"authz.rego": reads_body},
+                          "decision_path": "chaperone/authz/decision"},
+               "limits": {"max_request_body_bytes": 64}}),
+    );
+    assert_eq!(loaded.body_limit(), Some(64));
+    assert_eq!(
+        load_with(&f, json!({})).body_limit(),
+        None,
+        "the policy reads no body"
+    );
+
+    let bearer = format!("Bearer {}", token(&f, json!({})));
+    let headers: [(&str, &[u8]); 3] = [
+        ("authorization", bearer.as_bytes()),
+        ("content-type", b"application/json"),
+        ("x-chaperone-agent-id", b"spoofed"),
+    ];
+    let mut runtime = Runtime::new(&loaded, 1);
+    let mut request = facts("POST", "/mcp", &headers);
+    let first = decide(&loaded, &mut runtime, &request);
+    assert!(!first.allowed, "no body yet");
+    let rewrite = rewrite_before_body(&loaded, &first, &request).expect("an agent was verified");
+    assert_eq!(rewrite.strip, ["x-chaperone-agent-id", "authorization"]);
+    assert!(rewrite
+        .add
+        .contains(&("x-chaperone-agent-id".to_owned(), "support-bot".to_owned())));
+
+    request.body = Some(RequestBody::read(
+        br#"{"method": "tools/list"}"#.to_vec(),
+        64,
+    ));
+    assert!(decide(&loaded, &mut runtime, &request).allowed);
+    request.body = Some(RequestBody::read(
+        br#"{"method": "tools/list", "x": 1}"#.repeat(3),
+        64,
+    ));
+    assert!(
+        !decide(&loaded, &mut runtime, &request).allowed,
+        "cut: not parsed"
+    );
+
+    // Refused on its headers: final, nothing to rewrite.
+    let no_token = facts("POST", "/mcp", &[("content-type", b"application/json")]);
+    let refused = decide(&loaded, &mut runtime, &no_token);
+    assert_eq!(refused.status, 401);
+    assert_eq!(rewrite_before_body(&loaded, &refused, &no_token), None);
 }

@@ -189,6 +189,11 @@ pub fn http_call_response_body(max_size: usize) -> Result<Vec<u8>, HostError> {
     buffer(BufferType::HttpCallResponseBody, max_size)
 }
 
+/// The request body the host has buffered, at most `max_size` bytes.
+pub fn request_body(max_size: usize) -> Result<Vec<u8>, HostError> {
+    buffer(BufferType::HttpRequestBody, max_size)
+}
+
 /// Every pair of a header map as raw bytes, names included (never decoded as UTF-8 here).
 fn header_pairs(map: MapType) -> Result<HeaderPairs, HostError> {
     let mut data: *mut u8 = null_mut();

@@ -13,7 +13,8 @@ use chaperone_core::export::Exporter;
 use chaperone_core::input::HeaderPairs;
 use chaperone_core::record::DecisionIds;
 use chaperone_core::{
-    decide_timed, Decision, Loaded, Peer, Reason, RequestFacts, Runtime, SocketAddress,
+    decide_timed, rewrite_before_body, Decision, HeaderRewrite, Loaded, Peer, Reason, RequestBody,
+    RequestFacts, Runtime, SocketAddress,
 };
 use keys::GatewayStore;
 use metrics::{Metrics, DECISION_DURATION};
@@ -276,6 +277,7 @@ impl RootContext for ChaperoneRoot {
             active: Rc::clone(&self.active),
             vm: Rc::clone(&self.vm),
             allowed_decision_id: None,
+            awaiting_body: None,
         }))
     }
 
@@ -289,12 +291,23 @@ struct ChaperoneFilter {
     vm: Rc<Vm>,
     /// Set when the request went upstream, so the response can carry the decision id.
     allowed_decision_id: Option<String>,
+    /// A request held for its body, which the policy reads.
+    awaiting_body: Option<AwaitingBody>,
+}
+
+/// A request whose decision waits for its body: what was known at its headers.
+struct AwaitingBody {
+    facts: RequestFacts,
+    started_ns: u64,
+    seq: u64,
+    /// The most of the body the policy is given.
+    limit: usize,
 }
 
 impl Context for ChaperoneFilter {}
 
 impl HttpContext for ChaperoneFilter {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let headers = read_request_headers();
         // The request's time, and where the record's timers start: copying the header pairs
         // in is the host's work.
@@ -314,16 +327,59 @@ impl HttpContext for ChaperoneFilter {
                 "destination",
                 &GATEWAY_CERTIFICATE,
             ),
+            body: None,
         };
-        let mut decision = self.decide(&facts);
-        decision.record.seq = seq;
-        decision
-            .record
-            .labels
-            .insert("instance".to_owned(), self.vm.instance.clone());
-        let action = self.apply(&mut decision);
-        self.account(&mut decision, started_ns);
-        action
+        let limit = match self.active.loaded.body_limit() {
+            None => return self.finish(facts, started_ns, seq),
+            // No body: the policy sees an empty one.
+            Some(_) if end_of_stream => {
+                let facts = RequestFacts {
+                    body: Some(RequestBody::default()),
+                    ..facts
+                };
+                return self.finish(facts, started_ns, seq);
+            }
+            Some(limit) => limit,
+        };
+        // The policy reads the body, which a Proxy-Wasm filter gets only once the headers go
+        // on: refused now if the headers alone refuse it, else rewritten for the verified
+        // agent and decided on with the body (`on_http_request_body`). README, "Request
+        // bodies", says what must hold the request back from the upstream meanwhile.
+        let first = self.decide(&facts);
+        let Some(rewrite) = rewrite_before_body(&self.active.loaded, &first, &facts) else {
+            return self.conclude(first, started_ns, seq);
+        };
+        if self.rewrite(&rewrite).is_err() {
+            let mut decision = first;
+            decision.record.seq = seq;
+            let action = self.fail_closed(&mut decision);
+            self.account(&mut decision, started_ns);
+            return action;
+        }
+        self.awaiting_body = Some(AwaitingBody {
+            facts,
+            started_ns,
+            seq,
+            limit,
+        });
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match &self.awaiting_body {
+            None => Action::Continue,
+            // Buffered by the host until the whole body is in, or more than the policy is given.
+            Some(awaiting) if !end_of_stream && body_size <= awaiting.limit => Action::Pause,
+            Some(_) => self.decide_with_body(body_size),
+        }
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Trailers end a body whose last part did not say it was the last (gRPC).
+        match self.awaiting_body.as_ref().map(|awaiting| awaiting.limit) {
+            None => Action::Continue,
+            Some(limit) => self.decide_with_body(limit.saturating_add(1)),
+        }
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -339,6 +395,57 @@ impl HttpContext for ChaperoneFilter {
 }
 
 impl ChaperoneFilter {
+    /// Decides, applies and accounts for a request.
+    fn finish(&mut self, facts: RequestFacts, started_ns: u64, seq: u64) -> Action {
+        let decision = self.decide(&facts);
+        self.conclude(decision, started_ns, seq)
+    }
+
+    /// Applies and accounts for a decision.
+    fn conclude(&mut self, mut decision: Decision, started_ns: u64, seq: u64) -> Action {
+        decision.record.seq = seq;
+        decision
+            .record
+            .labels
+            .insert("instance".to_owned(), self.vm.instance.clone());
+        let action = self.apply(&mut decision);
+        self.account(&mut decision, started_ns);
+        action
+    }
+
+    /// The headers of a request held for its body, rewritten for its verified agent.
+    fn rewrite(&self, rewrite: &HeaderRewrite) -> Result<(), host::HostError> {
+        for name in &rewrite.strip {
+            host::remove_request_header(name)?;
+        }
+        for (name, value) in &rewrite.add {
+            host::add_header(MapType::HttpRequestHeaders, name, value)?;
+        }
+        Ok(())
+    }
+
+    /// Decides a request held for its body, with as much of the body as the host buffered
+    /// (`body_size` bytes, of which the policy gets at most its limit: one more is read to
+    /// know the body went on). A body the host cannot give is decided on as absent.
+    fn decide_with_body(&mut self, body_size: usize) -> Action {
+        let Some(awaiting) = self.awaiting_body.take() else {
+            return Action::Continue;
+        };
+        let body = host::request_body(body_size.min(awaiting.limit.saturating_add(1)))
+            .ok()
+            .map(|bytes| RequestBody::read(bytes, awaiting.limit));
+        let facts = RequestFacts {
+            body,
+            ..awaiting.facts
+        };
+        // The headers were rewritten before the body came and cannot change now: a policy's
+        // own upstream headers are not added (README, "Request bodies").
+        let mut decision = self.decide(&facts);
+        decision.strip_headers.clear();
+        decision.upstream_headers.clear();
+        self.conclude(decision, awaiting.started_ns, awaiting.seq)
+    }
+
     /// One end of the connection, asked of the host only when the policy reads it. The
     /// principal comes from Envoy's TLS attributes, which Kong does not have.
     fn read_peer(&self, wanted: bool, side: &str, certificate: &Certificate) -> Peer {

@@ -63,13 +63,29 @@ pub fn send(port: u16, raw: &[u8]) -> Response {
 /// Sends `raw` and reads one response within `timeout`. The request should carry
 /// `connection: close`; the response ends at its length, its last chunk, or end of stream.
 pub fn try_send(port: u16, raw: &[u8], timeout: Duration) -> Result<Response, String> {
+    send_in_parts(port, &[raw], Duration::ZERO, timeout)
+}
+
+/// Like [`try_send`], writing `parts` one by one with `pause` between them, so the gateway
+/// sees a request arrive in pieces (a body in several reads).
+pub fn send_in_parts(
+    port: u16,
+    parts: &[&[u8]],
+    pause: Duration,
+    timeout: Duration,
+) -> Result<Response, String> {
     let deadline = Instant::now() + timeout;
     let mut stream = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout)
         .map_err(|e| format!("connect: {e}"))?;
     stream
         .set_write_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
-    stream.write_all(raw).map_err(|e| format!("write: {e}"))?;
+    for (index, part) in parts.iter().enumerate() {
+        if index > 0 {
+            std::thread::sleep(pause);
+        }
+        stream.write_all(part).map_err(|e| format!("write: {e}"))?;
+    }
     // No `expect: 100-continue` is ever sent, so the first message is the final response.
     let message = read_message(&mut stream, deadline, BodyWithoutLength::UntilClose)?;
     Ok(Response {

@@ -6,6 +6,7 @@
 //! a policy reads the connection's peers as OPA-Envoy's input has them.
 
 use chaperone_test_harness::envoy::scratch_dir;
+use chaperone_test_harness::http::{build_request, send_in_parts};
 use chaperone_test_harness::template::MTLS;
 use chaperone_test_harness::{
     cli_path, free_ports, get, jwks, workspace_root, AgentKey, Envoy, Gateway, GatewayOptions,
@@ -13,6 +14,7 @@ use chaperone_test_harness::{
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 mod support;
 use support::*;
@@ -863,4 +865,221 @@ fn a_policy_reads_the_tls_principals_as_opa_envoy_gives_them() {
             json!({"principal": GATEWAY_SPIFFE_ID})
         );
     }
+}
+
+/// An MCP server's tools by the JSON-RPC body of each call: an agent may call the tools its
+/// entry in `data.tools` names; uploads go through whatever their body; a body longer than
+/// the policy is given is refused where the policy needs it.
+const MCP_POLICY: &str = r#"package chaperone.authz
+
+import rego.v1
+
+default decision := {"allowed": false, "reason": "tool_not_allowed", "rule": "mcp.tools"}
+
+decision := {"allowed": true, "reason": "upload", "rule": "uploads"} if {
+	input.parsed_path[0] == "uploads"
+} else := {"allowed": false, "http_status": 413, "reason": "body_too_large", "rule": "mcp.size"} if {
+	input.truncated_body
+} else := {"allowed": true, "reason": "tool_allowed", "rule": "mcp.tools"} if {
+	input.parsed_path == ["mcp"]
+	input.parsed_body.method == "tools/call"
+	input.parsed_body.params.name in data.tools[input.agent.id]
+}
+"#;
+
+/// The quickstart's router, with Envoy's buffer filter before it (README, "Request bodies").
+const BUFFER_THEN_ROUTER: &str = "          - name: envoy.filters.http.buffer
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer
+              max_request_bytes: 1048576
+          - name: envoy.filters.http.router
+";
+
+/// A JSON-RPC `tools/call` of `tool` with these arguments.
+fn tool_call(tool: &str, arguments: Value) -> String {
+    json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+           "params": {"name": tool, "arguments": arguments}})
+    .to_string()
+}
+
+/// With `limits.max_request_body_bytes`, a policy that reads the body gets it, as OPA-Envoy's
+/// `input.parsed_body`, `input.truncated_body` and `input.attributes.request.http.body`: the
+/// gateway holds the request until the body is in (or more of it than the policy is given),
+/// decides, and the upstream gets the body whole.
+#[test]
+fn a_policy_reads_the_request_body_as_opa_envoy_gives_it() {
+    const LIMIT: usize = 1024;
+    let work = Work(scratch_dir("request-body").unwrap());
+    let key = AgentKey::es256("es-1");
+    let mut config: Value = serde_json::from_str(&one_module_config(
+        &key,
+        MCP_POLICY,
+        json!({"tools": {AGENT: ["search", "read_file"]}}),
+    ))
+    .unwrap();
+    config["limits"] = json!({"max_request_body_bytes": LIMIT});
+    let config_text = config.to_string();
+    let config_path = work.0.join("config.json");
+    std::fs::write(&config_path, &config_text).unwrap();
+    // As README, "Request bodies", asks: Envoy's buffer filter after chaperone holds the
+    // request back from the router until chaperone has decided on its body.
+    let options = GatewayOptions {
+        edits: vec![(
+            "          - name: envoy.filters.http.router\n",
+            BUFFER_THEN_ROUTER,
+        )],
+        ..GatewayOptions::default()
+    };
+    let gateway = Gateway::start_with(&options, &config_text);
+    let token = key.mint(&claims());
+    let bearer = format!("Bearer {token}");
+    let post = |path: &str, content_type: &str, body: &[u8]| {
+        let length = body.len().to_string();
+        let mut raw = build_request(
+            "POST",
+            path,
+            gateway.port,
+            &[
+                ("authorization", bearer.as_bytes()),
+                ("content-type", content_type.as_bytes()),
+                ("content-length", length.as_bytes()),
+                ("x-chaperone-owner", b"mallory@example.com"),
+            ],
+        );
+        raw.extend_from_slice(body);
+        gateway.send(&raw)
+    };
+
+    // A token in the call's arguments is masked in the record, as anywhere else.
+    let search = tool_call("search", json!({"query": "open tickets", "token": token}));
+    let response = post("/mcp", "application/json", search.as_bytes());
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    let upstream = gateway.upstream.requests();
+    let seen = upstream.last().unwrap();
+    assert_eq!(
+        seen.body,
+        search.as_bytes(),
+        "the upstream gets the body whole"
+    );
+    assert_eq!(seen.header_strings("x-chaperone-agent-id"), [AGENT]);
+    assert_eq!(
+        seen.header_strings("x-chaperone-owner"),
+        [OWNER],
+        "not the client's"
+    );
+    assert!(
+        seen.header_values("authorization").is_empty(),
+        "the token stays behind"
+    );
+    let record = gateway.record(&response.header_str("x-chaperone-decision-id").unwrap());
+    let input = &record["input"];
+    assert_eq!(
+        (
+            &input["parsed_body"]["params"]["name"],
+            &input["truncated_body"]
+        ),
+        (&json!("search"), &json!(false)),
+        "{input}"
+    );
+    let logged = record.to_string();
+    assert!(!logged.contains(&token), "{logged}");
+    assert_eq!(
+        input["parsed_body"]["params"]["arguments"]["token"],
+        "[REDACTED-JWT]"
+    );
+
+    // A tool the agent may not call; the same call offline.
+    let delete = tool_call("delete_repo", json!({"repo": "payments"}));
+    let upstream_before = gateway.upstream.request_count();
+    let response = post("/mcp", "application/json; charset=utf-8", delete.as_bytes());
+    let record = gateway.record(&response.header_str("x-chaperone-decision-id").unwrap());
+    assert_eq!(
+        (response.status, record["reason"].as_str()),
+        (403, Some("tool_not_allowed"))
+    );
+    assert_eq!(
+        gateway.upstream.request_count(),
+        upstream_before,
+        "nothing reaches the upstream"
+    );
+    for (body, allowed) in [(&search, true), (&delete, false)] {
+        let out = cli(&[
+            "eval",
+            "--config",
+            config_path.to_str().unwrap(),
+            "--token",
+            &token,
+            "--request",
+            "POST /mcp",
+            "--header",
+            "content-type: application/json",
+            "--body",
+            body,
+            "--compact",
+        ]);
+        assert_eq!(out.status.success(), allowed, "{}", text(&out.stderr));
+    }
+
+    // Sent in pieces: the decision waits for the last one.
+    let call = tool_call("read_file", json!({"path": "README.md"}));
+    let (first, rest) = call.as_bytes().split_at(call.len() / 2);
+    let mut head = build_request(
+        "POST",
+        "/mcp",
+        gateway.port,
+        &[
+            ("authorization", bearer.as_bytes()),
+            ("content-type", b"application/json"),
+            ("transfer-encoding", b"chunked"),
+        ],
+    );
+    let chunk = |bytes: &[u8]| {
+        let mut framed = format!("{:x}\r\n", bytes.len()).into_bytes();
+        framed.extend_from_slice(bytes);
+        framed.extend_from_slice(b"\r\n");
+        framed
+    };
+    head.extend(chunk(first));
+    let mut tail = chunk(rest);
+    tail.extend_from_slice(b"0\r\n\r\n");
+    let response = send_in_parts(
+        gateway.port,
+        &[&head, &tail],
+        Duration::from_millis(300),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    assert_eq!(
+        gateway.upstream.requests().last().unwrap().body,
+        call.as_bytes()
+    );
+
+    // Longer than the policy is given: decided on the first LIMIT bytes, marked truncated,
+    // never parsed. The policy refuses it on /mcp and lets an upload through, whose upstream
+    // still gets every byte.
+    let long_call = tool_call("search", json!({"query": "x".repeat(4 * LIMIT)}));
+    let upstream_before = gateway.upstream.request_count();
+    let response = post("/mcp", "application/json", long_call.as_bytes());
+    let record = gateway.record(&response.header_str("x-chaperone-decision-id").unwrap());
+    assert_eq!(
+        (response.status, &record["input"]["truncated_body"]),
+        (413, &json!(true))
+    );
+    assert_eq!(gateway.upstream.request_count(), upstream_before);
+    assert_eq!(record["input"].get("parsed_body"), None);
+    assert_eq!(
+        record["input"]["attributes"]["request"]["http"]["body"]
+            .as_str()
+            .map(str::len),
+        Some(LIMIT)
+    );
+    let upload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let response = post("/uploads/blob", "application/octet-stream", &upload);
+    assert_eq!(response.status, 200, "{}", response.body_text());
+    assert_eq!(gateway.upstream.requests().last().unwrap().body, upload);
+
+    // No body: nothing to parse.
+    let response = gateway.with_token("GET", "/mcp", &token);
+    assert_eq!(response.status, 403);
 }
