@@ -2,8 +2,9 @@
 // proxy-wasm-host.mjs, driven with hostile requests, odd property values, host calls that
 // fail, and callbacks out of order, from a seeded generator so a failure replays.
 //
-// `node fuzz.mjs MODULE.wasm CONFIG.json TOKEN_FILE SEED CASES`, each case on a VM as Envoy
-// runs it or one as Kong does
+// `node fuzz.mjs MODULE.wasm CONFIG.json BODY_CONFIG.json TOKEN_FILE SEED CASES`, each case on
+// a VM as Envoy runs it, one as Kong does, or one whose policy reads request bodies (given in
+// pieces)
 // (test-harness/tests/host_fuzz.rs runs it with a configuration and token it makes).
 //
 // What must hold for every case, whatever the host does:
@@ -21,12 +22,13 @@ import { readFileSync } from "node:fs";
 import { argv, exit } from "node:process";
 import { CONTINUE, OK, ROOT_CONTEXT, startPlugin } from "./proxy-wasm-host.mjs";
 
-const [modulePath, configPath, tokenPath, seedArg, casesArg] = argv.slice(2);
+const [modulePath, configPath, bodyConfigPath, tokenPath, seedArg, casesArg] = argv.slice(2);
 if (!casesArg) {
-  console.error("usage: fuzz.mjs MODULE.wasm CONFIG.json TOKEN_FILE SEED CASES");
+  console.error("usage: fuzz.mjs MODULE.wasm CONFIG.json BODY_CONFIG.json TOKEN_FILE SEED CASES");
   exit(2);
 }
 const config = JSON.parse(readFileSync(configPath, "utf8"));
+const bodyConfig = JSON.parse(readFileSync(bodyConfigPath, "utf8"));
 const token = readFileSync(tokenPath, "utf8").trim();
 const claimsAndSignature = token.slice(token.indexOf(".") + 1);
 const SPOOFED = "spoofed-by-client";
@@ -132,6 +134,52 @@ const PLAUSIBLE_PROPERTIES = {
   kong: { "source.address": "127.0.0.1", "source.port": "40000" },
 };
 
+// A JSON-RPC call the body gateway's policy allows.
+const ALLOWED_CALL = JSON.stringify({ method: "tools/call", params: { name: "search" } });
+
+// Bodies for the gateway that reads them, cut into pieces, with a content type to match (or
+// not): JSON calls allowed and refused, a token among the arguments, junk, more than the
+// limit, two documents, deep nesting, nothing.
+function bodyChunks(pairs) {
+  const body = encoder.encode(random.pick([
+    () => ALLOWED_CALL,
+    () => JSON.stringify({ method: "tools/call", params: { name: "delete_repo" } }),
+    () => JSON.stringify({ method: "tools/call", params: { name: "search", arguments: { token } } }),
+    () => "x".repeat(random.below(2000)),
+    () => "[".repeat(random.below(5000)),
+    () => `${ALLOWED_CALL}${ALLOWED_CALL}`,
+    () => "",
+  ])());
+  const chunks = [];
+  const pieces = body.length === 0 ? random.below(2) : 1 + random.below(4);
+  let at = 0;
+  for (let i = 0; i < pieces; i++) {
+    const end = i === pieces - 1 ? body.length : at + random.below(body.length - at + 1);
+    chunks.push(i === 0 && random.chance(0.2) ? random.bytes(20) : body.subarray(at, end));
+    at = end;
+  }
+  pairs.push(["content-type", random.pick(["application/json", "application/json; charset=utf-8",
+    "text/plain", "application/x+json"])]);
+  return chunks;
+}
+
+// A request with this body in one piece through Envoy's callbacks; the last action.
+function sendWithBody(pairs, body) {
+  const id = host.newContext();
+  host.request = pairs;
+  host.body = body;
+  host.response = [[":status", "200"]];
+  const exports = host.exports;
+  exports.proxy_on_context_create(id, ROOT_CONTEXT);
+  let action = exports.proxy_on_request_headers(id, pairs.length, 0);
+  if (action === CONTINUE) action = exports.proxy_on_request_body(id, body.length, 1);
+  exports.proxy_on_response_headers(id, 1, 1);
+  exports.proxy_on_log(id);
+  exports.proxy_on_done(id);
+  exports.proxy_on_delete(id);
+  return action;
+}
+
 // One case's answers to property reads (the same path answers the same within a case): half
 // the cases as Envoy would answer, half with anything.
 function propertyAnswers(kind) {
@@ -157,9 +205,10 @@ function propertyAnswers(kind) {
 let faultRate = 0;
 let faultsInjected = 0;
 let property = () => null;
-// One VM as Envoy runs it and one as Kong does (which answers `kong.version`).
-const gateways = ["envoy", "kong"].map((kind) => {
-  const host = startPlugin(modulePath, config, {
+// One VM as Envoy runs it, one as Kong does (which answers `kong.version`), and one as Envoy
+// runs it with a policy that reads request bodies.
+const gateways = ["envoy", "kong", "body"].map((kind) => {
+  const host = startPlugin(modulePath, kind === "body" ? bodyConfig : config, {
     keep: true,
     quiet: true,
     fault: () => {
@@ -171,11 +220,13 @@ const gateways = ["envoy", "kong"].map((kind) => {
       ? (kind === "kong" ? { status: OK, value: "3.9.1" } : null)
       : property(path)),
   });
-  return { kind, host };
+  return { kind, host, properties: kind === "kong" ? "kong" : "envoy" };
 });
 let host = gateways[0].host;
 
-const tally = { allowed: 0, replied: 0, checkedRecords: 0, weirdOrders: 0, kongAllowed: 0 };
+const tally = {
+  allowed: 0, replied: 0, checkedRecords: 0, weirdOrders: 0, kongAllowed: 0, bodiesAllowed: 0,
+};
 const failures = [];
 const fail = (caseIndex, what) => {
   failures.push(`case ${caseIndex} (seed ${seedArg}): ${what}`);
@@ -215,8 +266,9 @@ function runCase(caseIndex) {
   const exports = host.exports;
   const faulty = random.chance(0.3);
   faultRate = faulty ? random.pick([0.05, 0.2, 0.6]) : 0;
-  property = propertyAnswers(gateway.kind);
+  property = propertyAnswers(gateway.properties);
   const pairs = request();
+  const chunks = gateway.kind === "body" ? bodyChunks(pairs) : [];
   const fromLog = host.logs.length, fromProperty = host.properties.length;
   const repliesBefore = host.localReplies.length;
   const recordsBefore = host.records.length;
@@ -226,10 +278,30 @@ function runCase(caseIndex) {
   host.response = [[":status", "200"]];
   exports.proxy_on_context_create(id, ROOT_CONTEXT);
   let action = null;
+  host.body = new Uint8Array(0);
   if (order === "envoy" || order === "twice") {
-    action = exports.proxy_on_request_headers(id, pairs.length, 1);
+    action = exports.proxy_on_request_headers(id, pairs.length, chunks.length === 0 ? 1 : 0);
+    // Headers let through go upstream, whatever the body will bring.
     checkLetThrough(caseIndex, action, repliesBefore);
     if (order === "twice") exports.proxy_on_request_headers(id, pairs.length, 1);
+    for (const [index, chunk] of chunks.entries()) {
+      if (action !== CONTINUE || host.localReplies.length > repliesBefore) break;
+      const whole = new Uint8Array(host.body.length + chunk.length);
+      whole.set(host.body);
+      whole.set(chunk, host.body.length);
+      host.body = whole;
+      const last = index === chunks.length - 1;
+      const bodyAction = exports.proxy_on_request_body(id, host.body.length, last ? 1 : 0);
+      // Paused: the host buffers, and calls again with what came since.
+      if (bodyAction === CONTINUE || last || host.localReplies.length > repliesBefore) {
+        action = bodyAction;
+        if (bodyAction === CONTINUE) break;
+      }
+    }
+    if (order === "envoy" && action === CONTINUE && host.localReplies.length > repliesBefore) {
+      fail(caseIndex, "a reply to a request let through");
+    }
+    if (action === CONTINUE && chunks.length > 0) tally.bodiesAllowed++;
   }
   if (order === "response-first") {
     exports.proxy_on_response_headers(id, 1, 1);
@@ -273,14 +345,17 @@ function runCase(caseIndex) {
 // A clean request, all host calls answering: it must still be let through.
 function stillServing(caseIndex) {
   property = (path) => {
-    const value = PLAUSIBLE_PROPERTIES[gateways.find((g) => g.host === host).kind][path.join(".")];
+    const value = PLAUSIBLE_PROPERTIES[gateways.find((g) => g.host === host).properties][path.join(".")];
     return value === undefined ? null : { status: OK, value };
   };
   const before = host.localReplies.length;
-  const action = host.send([
+  const clean = [
     [":authority", "api.example"], [":path", "/tickets/42"], [":method", "GET"],
     [":scheme", "http"], ["authorization", `Bearer ${token}`],
-  ]);
+  ];
+  const action = host === gateways[2].host
+    ? sendWithBody([...clean, ["content-type", "application/json"]], encoder.encode(ALLOWED_CALL))
+    : host.send(clean);
   if (action !== CONTINUE) {
     fail(caseIndex, `a clean request was refused afterwards: ${JSON.stringify(host.localReplies.slice(before))}`);
   }
@@ -303,6 +378,7 @@ for (let i = 0; i < CASES && failures.length === 0; i++) {
 if (failures.length === 0) {
   const missing = Object.entries({
     "requests let through": tally.allowed, "requests let through by Kong": tally.kongAllowed,
+    "bodies let through": tally.bodiesAllowed,
     "local replies": tally.replied,
     "records checked": tally.checkedRecords, "odd callback orders": tally.weirdOrders,
     "failed host calls": faultsInjected,
@@ -315,7 +391,8 @@ if (failures.length > 0) {
 }
 console.log(
   `${CASES} cases (seed ${seedArg}): ${tally.allowed} let through ` +
-    `(${tally.kongAllowed} by Kong), ${tally.replied} replied to, ` +
+    `(${tally.kongAllowed} by Kong, ${tally.bodiesAllowed} with a body read), ` +
+    `${tally.replied} replied to, ` +
     `${tally.checkedRecords} records checked, ${tally.weirdOrders} odd callback orders, ` +
     `${faultsInjected} host calls failed`,
 );

@@ -13,7 +13,7 @@ import { hrtime } from "node:process";
 export const CONTINUE = 0;
 export const OK = 0, NOT_FOUND = 1, UNIMPLEMENTED = 12;
 export const MAP_REQUEST_HEADERS = 0, MAP_RESPONSE_HEADERS = 2;
-const BUFFER_VM_CONFIGURATION = 6, BUFFER_PLUGIN_CONFIGURATION = 7;
+const BUFFER_HTTP_REQUEST_BODY = 0, BUFFER_VM_CONFIGURATION = 6, BUFFER_PLUGIN_CONFIGURATION = 7;
 const LOG_ERROR = 4;
 const CAS_MISMATCH = 8;
 export const ROOT_CONTEXT = 1;
@@ -62,8 +62,8 @@ export function startPlugin(modulePath, config, options = {}) {
     options;
   const configBytes = encoder.encode(JSON.stringify(config));
   const host = {
-    request: [], response: [], localReplies: [], records: [], logs: [], properties: [],
-    propertiesSet: 0,
+    request: [], response: [], body: new Uint8Array(0), localReplies: [], records: [], logs: [],
+    properties: [], propertiesSet: 0,
   };
   let memory, exports;
   const bytes = () => new Uint8Array(memory.buffer);
@@ -120,6 +120,9 @@ export function startPlugin(modulePath, config, options = {}) {
     },
     proxy_get_buffer_bytes: (type, start, max, ptrPtr, sizePtr) => {
       if (type === BUFFER_PLUGIN_CONFIGURATION) return give(configBytes, ptrPtr, sizePtr);
+      if (type === BUFFER_HTTP_REQUEST_BODY) {
+        return give(host.body.subarray(start, start + max), ptrPtr, sizePtr);
+      }
       if (type === BUFFER_VM_CONFIGURATION) return give(new Uint8Array(0), ptrPtr, sizePtr);
       return NOT_FOUND;
     },

@@ -1,6 +1,7 @@
 //! Host-level fuzzing (security catalogue F07): the built module under a proxy-wasm host in
 //! Node's V8 (`test-harness/host/fuzz.mjs`), with hostile requests, odd property values,
-//! failing host calls and callbacks out of order. What must hold is listed in that file.
+//! failing host calls, callbacks out of order and bodies in pieces. What must hold is listed
+//! in that file.
 //!
 //! `CHAPERONE_FUZZ_SEED` and `CHAPERONE_FUZZ_CASES` change the seed (1) and the number of cases
 //! (5000); a failure names its seed and case, which replay with the same module.
@@ -33,6 +34,19 @@ decision := {"allowed": true, "reason": "ticket_read", "rule": "tickets.read", "
 from_elsewhere if not net.cidr_contains("127.0.0.0/8", input.attributes.source.address.socketAddress.address)
 "#;
 
+/// Tool calls by their JSON-RPC body (allowed answers remembered): the body gateway's policy.
+const BODY_POLICY: &str = r#"package chaperone.authz
+
+import rego.v1
+
+default decision := {"allowed": false, "reason": "tool_not_allowed", "rule": "mcp.tools"}
+
+decision := {"allowed": true, "reason": "tool_allowed", "rule": "mcp.tools", "cache_seconds": 30} if {
+	input.parsed_body.method == "tools/call"
+	input.parsed_body.params.name in {"search", "read_file"}
+}
+"#;
+
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -51,6 +65,14 @@ fn the_module_survives_hostile_requests_and_a_failing_host() {
     });
     let config_path = work.0.join("config.json");
     std::fs::write(&config_path, config.to_string()).unwrap();
+    let body_config = json!({
+        "issuers": [issuer(&[&key])],
+        "policy": {"decision_path": DECISION_PATH, "name": "fuzz-body", "revision": "r1",
+                   "modules": {"tools.rego": BODY_POLICY}},
+        "limits": {"max_request_body_bytes": 256},
+    });
+    let body_config_path = work.0.join("body-config.json");
+    std::fs::write(&body_config_path, body_config.to_string()).unwrap();
     let token_path = work.0.join("token");
     std::fs::write(&token_path, key.mint(&claims())).unwrap();
     let module = try_wasm_path().unwrap_or_else(|e| panic!("{e}"));
@@ -59,7 +81,7 @@ fn the_module_survives_hostile_requests_and_a_failing_host() {
 
     let output = Command::new("node")
         .arg(workspace_root().join("test-harness/host/fuzz.mjs"))
-        .args([&module, &config_path, &token_path])
+        .args([&module, &config_path, &body_config_path, &token_path])
         .args([&seed, &cases])
         .output()
         .unwrap_or_else(|e| panic!("node (make tools installs it): {e}"));
