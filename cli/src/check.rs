@@ -24,6 +24,9 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
             return Ok(ExitCode::SUCCESS);
         }
         Ok(chaperone_core::Loaded::Ready(compiled)) if problems.is_empty() => {
+            if let Some(warning) = compiled.body_warning() {
+                eprintln!("{path}: warning: {warning}");
+            }
             println!(
                 "{path}: ok ({} issuer(s), policy `{}` revision `{}`, decision path `{}`)",
                 compiled.issuers.len(),

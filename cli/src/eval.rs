@@ -98,11 +98,11 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
         } else {
             Peer::default()
         },
-        // As the plugin: read only when the policy reads it, up to the configured size.
+        // As the plugin: read only when the policy reads it, up to the configured size; none
+        // given is an empty one.
         body: loaded
             .body_limit()
-            .zip(body)
-            .map(|(limit, body)| RequestBody::read(body.into_bytes(), limit)),
+            .map(|limit| RequestBody::read(body.unwrap_or_default().into_bytes(), limit)),
     };
     let mut runtime = Runtime::new(&loaded, 0);
     let started = now_ns();

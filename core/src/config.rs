@@ -212,9 +212,10 @@ fn default_max_token_bytes() -> usize {
     8192
 }
 
-/// The most of a request's body a policy may be given: Envoy's default buffer for a
-/// connection is as large, and a body is held in every VM that reads it.
-pub const MAX_REQUEST_BODY_BYTES: usize = 1 << 20;
+/// The most of a request's body a policy may be given: half of Envoy's default buffer for a
+/// connection (1 MiB), so that chaperone has decided before the host refuses a longer body
+/// (413) while chaperone holds it.
+pub const MAX_REQUEST_BODY_BYTES: usize = 1 << 19;
 
 /// Everything a request needs, built once per configuration.
 pub struct Compiled {
@@ -243,6 +244,15 @@ pub struct Compiled {
 }
 
 impl Compiled {
+    /// See [`Loaded::body_warning`].
+    pub fn body_warning(&self) -> Option<&'static str> {
+        (self.policy.body_reads && self.max_request_body_bytes == 0).then_some(
+            "the policy reads the request body (input.parsed_body, input.truncated_body or \
+             input.attributes.request.http, whole or its body) but \
+             limits.max_request_body_bytes is 0: it is never given one",
+        )
+    }
+
     /// Every issuer whose keys the VM may have to fetch, in key-store order: the agent token
     /// issuers, then the transaction token issuer.
     pub fn key_issuers(&self) -> impl Iterator<Item = &Issuer> {
@@ -355,6 +365,15 @@ impl Loaded {
         match self {
             Loaded::Ready(compiled) => compiled.policy.peer_reads,
             Loaded::Empty => crate::input::PeerReads::default(),
+        }
+    }
+
+    /// Said when the configuration is installed: the policy reads the request's body, which
+    /// it is never given (`limits.max_request_body_bytes` is 0).
+    pub fn body_warning(&self) -> Option<&'static str> {
+        match self {
+            Loaded::Ready(compiled) => compiled.body_warning(),
+            Loaded::Empty => None,
         }
     }
 

@@ -97,6 +97,14 @@ pub fn decide_timed(
     let mut decision = match (loaded, &line) {
         (Loaded::Empty, _) => deny(Reason::PolicyUnavailable, facts, None),
         (Loaded::Ready(_), None) => deny(Reason::RequestMalformed, facts, None),
+        (Loaded::Ready(_), Some(_))
+            if facts
+                .body
+                .as_ref()
+                .is_some_and(|body| body.is_invalid_json(facts.header("content-type"))) =>
+        {
+            deny(Reason::RequestBodyInvalid, facts, None)
+        }
         (Loaded::Ready(compiled), Some(line)) => {
             decide_compiled(compiled, runtime, facts, line, clock, started)
         }

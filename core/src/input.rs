@@ -61,16 +61,35 @@ impl RequestBody {
     }
 
     /// `input.parsed_body`: a complete body sent as JSON (`application/json`, or a type ending
-    /// in `+json`, as its `content-type` says), parsed; none otherwise, or when it does not
-    /// parse.
+    /// in `+json`, as its `content-type` says), parsed; none otherwise.
     fn parsed(&self, content_type: Option<&[u8]>) -> Option<PolicyValue> {
-        let media_type = std::str::from_utf8(content_type?).ok()?;
-        let media_type = media_type.split(';').next()?.trim().to_ascii_lowercase();
-        let json = media_type == "application/json" || media_type.ends_with("+json");
-        if !json || self.truncated {
+        if !self.whole_json(content_type) {
             return None;
         }
         PolicyValue::from_json_str(std::str::from_utf8(&self.bytes).ok()?).ok()
+    }
+
+    /// A complete, non-empty body its `content-type` says is JSON, which is not (two
+    /// documents, deeper than the parser goes, a number out of range, not UTF-8...): refused,
+    /// as OPA-Envoy refuses it, so that no rule meets a document an upstream parser might read
+    /// otherwise.
+    pub fn is_invalid_json(&self, content_type: Option<&[u8]>) -> bool {
+        self.whole_json(content_type) && self.parsed(content_type).is_none()
+    }
+
+    fn whole_json(&self, content_type: Option<&[u8]>) -> bool {
+        let Some(media_type) = content_type.and_then(|value| std::str::from_utf8(value).ok())
+        else {
+            return false;
+        };
+        let media_type = media_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let json = media_type == "application/json" || media_type.ends_with("+json");
+        json && !self.truncated && !self.bytes.is_empty()
     }
 }
 
@@ -1156,6 +1175,20 @@ mod tests {
         assert_eq!(body("caf\u{e9}".as_bytes(), 4).text(), Some("caf"));
         assert_eq!(body(b"caf\xff", 100).text(), None);
         assert_eq!(body(b"{not json", 100).parsed(json), None);
+        // Declared JSON that is not one document is refused; anything else is the policy's.
+        for text in [&b"{not json"[..], b"{}{}", b"{\"n\": 1e400}", b"caf\xff"] {
+            assert!(body(text, 100).is_invalid_json(json), "{text:?}");
+        }
+        for (text, content_type) in [
+            (&b"{not json"[..], None),
+            (b"", json),
+            (b"{\"a\": 12345}", json),
+        ] {
+            assert!(
+                !body(text, 8).is_invalid_json(content_type),
+                "{text:?}: cut, empty or not JSON"
+            );
+        }
         // Deeper than the JSON parser goes: no value, no panic.
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert_eq!(body(deep.as_bytes(), 1 << 20).parsed(json), None);

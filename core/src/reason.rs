@@ -20,6 +20,9 @@ pub enum Reason {
     TypeNotAllowed,
     ClaimInvalid,
     RequestMalformed,
+    RequestBodyInvalid,
+    RequestBodyIncomplete,
+    AnsweredBeforeDecision,
     PolicyAllowed,
     PolicyDenied,
     PolicyUndefined,
@@ -65,6 +68,9 @@ impl Reason {
             Reason::TypeNotAllowed => "type_not_allowed",
             Reason::ClaimInvalid => "claim_invalid",
             Reason::RequestMalformed => "request_malformed",
+            Reason::RequestBodyInvalid => "request_body_invalid",
+            Reason::RequestBodyIncomplete => "request_body_incomplete",
+            Reason::AnsweredBeforeDecision => "answered_before_decision",
             Reason::PolicyAllowed => "policy_allowed",
             Reason::PolicyDenied => "policy_denied",
             Reason::PolicyUndefined => "policy_undefined",
@@ -92,7 +98,9 @@ impl Reason {
     pub fn status(self) -> u16 {
         match self {
             Reason::PolicyAllowed => 200,
-            Reason::RequestMalformed => 400,
+            Reason::RequestMalformed
+            | Reason::RequestBodyInvalid
+            | Reason::RequestBodyIncomplete => 400,
             Reason::PolicyDenied
             | Reason::PolicyUndefined
             | Reason::PolicyError
@@ -107,13 +115,13 @@ impl Reason {
             Reason::PolicyUnavailable
             | Reason::KeysUnavailable
             | Reason::DecisionLogUnavailable => 503,
-            Reason::InternalError => 500,
+            Reason::InternalError | Reason::AnsweredBeforeDecision => 500,
             _ => 401,
         }
     }
 
     /// Every reason, for documentation tests and metric tables.
-    pub const ALL: [Reason; 37] = [
+    pub const ALL: [Reason; 40] = [
         Reason::TokenMissing,
         Reason::TokenAmbiguous,
         Reason::TokenMalformed,
@@ -130,6 +138,9 @@ impl Reason {
         Reason::TypeNotAllowed,
         Reason::ClaimInvalid,
         Reason::RequestMalformed,
+        Reason::RequestBodyInvalid,
+        Reason::RequestBodyIncomplete,
+        Reason::AnsweredBeforeDecision,
         Reason::PolicyAllowed,
         Reason::PolicyDenied,
         Reason::PolicyUndefined,

@@ -1338,6 +1338,16 @@ decision if input.parsed_body.method == "tools/list"
         "cut: not parsed"
     );
 
+    request.body = Some(RequestBody::read(
+        br#"{"method": "tools/list"}{}"#.to_vec(),
+        64,
+    ));
+    let invalid = decide(&loaded, &mut runtime, &request);
+    assert_eq!(
+        (invalid.status, invalid.reason),
+        (400, Reason::RequestBodyInvalid)
+    );
+
     // Refused on its headers: final, nothing to rewrite.
     let no_token = facts("POST", "/mcp", &[("content-type", b"application/json")]);
     let refused = decide(&loaded, &mut runtime, &no_token);

@@ -12,6 +12,7 @@ use chaperone_core::decision_log::KeyField;
 use chaperone_core::export::Exporter;
 use chaperone_core::input::HeaderPairs;
 use chaperone_core::record::DecisionIds;
+use chaperone_core::runtime::CacheStats;
 use chaperone_core::{
     decide_timed, rewrite_before_body, Decision, HeaderRewrite, Loaded, Peer, Reason, RequestBody,
     RequestFacts, Runtime, SocketAddress,
@@ -256,6 +257,9 @@ impl RootContext for ChaperoneRoot {
                     LogLevel::Info,
                     &format!("chaperone {}: {summary}", env!("CARGO_PKG_VERSION")),
                 );
+                if let Some(warning) = loaded.body_warning() {
+                    host::log(LogLevel::Warn, &format!("chaperone: {warning}"));
+                }
                 self.install(loaded)
             }
             Err(error) => {
@@ -298,13 +302,52 @@ struct ChaperoneFilter {
 /// A request whose decision waits for its body: what was known at its headers.
 struct AwaitingBody {
     facts: RequestFacts,
-    started_ns: u64,
     seq: u64,
+    /// What the token caches did for it at its headers, counted once it is decided.
+    token_stats: CacheStats,
     /// The most of the body the policy is given.
     limit: usize,
 }
 
 impl Context for ChaperoneFilter {}
+
+impl ChaperoneFilter {
+    /// The cache counts since they were last taken.
+    fn take_cache_stats(&self) -> CacheStats {
+        self.active
+            .runtime
+            .try_borrow_mut()
+            .map(|mut runtime| std::mem::take(&mut runtime.cache_stats))
+            .unwrap_or_default()
+    }
+
+    /// Counts taken for a request held for its body, given back when it is decided.
+    fn restore_cache_stats(&self, stats: CacheStats) {
+        if let Ok(mut runtime) = self.active.runtime.try_borrow_mut() {
+            runtime.cache_stats = stats;
+        }
+    }
+
+    /// A request held for its body that ended without it (the client went away, a timeout):
+    /// its record says so.
+    fn record_abandoned(&mut self) {
+        if let Some(awaiting) = self.awaiting_body.take() {
+            let mut decision = refuse(
+                &self.active.loaded,
+                &awaiting.facts,
+                Reason::RequestBodyIncomplete,
+            );
+            self.restore_cache_stats(awaiting.token_stats);
+            decision.record.seq = awaiting.seq;
+            decision
+                .record
+                .labels
+                .insert("instance".to_owned(), self.vm.instance.clone());
+            self.publish(&decision);
+            self.account(&mut decision, host::now_ns());
+        }
+    }
+}
 
 impl HttpContext for ChaperoneFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -345,7 +388,7 @@ impl HttpContext for ChaperoneFilter {
         // on: refused now if the headers alone refuse it, else rewritten for the verified
         // agent and decided on with the body (`on_http_request_body`). README, "Request
         // bodies", says what must hold the request back from the upstream meanwhile.
-        let first = self.decide(&facts);
+        let first = self.decide(&facts, started_ns);
         let Some(rewrite) = rewrite_before_body(&self.active.loaded, &first, &facts) else {
             return self.conclude(first, started_ns, seq);
         };
@@ -356,11 +399,12 @@ impl HttpContext for ChaperoneFilter {
             self.account(&mut decision, started_ns);
             return action;
         }
+        // The token caches were asked here; the verdict cache is asked again with the body.
         self.awaiting_body = Some(AwaitingBody {
             facts,
-            started_ns,
             seq,
             limit,
+            token_stats: self.take_cache_stats(),
         });
         Action::Continue
     }
@@ -382,7 +426,27 @@ impl HttpContext for ChaperoneFilter {
         }
     }
 
+    fn on_log(&mut self) {
+        self.record_abandoned();
+    }
+
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        // The upstream answered a request still held for its body (no buffer filter after
+        // chaperone, README "Request bodies"): its answer is not the client's.
+        if let Some(awaiting) = self.awaiting_body.take() {
+            host::log(
+                LogLevel::Error,
+                "chaperone: the upstream answered before the policy had the request's body; put \
+                 Envoy's buffer filter after chaperone (README, \"Request bodies\")",
+            );
+            let decision = refuse(
+                &self.active.loaded,
+                &awaiting.facts,
+                Reason::AnsweredBeforeDecision,
+            );
+            self.restore_cache_stats(awaiting.token_stats);
+            return self.conclude(decision, host::now_ns(), awaiting.seq);
+        }
         if let Some(decision_id) = &self.allowed_decision_id {
             let _ = host::add_header(
                 MapType::HttpResponseHeaders,
@@ -397,7 +461,7 @@ impl HttpContext for ChaperoneFilter {
 impl ChaperoneFilter {
     /// Decides, applies and accounts for a request.
     fn finish(&mut self, facts: RequestFacts, started_ns: u64, seq: u64) -> Action {
-        let decision = self.decide(&facts);
+        let decision = self.decide(&facts, started_ns);
         self.conclude(decision, started_ns, seq)
     }
 
@@ -440,10 +504,17 @@ impl ChaperoneFilter {
         };
         // The headers were rewritten before the body came and cannot change now: a policy's
         // own upstream headers are not added (README, "Request bodies").
-        let mut decision = self.decide(&facts);
+        let started_ns = host::now_ns();
+        let mut decision = self.decide(&facts, started_ns);
         decision.strip_headers.clear();
         decision.upstream_headers.clear();
-        self.conclude(decision, awaiting.started_ns, awaiting.seq)
+        let with_body = self.take_cache_stats();
+        self.restore_cache_stats(CacheStats {
+            decision_hits: with_body.decision_hits,
+            decision_misses: with_body.decision_misses,
+            ..awaiting.token_stats
+        });
+        self.conclude(decision, started_ns, awaiting.seq)
     }
 
     /// One end of the connection, asked of the host only when the policy reads it. The
@@ -460,7 +531,9 @@ impl ChaperoneFilter {
         }
     }
 
-    fn decide(&self, facts: &RequestFacts) -> Decision {
+    /// The decision for `facts`, its timers running from `started_ns` (the request's time, or
+    /// when its body came in: the upload is the client's time, not chaperone's).
+    fn decide(&self, facts: &RequestFacts, started_ns: u64) -> Decision {
         let active = &self.active;
         // With `when_full: deny`, a request whose record cannot be kept is not served.
         let full = active.exporter.try_borrow().is_ok_and(|exporter| {
@@ -482,13 +555,13 @@ impl ChaperoneFilter {
                     let work = runtime.adopt(&self.vm.store);
                     keys::carry_out(&mut runtime, &self.vm.store, &self.vm.metrics, work);
                 }
-                decide_timed(&active.loaded, &mut runtime, facts, facts.now_ns, &clock)
+                decide_timed(&active.loaded, &mut runtime, facts, started_ns, &clock)
             }
             Err(_) => decide_timed(
                 &active.loaded,
                 &mut Runtime::new(&Loaded::Empty, 0),
                 facts,
-                facts.now_ns,
+                started_ns,
                 &clock,
             ),
         }

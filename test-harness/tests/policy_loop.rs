@@ -1082,4 +1082,60 @@ fn a_policy_reads_the_request_body_as_opa_envoy_gives_it() {
     // No body: nothing to parse.
     let response = gateway.with_token("GET", "/mcp", &token);
     assert_eq!(response.status, 403);
+
+    // Declared JSON that is not one JSON document: refused, as OPA-Envoy refuses it, rather
+    // than left for a rule to read otherwise than the upstream's parser.
+    for junk in [
+        format!("{search}{search}"),
+        format!("{}1{}", "[".repeat(200), "]".repeat(200)),
+        r#"{"method": "tools/call", "n": 1e400}"#.to_owned(),
+    ] {
+        let response = post("/mcp", "application/json", junk.as_bytes());
+        assert_eq!(
+            (response.status, response.json()["reason"].as_str()),
+            (400, Some("request_body_invalid"))
+        );
+    }
+    drop(gateway);
+
+    // Without the buffer filter the router may answer on the headers alone (here a direct
+    // response): that answer is replaced, never served for a request not yet decided.
+    let early = GatewayOptions {
+        edits: vec![(
+            "                route: {cluster: upstream}\n",
+            "                direct_response: {status: 200, body: {inline_string: \"served on headers\"}}\n",
+        )],
+        ..GatewayOptions::default()
+    };
+    let gateway = Gateway::start_with(&early, &config_text);
+    let delete = tool_call("delete_repo", json!({"repo": "payments"}));
+    let length = delete.len().to_string();
+    let head = build_request(
+        "POST",
+        "/mcp",
+        gateway.port,
+        &[
+            ("authorization", bearer.as_bytes()),
+            ("content-type", b"application/json"),
+            ("content-length", length.as_bytes()),
+        ],
+    );
+    let response = send_in_parts(
+        gateway.port,
+        &[&head, delete.as_bytes()],
+        Duration::from_millis(300),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            response.status,
+            response.body_text().contains("served on headers")
+        ),
+        (500, false),
+        "{}",
+        response.body_text()
+    );
+    let record = gateway.record(&response.header_str("x-chaperone-decision-id").unwrap());
+    assert_eq!(record["reason"], "answered_before_decision");
 }
