@@ -1096,6 +1096,40 @@ fn a_policy_reads_the_request_body_as_opa_envoy_gives_it() {
             (400, Some("request_body_invalid"))
         );
     }
+    // A client that goes away before its body is in: the request gets its record.
+    {
+        use std::io::Write;
+        let head = build_request(
+            "POST",
+            "/mcp",
+            gateway.port,
+            &[
+                ("authorization", bearer.as_bytes()),
+                ("content-type", b"application/json"),
+                ("content-length", b"100"),
+            ],
+        );
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", gateway.port)).unwrap();
+        client.write_all(&head).unwrap();
+        client.write_all(b"{\"method\":").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let abandoned = loop {
+        let records = gateway.envoy.decision_records().unwrap();
+        if let Some(record) = records
+            .into_iter()
+            .find(|r| r["reason"] == "request_body_incomplete")
+        {
+            break record;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no record for the abandoned request"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(abandoned["result"]["allowed"], false);
     drop(gateway);
 
     // Without the buffer filter the router may answer on the headers alone (here a direct
