@@ -895,6 +895,21 @@ const BUFFER_THEN_ROUTER: &str = "          - name: envoy.filters.http.buffer
           - name: envoy.filters.http.router
 ";
 
+/// The head of `POST /mcp` with this bearer value and a JSON body of `length` bytes.
+fn json_post_head(port: u16, bearer: &str, length: usize) -> Vec<u8> {
+    let length = length.to_string();
+    build_request(
+        "POST",
+        "/mcp",
+        port,
+        &[
+            ("authorization", bearer.as_bytes()),
+            ("content-type", b"application/json"),
+            ("content-length", length.as_bytes()),
+        ],
+    )
+}
+
 /// A JSON-RPC `tools/call` of `tool` with these arguments.
 fn tool_call(tool: &str, arguments: Value) -> String {
     json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
@@ -1099,16 +1114,7 @@ fn a_policy_reads_the_request_body_as_opa_envoy_gives_it() {
     // A client that goes away before its body is in: the request gets its record.
     {
         use std::io::Write;
-        let head = build_request(
-            "POST",
-            "/mcp",
-            gateway.port,
-            &[
-                ("authorization", bearer.as_bytes()),
-                ("content-type", b"application/json"),
-                ("content-length", b"100"),
-            ],
-        );
+        let head = json_post_head(gateway.port, &bearer, 100);
         let mut client = std::net::TcpStream::connect(("127.0.0.1", gateway.port)).unwrap();
         client.write_all(&head).unwrap();
         client.write_all(b"{\"method\":").unwrap();
@@ -1143,17 +1149,7 @@ fn a_policy_reads_the_request_body_as_opa_envoy_gives_it() {
     };
     let gateway = Gateway::start_with(&early, &config_text);
     let delete = tool_call("delete_repo", json!({"repo": "payments"}));
-    let length = delete.len().to_string();
-    let head = build_request(
-        "POST",
-        "/mcp",
-        gateway.port,
-        &[
-            ("authorization", bearer.as_bytes()),
-            ("content-type", b"application/json"),
-            ("content-length", length.as_bytes()),
-        ],
-    );
+    let head = json_post_head(gateway.port, &bearer, delete.len());
     let response = send_in_parts(
         gateway.port,
         &[&head, delete.as_bytes()],
