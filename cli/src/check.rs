@@ -35,6 +35,13 @@ pub fn command(args: &mut Args) -> Result<ExitCode, String> {
                 compiled.policy.decision_path
             );
             print_input_reads(&compiled.policy.input_reads);
+            if compiled.policy.body_reads && compiled.max_request_body_bytes > 0 {
+                println!(
+                    "  reads the request body (up to {} bytes): a request with a body is held \
+                     until it is in (README, \"Request bodies\")",
+                    compiled.max_request_body_bytes
+                );
+            }
             return Ok(ExitCode::SUCCESS);
         }
         Ok(_) => {}

@@ -594,3 +594,51 @@ fn replay_reports_the_decisions_a_candidate_bundle_would_flip() {
     assert!(out.status.success(), "{}", text(&out.stdout));
     assert!(text(&out.stdout).contains("0 decisions would flip"));
 }
+
+/// `check` says when a policy reads request bodies: that requests with one are held for it,
+/// or, with no body allowed, that the policy never gets one.
+#[test]
+fn check_says_what_reading_the_request_body_means() {
+    let scratch = Scratch::new("check-body");
+    let (config, _) = configured(&scratch);
+    let mut reads_body: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    reads_body["policy"]["modules"] = json!({"tools.rego": "package chaperone.authz\n\nimport rego.v1\n\ndefault decision := false\n\ndecision if input.parsed_body.method == \"tools/list\"\n"});
+    reads_body["policy"]["data"] = json!({});
+    reads_body.as_object_mut().unwrap().remove("registry");
+    for (limit, stdout_says, stderr_says) in [
+        (
+            0,
+            None,
+            Some("limits.max_request_body_bytes is 0: it is never given one"),
+        ),
+        (
+            4096,
+            Some("reads the request body (up to 4096 bytes)"),
+            None,
+        ),
+    ] {
+        reads_body["limits"] = json!({"max_request_body_bytes": limit});
+        let path = scratch.path(&format!("body-{limit}.json"));
+        std::fs::write(&path, reads_body.to_string()).unwrap();
+        let out = chaperone(&["check", &path]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(
+            stdout.contains("reads the request body"),
+            stdout_says.is_some(),
+            "{stdout}"
+        );
+        if let Some(says) = stdout_says {
+            assert!(stdout.contains(says), "{stdout}");
+        }
+        assert_eq!(
+            stderr.contains("warning"),
+            stderr_says.is_some(),
+            "{stderr}"
+        );
+        if let Some(says) = stderr_says {
+            assert!(stderr.contains(says), "{stderr}");
+        }
+    }
+}
