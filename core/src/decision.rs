@@ -4,7 +4,9 @@ use crate::attribution::{attribute, collect_grants};
 use crate::config::{Compiled, Loaded};
 use crate::decision_cache::{self, Served};
 use crate::encoding::{header_safe, list_header_value};
-use crate::input::{remaining_seconds, RequestFacts, RequestInput, RequestLine};
+use crate::input::{
+    remaining_seconds, InvalidJson, PolicyValue, RequestFacts, RequestInput, RequestLine,
+};
 use crate::policy::Verdict;
 use crate::reason::Reason;
 use crate::record::{
@@ -94,19 +96,14 @@ pub fn decide_timed(
         .map(str::to_owned)
         .collect();
     let line = facts.request_line();
-    let mut decision = match (loaded, &line) {
-        (Loaded::Empty, _) => deny(Reason::PolicyUnavailable, facts, None),
-        (Loaded::Ready(_), None) => deny(Reason::RequestMalformed, facts, None),
-        (Loaded::Ready(_), Some(_))
-            if facts
-                .body
-                .as_ref()
-                .is_some_and(|body| body.is_invalid_json(facts.header("content-type"))) =>
-        {
+    let mut decision = match (loaded, &line, facts.parsed_body()) {
+        (Loaded::Empty, _, _) => deny(Reason::PolicyUnavailable, facts, None),
+        (Loaded::Ready(_), None, _) => deny(Reason::RequestMalformed, facts, None),
+        (Loaded::Ready(_), Some(_), Err(InvalidJson)) => {
             deny(Reason::RequestBodyInvalid, facts, None)
         }
-        (Loaded::Ready(compiled), Some(line)) => {
-            decide_compiled(compiled, runtime, facts, line, clock, started)
+        (Loaded::Ready(compiled), Some(line), Ok(parsed_body)) => {
+            decide_compiled(compiled, runtime, facts, line, parsed_body, clock, started)
         }
     };
     decision.strip_headers = strip_headers;
@@ -210,6 +207,7 @@ fn decide_compiled(
     runtime: &mut Runtime,
     facts: &RequestFacts,
     line: &RequestLine,
+    parsed_body: Option<PolicyValue>,
     clock: &dyn Fn() -> u64,
     started: u64,
 ) -> Decision {
@@ -234,7 +232,7 @@ fn decide_compiled(
                 credential_headers: &compiled.credential_headers,
                 agent: agent_input,
                 grants: &grants.valid,
-                parsed_body: std::cell::OnceCell::new(),
+                parsed_body,
             };
             let (verdict, served) = decision_cache::evaluate(
                 &compiled.policy,

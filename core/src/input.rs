@@ -60,27 +60,15 @@ impl RequestBody {
         }
     }
 
-    /// `input.parsed_body`: a complete body sent as JSON (`application/json`, or a type ending
-    /// in `+json`, as its `content-type` says), parsed; none otherwise.
-    fn parsed(&self, content_type: Option<&[u8]>) -> Option<PolicyValue> {
-        if !self.whole_json(content_type) {
-            return None;
-        }
-        PolicyValue::from_json_str(std::str::from_utf8(&self.bytes).ok()?).ok()
-    }
-
-    /// A complete, non-empty body its `content-type` says is JSON, which is not (two
-    /// documents, deeper than the parser goes, a number out of range, not UTF-8...): refused,
-    /// as OPA-Envoy refuses it, so that no rule meets a document an upstream parser might read
-    /// otherwise.
-    pub fn is_invalid_json(&self, content_type: Option<&[u8]>) -> bool {
-        self.whole_json(content_type) && self.parsed(content_type).is_none()
-    }
-
-    fn whole_json(&self, content_type: Option<&[u8]>) -> bool {
+    /// `input.parsed_body`: a complete, non-empty body sent as JSON (`application/json`, or a
+    /// type ending in `+json`, as its `content-type` says), parsed; `None` for any other.
+    /// [`InvalidJson`] when it says JSON and is not one JSON document (two documents, deeper
+    /// than the parser goes, a number out of range, not UTF-8...): refused, as OPA-Envoy
+    /// refuses it, so that no rule meets a document an upstream parser might read otherwise.
+    pub fn json(&self, content_type: Option<&[u8]>) -> Result<Option<PolicyValue>, InvalidJson> {
         let Some(media_type) = content_type.and_then(|value| std::str::from_utf8(value).ok())
         else {
-            return false;
+            return Ok(None);
         };
         let media_type = media_type
             .split(';')
@@ -89,9 +77,20 @@ impl RequestBody {
             .trim()
             .to_ascii_lowercase();
         let json = media_type == "application/json" || media_type.ends_with("+json");
-        json && !self.truncated && !self.bytes.is_empty()
+        if !json || self.truncated || self.bytes.is_empty() {
+            return Ok(None);
+        }
+        std::str::from_utf8(&self.bytes)
+            .ok()
+            .and_then(|text| PolicyValue::from_json_str(text).ok())
+            .map(Some)
+            .ok_or(InvalidJson)
     }
 }
+
+/// A body its `content-type` says is JSON, which is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidJson;
 
 /// One end of the connection, as OPA-Envoy's input has it (Envoy's `AttributeContext.Peer`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -174,6 +173,14 @@ pub struct RequestLine {
 }
 
 impl RequestFacts {
+    /// `input.parsed_body` of this request (see [`RequestBody::json`]).
+    pub fn parsed_body(&self) -> Result<Option<PolicyValue>, InvalidJson> {
+        match &self.body {
+            Some(body) => body.json(self.header("content-type")),
+            None => Ok(None),
+        }
+    }
+
     /// First value of a header, by exact (lower-case) name.
     pub fn header(&self, name: &str) -> Option<&[u8]> {
         self.headers
@@ -325,8 +332,8 @@ pub struct RequestInput<'a> {
     /// The agent's object ([`agent_input`], or remembered by [`AgentInputs`]).
     pub agent: AgentObject,
     pub grants: &'a [Grant],
-    /// `input.parsed_body`, parsed once when first read.
-    pub parsed_body: OnceCell<Option<PolicyValue>>,
+    /// `input.parsed_body` ([`RequestFacts::parsed_body`], parsed once by the caller).
+    pub parsed_body: Option<PolicyValue>,
 }
 
 /// The objects of `input` that [`RequestInput`] makes field by field (in the order of
@@ -402,13 +409,7 @@ impl RequestInput<'_> {
                 .collect::<Vec<_>>()
                 .into(),
             (Level::Input, "now_ns") => PolicyValue::from(self.facts.now_ns),
-            (Level::Input, "parsed_body") => self
-                .parsed_body
-                .get_or_init(|| {
-                    let body = self.facts.body.as_ref()?;
-                    body.parsed(self.facts.header("content-type"))
-                })
-                .clone()?,
+            (Level::Input, "parsed_body") => self.parsed_body.clone()?,
             (Level::Input, "truncated_body") => {
                 PolicyValue::from(self.facts.body.as_ref()?.truncated)
             }
@@ -1146,7 +1147,7 @@ mod tests {
         let whole = body(br#"{"method": "tools/call"}"#, 100);
         assert_eq!(whole.text(), Some(r#"{"method": "tools/call"}"#));
         assert_eq!(
-            whole.parsed(json),
+            whole.json(json).ok().flatten(),
             Some(PolicyValue::from(json!({"method": "tools/call"})))
         );
         for content_type in [
@@ -1155,13 +1156,17 @@ mod tests {
             " application/json ",
         ] {
             assert!(
-                whole.parsed(Some(content_type.as_bytes())).is_some(),
+                whole
+                    .json(Some(content_type.as_bytes()))
+                    .ok()
+                    .flatten()
+                    .is_some(),
                 "{content_type}"
             );
         }
         for content_type in [None, Some("text/plain"), Some("application/jsonx")] {
             assert_eq!(
-                whole.parsed(content_type.map(str::as_bytes)),
+                whole.json(content_type.map(str::as_bytes)).ok().flatten(),
                 None,
                 "{content_type:?}"
             );
@@ -1170,14 +1175,14 @@ mod tests {
         // document the upstream gets).
         let cut = body(br#"{"method": "tools/call"}"#, 10);
         assert_eq!((cut.text(), cut.truncated), (Some(r#"{"method":"#), true));
-        assert_eq!(cut.parsed(json), None);
+        assert_eq!(cut.json(json).ok().flatten(), None);
         // A cut through a character leaves it out; bytes that are no UTF-8 give no text.
         assert_eq!(body("caf\u{e9}".as_bytes(), 4).text(), Some("caf"));
         assert_eq!(body(b"caf\xff", 100).text(), None);
-        assert_eq!(body(b"{not json", 100).parsed(json), None);
+        assert_eq!(body(b"{not json", 100).json(json).ok().flatten(), None);
         // Declared JSON that is not one document is refused; anything else is the policy's.
         for text in [&b"{not json"[..], b"{}{}", b"{\"n\": 1e400}", b"caf\xff"] {
-            assert!(body(text, 100).is_invalid_json(json), "{text:?}");
+            assert!(body(text, 100).json(json).is_err(), "{text:?}");
         }
         for (text, content_type) in [
             (&b"{not json"[..], None),
@@ -1185,13 +1190,16 @@ mod tests {
             (b"{\"a\": 12345}", json),
         ] {
             assert!(
-                !body(text, 8).is_invalid_json(content_type),
+                body(text, 8).json(content_type).is_ok(),
                 "{text:?}: cut, empty or not JSON"
             );
         }
         // Deeper than the JSON parser goes: no value, no panic.
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-        assert_eq!(body(deep.as_bytes(), 1 << 20).parsed(json), None);
+        assert_eq!(
+            body(deep.as_bytes(), 1 << 20).json(json).ok().flatten(),
+            None
+        );
     }
 
     #[test]
@@ -1276,7 +1284,7 @@ mod tests {
                 json: None,
             },
             grants: std::slice::from_ref(&grant),
-            parsed_body: OnceCell::new(),
+            parsed_body: facts.parsed_body().unwrap_or_default(),
         };
         check(&input)
     }
@@ -1444,7 +1452,7 @@ mod tests {
                     value: made.agent.value.clone(),
                     json: AgentObject::json_of(&made.agent.value),
                 },
-                parsed_body: OnceCell::new(),
+                parsed_body: made.parsed_body.clone(),
                 ..*made
             };
             assert!(kept.agent.json.is_some());

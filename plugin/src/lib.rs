@@ -321,10 +321,16 @@ impl ChaperoneFilter {
             .unwrap_or_default()
     }
 
-    /// Counts taken for a request held for its body, given back when it is decided.
-    fn restore_cache_stats(&self, stats: CacheStats) {
+    /// A request held for its body is counted once: its token lookups from its headers
+    /// (`token_stats`), its verdict lookups from its decision with the body, if it had one.
+    fn count_held_request(&self, token_stats: CacheStats) {
+        let with_body = self.take_cache_stats();
         if let Ok(mut runtime) = self.active.runtime.try_borrow_mut() {
-            runtime.cache_stats = stats;
+            runtime.cache_stats = CacheStats {
+                decision_hits: with_body.decision_hits,
+                decision_misses: with_body.decision_misses,
+                ..token_stats
+            };
         }
     }
 
@@ -337,12 +343,8 @@ impl ChaperoneFilter {
                 &awaiting.facts,
                 Reason::RequestBodyIncomplete,
             );
-            self.restore_cache_stats(awaiting.token_stats);
-            decision.record.seq = awaiting.seq;
-            decision
-                .record
-                .labels
-                .insert("instance".to_owned(), self.vm.instance.clone());
+            self.count_held_request(awaiting.token_stats);
+            self.stamp(&mut decision, awaiting.seq);
             self.publish(&decision);
             self.account(&mut decision, host::now_ns());
         }
@@ -394,7 +396,7 @@ impl HttpContext for ChaperoneFilter {
         };
         if self.rewrite(&rewrite).is_err() {
             let mut decision = first;
-            decision.record.seq = seq;
+            self.stamp(&mut decision, seq);
             let action = self.fail_closed(&mut decision);
             self.account(&mut decision, started_ns);
             return action;
@@ -444,7 +446,7 @@ impl HttpContext for ChaperoneFilter {
                 &awaiting.facts,
                 Reason::AnsweredBeforeDecision,
             );
-            self.restore_cache_stats(awaiting.token_stats);
+            self.count_held_request(awaiting.token_stats);
             return self.conclude(decision, host::now_ns(), awaiting.seq);
         }
         if let Some(decision_id) = &self.allowed_decision_id {
@@ -467,14 +469,19 @@ impl ChaperoneFilter {
 
     /// Applies and accounts for a decision.
     fn conclude(&mut self, mut decision: Decision, started_ns: u64, seq: u64) -> Action {
+        self.stamp(&mut decision, seq);
+        let action = self.apply(&mut decision);
+        self.account(&mut decision, started_ns);
+        action
+    }
+
+    /// What the plugin adds to a record: the request's sequence number and the VM's instance.
+    fn stamp(&self, decision: &mut Decision, seq: u64) {
         decision.record.seq = seq;
         decision
             .record
             .labels
             .insert("instance".to_owned(), self.vm.instance.clone());
-        let action = self.apply(&mut decision);
-        self.account(&mut decision, started_ns);
-        action
     }
 
     /// The headers of a request held for its body, rewritten for its verified agent.
@@ -508,12 +515,7 @@ impl ChaperoneFilter {
         let mut decision = self.decide(&facts, started_ns);
         decision.strip_headers.clear();
         decision.upstream_headers.clear();
-        let with_body = self.take_cache_stats();
-        self.restore_cache_stats(CacheStats {
-            decision_hits: with_body.decision_hits,
-            decision_misses: with_body.decision_misses,
-            ..awaiting.token_stats
-        });
+        self.count_held_request(awaiting.token_stats);
         self.conclude(decision, started_ns, awaiting.seq)
     }
 
